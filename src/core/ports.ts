@@ -1,0 +1,101 @@
+/**
+ * The seams between the platform adapters and the platform-free conversation core.
+ *
+ * Owns: the small interfaces a platform (Discord, Telegram, the terminal playground) implements
+ * so the core can show a streamed reply, and the request/answer shapes the adapters send into
+ * the core. Nothing here knows an SDK: adapters translate their events into these calls.
+ */
+import type { Correction } from "./alignment.ts";
+
+export type { Correction };
+
+/** Who did something, as the platform reports it. Permissions and trust are decided in the core. */
+export interface Actor {
+  platform: string;
+  /** Platform user id (string form). */
+  userId: string;
+  /** Shown in logs and admin listings only. */
+  displayName?: string;
+  /** Platform role ids (Discord roles; Telegram: "administrator"/"creator" for chat admins). */
+  roles?: string[];
+}
+
+/** Where a conversation lives: the model's context is the history of this thread. */
+export interface ThreadRef {
+  platform: string;
+  /** Guild channel / Telegram chat id. */
+  chatId: string;
+  /** Discord thread id, Telegram forum topic id, or the chatId itself for plain chats/DMs. */
+  threadId: string;
+}
+
+/**
+ * What a platform offers to show one streamed reply. The core decides when to edit (throttle,
+ * only when changed) and where to split; the surface only talks to the platform.
+ */
+export interface ReplySurface {
+  /** Longest text one message may hold here (Discord 2000, Telegram 4096). */
+  readonly maxMessageLength: number;
+  /** Minimum time between two edits of the same message, in ms (about 1000). */
+  readonly minEditIntervalMs: number;
+  /** Sends a new message and returns its platform message id. */
+  send(text: string): Promise<string>;
+  /** Replaces the text of a message this surface sent. */
+  edit(messageId: string, text: string): Promise<void>;
+}
+
+/**
+ * Thrown by a surface when the message or chat is gone for good (deleted message, bot removed
+ * from the chat): the core stops the generation cleanly instead of retrying.
+ */
+export class SurfaceGoneError extends Error {
+  override readonly name = "SurfaceGoneError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export interface AskRequest {
+  thread: ThreadRef;
+  actor: Actor;
+  /** The question as the user wrote it (mention stripped). */
+  text: string;
+  /** Platform id of the user's message (duplicates of the same message start nothing). */
+  sourceMessageId: string;
+  surface: ReplySurface;
+}
+
+export interface StopRequest {
+  platform: string;
+  /** Any message id of the reply (a reply may span several messages). */
+  messageId: string;
+  actor: Actor;
+}
+
+export interface CorrectRequest {
+  thread: ThreadRef;
+  actor: Actor;
+  /** The bot message replied to; absent for "the next message in the thread". */
+  replyToMessageId?: string;
+  correction: Correction;
+  /** Platform id of the correction message: the same message is stored once. */
+  messageId: string;
+  /** Where to show the corrected, resumed reply. */
+  surface: ReplySurface;
+}
+
+export interface AcceptRequest {
+  platform: string;
+  messageId: string;
+  actor: Actor;
+}
+
+/**
+ * What the core answers. `notice` is a short text the adapter may show to the actor alone
+ * (ephemeral on Discord, a reply on Telegram) — undefined means say nothing (e.g. a stranger's
+ * stop reaction is ignored silently).
+ */
+export interface Outcome {
+  ok: boolean;
+  notice?: string;
+}
