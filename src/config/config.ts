@@ -1,0 +1,190 @@
+/**
+ * Configuration: the schema, the files and the environment.
+ *
+ * Owns: loading `config/default.yaml`, then `config/local.yaml` (or `$STEERBOT_CONFIG`), then
+ * `STEERBOT_<SECTION>__<KEY>` environment variables; validating the result with zod so that a
+ * bad value is named by its key and the expected value; and reading secrets (bot tokens,
+ * DATABASE_URL) from the environment only — a secret in a file is refused, because config
+ * files get committed and pasted into issues.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { projectRoot } from "../engine/llama-source.ts";
+
+const who = z.object({ users: z.array(z.coerce.string()).default([]), roles: z.array(z.coerce.string()).default([]) }).strict();
+const rule = who.extend({ channels: z.array(z.coerce.string()).default([]) }).strict();
+const emoji = z.string().min(1).max(16);
+
+export const configSchema = z
+  .object({
+    store: z.object({ data_dir: z.string().min(1) }).strict(),
+    model: z
+      .object({
+        path: z.string().min(1),
+        threads: z.number().int().min(0).max(256),
+        context_size: z.number().int().min(256).max(1 << 20),
+        gpu: z.union([z.enum(["auto", "cuda", "vulkan", "metal"]), z.literal(false)]),
+      })
+      .strict(),
+    generation: z
+      .object({
+        max_tokens: z.number().int().min(1).max(1 << 16),
+        temperature: z.number().min(0).max(5),
+        system_prompt: z.string(),
+      })
+      .strict(),
+    stream: z.object({ edit_interval_ms: z.number().int().min(0).max(60_000) }).strict(),
+    steer: z
+      .object({
+        max_correction_chars: z.number().int().min(1).max(100_000),
+        per_user_per_minute: z.number().int().min(1),
+      })
+      .strict(),
+    permissions: z
+      .object({
+        ask: rule,
+        stop: rule,
+        steer: rule,
+        admins: who,
+        trusted: who,
+        default_trust: z.enum(["pending", "approved"]),
+      })
+      .strict(),
+    discord: z.object({ stop_emoji: emoji, accept_emoji: emoji }).strict(),
+    telegram: z.object({ stop_emoji: emoji, accept_emoji: emoji }).strict(),
+    training: z
+      .object({
+        schedule: z.string().min(9),
+        timezone: z.string().min(1),
+        min_new_steers: z.number().int().min(1),
+        objective: z.enum(["sft", "dpo", "sft+dpo"]),
+        rank: z.number().int().min(1).max(512),
+        alpha: z.number().positive(),
+        epochs: z.number().int().min(1).max(1000),
+        learning_rate: z.number().positive().max(1),
+        held_out_fraction: z.number().min(0).max(0.9),
+        min_improvement: z.number().min(0).max(1),
+      })
+      .strict(),
+    log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]) }).strict(),
+  })
+  .strict();
+
+export type AppConfig = z.infer<typeof configSchema>;
+
+/** Secrets, from the environment only; never written to logs. */
+export interface Secrets {
+  discordToken?: string;
+  telegramToken?: string;
+  databaseUrl?: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const SECRET_KEYS = ["token", "discord_token", "telegram_token", "database_url", "password"];
+
+type Tree = Record<string, unknown>;
+
+function isTree(v: unknown): v is Tree {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function merge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isTree(v) && isTree(out[k]) ? merge(out[k] as Tree, v) : v;
+  return out;
+}
+
+function readYaml(file: string): Tree {
+  let value: unknown;
+  try {
+    value = parseYaml(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new ConfigError(`${file}: not valid YAML (${(e as Error).message})`);
+  }
+  if (value == null) return {};
+  if (!isTree(value)) throw new ConfigError(`${file}: expected a mapping of settings at the top level`);
+  refuseSecrets(value, file, []);
+  return value;
+}
+
+function refuseSecrets(tree: Tree, file: string, at: string[]): void {
+  for (const [k, v] of Object.entries(tree)) {
+    if (SECRET_KEYS.includes(k.toLowerCase()))
+      throw new ConfigError(`${file}: ${[...at, k].join(".")} looks like a secret; set it in the environment (DISCORD_TOKEN, TELEGRAM_TOKEN, DATABASE_URL) instead of a file`);
+    if (isTree(v)) refuseSecrets(v, file, [...at, k]);
+  }
+}
+
+/** `STEERBOT_MODEL__THREADS=2` → `{ model: { threads: 2 } }`; values parsed as YAML scalars. */
+function fromEnv(env: NodeJS.ProcessEnv): Tree {
+  const out: Tree = {};
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith("STEERBOT_") || raw === undefined || name === "STEERBOT_CONFIG" || name === "STEERBOT_CACHE_DIR") continue;
+    const keys = name.slice("STEERBOT_".length).toLowerCase().split("__");
+    let node = out;
+    for (const k of keys.slice(0, -1)) node = (node[k] = isTree(node[k]) ? node[k] : {}) as Tree;
+    let value: unknown = raw;
+    try {
+      value = parseYaml(raw);
+    } catch {
+      /* keep the raw string */
+    }
+    node[keys.at(-1)!] = value;
+  }
+  return out;
+}
+
+export interface LoadOptions {
+  /** Extra settings layered last (tests, CLI flags). */
+  overrides?: Tree;
+  env?: NodeJS.ProcessEnv;
+  /** Directory holding default.yaml (default: the project's config/). */
+  configDir?: string;
+}
+
+export function loadConfig(opts: LoadOptions = {}): { config: AppConfig; secrets: Secrets } {
+  const env = opts.env ?? process.env;
+  const dir = opts.configDir ?? path.join(projectRoot, "config");
+  let tree = readYaml(path.join(dir, "default.yaml"));
+  const local = env.STEERBOT_CONFIG ?? path.join(dir, "local.yaml");
+  if (env.STEERBOT_CONFIG && !existsSync(local)) throw new ConfigError(`STEERBOT_CONFIG names ${local}, which does not exist`);
+  if (existsSync(local)) tree = merge(tree, readYaml(local));
+  tree = merge(tree, fromEnv(env));
+  if (opts.overrides) tree = merge(tree, opts.overrides);
+  const parsed = configSchema.safeParse(tree);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const key = i.path.join(".");
+      const got = i.path.reduce<unknown>((n, k) => (isTree(n) ? n[String(k)] : undefined), tree);
+      return `  ${key || "(top level)"}: ${i.message}${got !== undefined && !isTree(got) ? ` (got ${JSON.stringify(got)})` : ""}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  const secrets: Secrets = {
+    discordToken: env.DISCORD_TOKEN || undefined,
+    telegramToken: env.TELEGRAM_TOKEN || undefined,
+    databaseUrl: env.DATABASE_URL || undefined,
+  };
+  return { config: parsed.data, secrets };
+}
+
+/** A database URL safe to print: the password replaced by ***. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable database URL)";
+  }
+}
+
+/** The data directory as an absolute path (relative paths are taken from the working directory). */
+export function dataDir(config: AppConfig): string {
+  return path.resolve(config.store.data_dir);
+}

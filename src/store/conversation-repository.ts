@@ -1,0 +1,94 @@
+/**
+ * Conversations: threads, their messages and the generations (streamed replies) in them.
+ *
+ * Owns: every SQL statement on `threads`, `messages` and `generations`, including marking the
+ * generations a crash left `streaming` as `interrupted` at start.
+ */
+import type { Kysely } from "kysely";
+import type { ChatMessage } from "../core/steer-record.ts";
+import type { Database, GenerationRow, GenerationStatus, GenerationUpdate } from "./database.ts";
+
+export interface ThreadKey {
+  platform: string;
+  chatId: string;
+  threadId: string;
+}
+
+export class ConversationRepository {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async upsertThread(key: ThreadKey, createdBy?: string): Promise<number> {
+    const row = await this.db
+      .insertInto("threads")
+      .values({ platform: key.platform, chat_id: key.chatId, platform_thread_id: key.threadId, created_by: createdBy ?? null })
+      .onConflict((oc) => oc.constraint("threads_platform_unique").doUpdateSet({ platform: key.platform }))
+      .returning("id")
+      .executeTakeFirstOrThrow();
+    return row.id;
+  }
+
+  async addMessage(threadId: number, m: { role: ChatMessage["role"]; text: string; author?: string; platformMessageIds?: string[] }): Promise<number> {
+    const row = await this.db
+      .insertInto("messages")
+      .values({ thread_id: threadId, role: m.role, text: m.text, author: m.author ?? null, platform_message_ids: m.platformMessageIds ?? [] })
+      .returning("id")
+      .executeTakeFirstOrThrow();
+    return row.id;
+  }
+
+  /** The thread's history in order, as the model's context. */
+  async history(threadId: number, limit = 200): Promise<ChatMessage[]> {
+    const rows = await this.db.selectFrom("messages").select(["role", "text"]).where("thread_id", "=", threadId).orderBy("id", "desc").limit(limit).execute();
+    return rows.reverse().map((r) => ({ role: r.role, content: r.text }));
+  }
+
+  /**
+   * Creates a generation; returns undefined when this source message already started one
+   * (the platform delivered it twice).
+   */
+  async createGeneration(g: {
+    threadId: number;
+    contextMessages: ChatMessage[];
+    contextText: string;
+    modelFingerprint: string;
+    adapterId?: number | null;
+    sourceMessageId?: string;
+  }): Promise<GenerationRow | undefined> {
+    return this.db
+      .insertInto("generations")
+      .values({
+        thread_id: g.threadId,
+        context_messages: JSON.stringify(g.contextMessages),
+        context_text: g.contextText,
+        model_fingerprint: g.modelFingerprint,
+        adapter_id: g.adapterId ?? null,
+        source_message_id: g.sourceMessageId ?? null,
+      })
+      .onConflict((oc) => oc.columns(["thread_id", "source_message_id"]).where("source_message_id", "is not", null).doNothing())
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  async updateGeneration(id: number, set: GenerationUpdate, db: Kysely<Database> = this.db): Promise<void> {
+    await db.updateTable("generations").set(set).where("id", "=", id).execute();
+  }
+
+  async finishGeneration(id: number, status: GenerationStatus, finalText: string, timings: Record<string, number>): Promise<void> {
+    await this.updateGeneration(id, { status, final_text: finalText, timings: JSON.stringify(timings), finished_at: new Date() });
+  }
+
+  /** Generations left `streaming` by a previous process died with it. */
+  async markInterrupted(): Promise<number> {
+    const r = await this.db.updateTable("generations").set({ status: "interrupted", finished_at: new Date() }).where("status", "=", "streaming").executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async deleteMessagesByAuthor(platform: string, author: string, db: Kysely<Database> = this.db): Promise<number> {
+    const r = await db
+      .deleteFrom("messages")
+      .where("author", "=", author)
+      .where("thread_id", "in", (eb) => eb.selectFrom("threads").select("id").where("platform", "=", platform))
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The typed shape of the database (Kysely `Database` interface), one interface per table.
+ *
+ * Owns: the TypeScript view of the schema that `migrations/` creates. Ids are `integer`
+ * identities; token ids are `integer[]`; JSON columns are typed where their shape is ours.
+ */
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from "kysely";
+import type { ChatMessage } from "../core/steer-record.ts";
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json<T> = ColumnType<T, string | T, string | T>;
+type JsonWithDefault<T> = ColumnType<T, string | T | undefined, string | T>;
+
+export type TrustState = "approved" | "pending" | "rejected";
+export type GenerationStatus = "streaming" | "stopped" | "done" | "interrupted" | "failed";
+export type AdapterState = "candidate" | "active" | "retired" | "rejected";
+export type RunState = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "skipped";
+
+export interface UsersTable {
+  id: Generated<number>;
+  platform: string;
+  platform_user_id: string;
+  display_name: string | null;
+  trust: ColumnType<"default" | "trusted" | "blocked", "default" | "trusted" | "blocked" | undefined>;
+  opted_out: ColumnType<boolean, boolean | undefined>;
+  forgotten_at: Timestamp | null;
+  created_at: Generated<Date>;
+}
+
+export interface ThreadsTable {
+  id: Generated<number>;
+  platform: string;
+  chat_id: string;
+  platform_thread_id: string;
+  created_by: string | null;
+  created_at: Generated<Date>;
+}
+
+export interface MessagesTable {
+  id: Generated<number>;
+  thread_id: number;
+  role: "system" | "user" | "assistant";
+  author: string | null;
+  text: string;
+  platform_message_ids: ColumnType<string[], string[] | undefined>;
+  created_at: Generated<Date>;
+}
+
+export interface GenerationsTable {
+  id: Generated<number>;
+  thread_id: number;
+  context_messages: Json<ChatMessage[]>;
+  context_text: string;
+  model_fingerprint: string;
+  adapter_id: number | null;
+  status: ColumnType<GenerationStatus, GenerationStatus | undefined>;
+  final_text: string | null;
+  platform_message_ids: ColumnType<string[], string[] | undefined>;
+  source_message_id: string | null;
+  timings: JsonWithDefault<Record<string, number>>;
+  created_at: Generated<Date>;
+  finished_at: Timestamp | null;
+}
+
+export interface SteersTable {
+  id: Generated<number>;
+  generation_id: number | null;
+  ordinal: ColumnType<number, number | undefined>;
+  source: "bot" | "import";
+  context: Json<ChatMessage[]>;
+  prefix: string;
+  rejected: string;
+  chosen: string;
+  prefix_tokens: number[] | null;
+  rejected_tokens: number[] | null;
+  chosen_tokens: number[] | null;
+  divergence_char: number | null;
+  divergence_token: number | null;
+  shown_chars: number | null;
+  shown_tokens: number | null;
+  form: string | null;
+  model_fingerprint: string | null;
+  platform: string | null;
+  author: string | null;
+  correction_message_id: string | null;
+  trust_state: ColumnType<TrustState, TrustState | undefined>;
+  content_hash: string;
+  original_json: string | null;
+  created_at: Generated<Date>;
+}
+
+export interface AdaptersTable {
+  id: Generated<number>;
+  version: string;
+  file_path: string;
+  sha256: string;
+  base_fingerprint: string;
+  training_run_id: number | null;
+  state: ColumnType<AdapterState, AdapterState | undefined>;
+  metrics: JsonWithDefault<Record<string, unknown>>;
+  created_at: Generated<Date>;
+  activated_at: Timestamp | null;
+}
+
+export interface TrainingRunsTable {
+  id: Generated<number>;
+  trigger: "cron" | "command" | "cli";
+  requested_by: string | null;
+  objective: string;
+  hyperparameters: JsonWithDefault<Record<string, unknown>>;
+  steer_count: ColumnType<number, number | undefined>;
+  state: ColumnType<RunState, RunState | undefined>;
+  loss_curve: JsonWithDefault<{ step: number; loss: number }[]>;
+  eval_before: JsonWithDefault<Record<string, unknown> | null>;
+  eval_after: JsonWithDefault<Record<string, unknown> | null>;
+  log_tail: string | null;
+  error: string | null;
+  started_at: Generated<Date>;
+  finished_at: Timestamp | null;
+}
+
+export interface Database {
+  users: UsersTable;
+  threads: ThreadsTable;
+  messages: MessagesTable;
+  generations: GenerationsTable;
+  steers: SteersTable;
+  adapters: AdaptersTable;
+  training_runs: TrainingRunsTable;
+}
+
+export type SteerRow = Selectable<SteersTable>;
+export type NewSteer = Insertable<SteersTable>;
+export type GenerationRow = Selectable<GenerationsTable>;
+export type GenerationUpdate = Updateable<GenerationsTable>;
+export type AdapterRow = Selectable<AdaptersTable>;
+export type UserRow = Selectable<UsersTable>;

@@ -1,0 +1,79 @@
+/**
+ * Opening the database: embedded PGlite by default, a PostgreSQL server through `pg` when
+ * DATABASE_URL is set, and the migrations from `migrations/` applied on both.
+ *
+ * Owns: dialect choice, connection lifetime and migration. Why PGlite by default: a fresh
+ * machine runs `npm start` with no server to install, and the very same SQL and migrations run
+ * on it as on Postgres, so nothing is tested twice in two dialects.
+ */
+import { promises as fs, mkdirSync } from "node:fs";
+import path from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { Kysely, PGliteDialect, PostgresDialect } from "kysely";
+import { FileMigrationProvider, Migrator, type MigrationResultSet } from "kysely/migration";
+import pg from "pg";
+import { projectRoot } from "../engine/llama-source.ts";
+import type { Database } from "./database.ts";
+
+export interface DatabaseTarget {
+  /** postgres://… ; when absent, PGlite under dataDir. */
+  databaseUrl?: string;
+  /** Directory of the embedded database (PGlite). `memory://` keeps it in memory. */
+  dataDir: string;
+}
+
+export interface OpenedDatabase {
+  db: Kysely<Database>;
+  kind: "postgres" | "pglite";
+  /** Where the data lives, safe to print (no password). */
+  location: string;
+}
+
+export class StoreError extends Error {
+  override readonly name = "StoreError";
+}
+
+// int8 (count(*), sums) as JS numbers: our counts never approach 2^53.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+export async function openDatabase(target: DatabaseTarget): Promise<OpenedDatabase> {
+  if (target.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: target.databaseUrl, max: 10 });
+    try {
+      const c = await pool.connect();
+      c.release();
+    } catch (e) {
+      await pool.end().catch(() => {});
+      const u = new URL(target.databaseUrl);
+      throw new StoreError(
+        `cannot connect to PostgreSQL at ${u.hostname}:${u.port || 5432}/${u.pathname.slice(1)}: ${(e as Error).message}. ` +
+          `Check that the server runs and DATABASE_URL is right, or unset DATABASE_URL to use the embedded database.`,
+      );
+    }
+    const u = new URL(target.databaseUrl);
+    return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), kind: "postgres", location: `postgres://${u.host}${u.pathname}` };
+  }
+  const dir = target.dataDir === "memory://" ? undefined : path.resolve(target.dataDir, "pglite");
+  if (dir) mkdirSync(dir, { recursive: true });
+  let pglite: PGlite;
+  try {
+    pglite = dir ? await PGlite.create(dir) : await PGlite.create();
+  } catch (e) {
+    throw new StoreError(`cannot open the embedded database in ${dir}: ${(e as Error).message}`);
+  }
+  return { db: new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) }), kind: "pglite", location: dir ?? "memory" };
+}
+
+/** Applies every pending migration; throws with the failing migration's name. */
+export async function migrateToLatest(db: Kysely<Database>): Promise<MigrationResultSet> {
+  const migrator = new Migrator({
+    db,
+    provider: new FileMigrationProvider({ fs, path, migrationFolder: path.join(projectRoot, "migrations") }),
+  });
+  const result = await migrator.migrateToLatest();
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === "Error")?.migrationName ?? "(unknown)";
+    throw new StoreError(`migration ${failed} failed: ${(result.error as Error).message ?? String(result.error)}`);
+  }
+  return result;
+}

@@ -1,0 +1,130 @@
+/**
+ * Steers: the localized preference pairs everything else exists to collect.
+ *
+ * Owns: every SQL statement on `steers` — storing a bot steer, importing JSONL records once
+ * (content hash), exporting them, the pending-review queue and forgetting an author.
+ */
+import { createHash } from "node:crypto";
+import type { Kysely } from "kysely";
+import type { SteerRecord } from "../core/steer-record.ts";
+import type { Database, NewSteer, SteerRow, TrustState } from "./database.ts";
+
+export interface ImportOutcome {
+  stored: number;
+  duplicates: number;
+}
+
+export function contentHash(json: string): string {
+  return createHash("sha256").update(json).digest("hex");
+}
+
+export class SteerRepository {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Stores imported records (approved: whoever runs the CLI is an admin). A record already
+   * imported — same JSON text — is skipped, so importing a file twice stores nothing twice.
+   * All records go in one transaction: an import is stored whole or not at all.
+   */
+  async importRecords(records: SteerRecord[]): Promise<ImportOutcome> {
+    if (records.length === 0) return { stored: 0, duplicates: 0 };
+    return this.db.transaction().execute(async (tx) => {
+      let stored = 0;
+      for (const r of records) {
+        const json = JSON.stringify(r);
+        const row = await tx
+          .insertInto("steers")
+          .values({
+            source: "import",
+            context: JSON.stringify(r.context),
+            prefix: r.prefix,
+            rejected: r.rejected,
+            chosen: r.chosen,
+            prefix_tokens: null,
+            rejected_tokens: null,
+            chosen_tokens: null,
+            divergence_char: r.prefix.length,
+            divergence_token: null,
+            shown_chars: null,
+            shown_tokens: null,
+            form: null,
+            model_fingerprint: null,
+            generation_id: null,
+            platform: null,
+            author: typeof r.author === "string" ? r.author : null,
+            correction_message_id: null,
+            trust_state: "approved",
+            content_hash: contentHash(json),
+            original_json: json,
+          })
+          .onConflict((oc) => oc.column("content_hash").where("source", "=", "import").doNothing())
+          .returning("id")
+          .executeTakeFirst();
+        if (row) stored++;
+      }
+      return { stored, duplicates: records.length - stored };
+    });
+  }
+
+  /**
+   * Stores one steer collected by a bot. Returns undefined when this correction message was
+   * stored before (a platform delivered the same event twice).
+   */
+  async insert(steer: Omit<NewSteer, "content_hash" | "source">, db: Kysely<Database> = this.db): Promise<SteerRow | undefined> {
+    const hash = contentHash(JSON.stringify([steer.platform, steer.correction_message_id, steer.prefix, steer.chosen]));
+    return db
+      .insertInto("steers")
+      .values({ ...steer, source: "bot", content_hash: hash })
+      .onConflict((oc) => oc.constraint("steers_correction_unique").doNothing())
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  async findByCorrection(platform: string, messageId: string): Promise<SteerRow | undefined> {
+    return this.db.selectFrom("steers").selectAll().where("platform", "=", platform).where("correction_message_id", "=", messageId).executeTakeFirst();
+  }
+
+  async list(opts: { states?: TrustState[]; limit?: number; afterId?: number } = {}): Promise<SteerRow[]> {
+    let q = this.db.selectFrom("steers").selectAll().orderBy("id");
+    if (opts.states?.length) q = q.where("trust_state", "in", opts.states);
+    if (opts.afterId !== undefined) q = q.where("id", ">", opts.afterId);
+    if (opts.limit !== undefined) q = q.limit(opts.limit);
+    return q.execute();
+  }
+
+  async setTrust(id: number, state: TrustState): Promise<SteerRow | undefined> {
+    return this.db.updateTable("steers").set({ trust_state: state }).where("id", "=", id).returningAll().executeTakeFirst();
+  }
+
+  async countByState(): Promise<Record<TrustState, number>> {
+    const rows = await this.db.selectFrom("steers").select(["trust_state"]).select((eb) => eb.fn.countAll<number>().as("n")).groupBy("trust_state").execute();
+    const out: Record<TrustState, number> = { approved: 0, pending: 0, rejected: 0 };
+    for (const r of rows) out[r.trust_state] = Number(r.n);
+    return out;
+  }
+
+  async countApprovedSince(since: Date | null): Promise<number> {
+    let q = this.db.selectFrom("steers").select((eb) => eb.fn.countAll<number>().as("n")).where("trust_state", "=", "approved");
+    if (since) q = q.where("created_at", ">", since);
+    return Number((await q.executeTakeFirstOrThrow()).n);
+  }
+
+  /** Deletes every steer a user authored on a platform; returns how many. */
+  async deleteByAuthor(platform: string, author: string, db: Kysely<Database> = this.db): Promise<number> {
+    const r = await db.deleteFrom("steers").where("platform", "=", platform).where("author", "=", author).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  /** The interchange form of a stored steer (imported ones come back exactly as imported). */
+  static toRecord(row: SteerRow): SteerRecord {
+    if (row.original_json) return JSON.parse(row.original_json) as SteerRecord;
+    const record: SteerRecord = { context: row.context, prefix: row.prefix, rejected: row.rejected, chosen: row.chosen, id: `steerbot:${row.id}` };
+    if (row.author) record.author = row.platform ? `${row.platform}:${row.author}` : row.author;
+    return record;
+  }
+
+  /** JSON text of the interchange form; for imported steers the very line that was imported. */
+  static toJsonLine(row: SteerRow): string {
+    return row.original_json ?? JSON.stringify(SteerRepository.toRecord(row));
+  }
+}

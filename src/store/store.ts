@@ -1,0 +1,52 @@
+/**
+ * The store: one object that opens the database, migrates it and hands out the repositories.
+ *
+ * Owns: the database lifetime. All SQL of steerbot lives in this folder; the rest of the code
+ * talks to repositories.
+ */
+import type { Kysely } from "kysely";
+import type { Database } from "./database.ts";
+import { ConversationRepository } from "./conversation-repository.ts";
+import { migrateToLatest, openDatabase, type DatabaseTarget } from "./open-database.ts";
+import { SteerRepository } from "./steer-repository.ts";
+import { UserRepository } from "./user-repository.ts";
+
+export class Store {
+  readonly steers: SteerRepository;
+  readonly conversations: ConversationRepository;
+  readonly users: UserRepository;
+
+  private constructor(
+    readonly db: Kysely<Database>,
+    readonly kind: "postgres" | "pglite",
+    readonly location: string,
+  ) {
+    this.steers = new SteerRepository(db);
+    this.conversations = new ConversationRepository(db);
+    this.users = new UserRepository(db);
+  }
+
+  /** Opens the database and applies pending migrations (steerbot migrates at every start). */
+  static async open(target: DatabaseTarget, opts: { migrate?: boolean } = {}): Promise<Store> {
+    const { db, kind, location } = await openDatabase(target);
+    const store = new Store(db, kind, location);
+    if (opts.migrate !== false) {
+      try {
+        await migrateToLatest(db);
+      } catch (e) {
+        await db.destroy();
+        throw e;
+      }
+    }
+    return store;
+  }
+
+  /** Runs fn in one transaction: a steer and the generation it changes are written together or not at all. */
+  transaction<T>(fn: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute(fn);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
