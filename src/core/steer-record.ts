@@ -60,7 +60,9 @@ export function parseSteerJsonl(text: string): ParsedSteers {
       result.errors.push({ line, reason: `${where}: ${issue.message}` });
       return;
     }
-    result.steers.push({ line, steer: parsed.data as SteerRecord });
+    // Keep the object as written (key order included), not zod's copy: export must give back
+    // exactly what was imported.
+    result.steers.push({ line, steer: value as SteerRecord });
   });
   return result;
 }

@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { ConfigError, loadConfig, redactUrl } from "../../src/config/config.ts";
+
+describe("config", () => {
+  it("loads the documented defaults", () => {
+    const { config, secrets } = loadConfig({ env: {} });
+    assert.equal(config.store.data_dir, "./data");
+    assert.equal(config.model.threads, 0);
+    assert.equal(config.discord.stop_emoji, "🛑");
+    assert.deepEqual(secrets, { discordToken: undefined, telegramToken: undefined, databaseUrl: undefined });
+  });
+
+  it("layers a local file and STEERBOT_ env variables", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
+    const local = path.join(dir, "local.yaml");
+    writeFileSync(local, "model:\n  threads: 3\ngeneration:\n  temperature: 0.1\n");
+    const { config } = loadConfig({ env: { STEERBOT_CONFIG: local, STEERBOT_MODEL__THREADS: "2", STEERBOT_PERMISSIONS__ADMINS__USERS: "[42, 43]" } });
+    assert.equal(config.model.threads, 2);
+    assert.equal(config.generation.temperature, 0.1);
+    assert.deepEqual(config.permissions.admins.users, ["42", "43"]);
+  });
+
+  it("names the bad key and the expected value", () => {
+    assert.throws(
+      () => loadConfig({ env: { STEERBOT_MODEL__THREADS: "many" } }),
+      (e: Error) => e instanceof ConfigError && /model\.threads: .*expected number.*got "many"/.test(e.message),
+    );
+    assert.throws(
+      () => loadConfig({ env: { STEERBOT_TRAINING__OBJECTIVE: "ppo" } }),
+      (e: Error) => e instanceof ConfigError && /training\.objective: .*"sft"/.test(e.message),
+    );
+    assert.throws(() => loadConfig({ env: { STEERBOT_MODEL__TYPO: "1" } }), (e: Error) => e instanceof ConfigError && /model: .*typo/i.test(e.message));
+  });
+
+  it("refuses secrets in files and takes them from the environment", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
+    const local = path.join(dir, "local.yaml");
+    writeFileSync(local, "discord:\n  token: abc\n");
+    assert.throws(() => loadConfig({ env: { STEERBOT_CONFIG: local } }), /discord\.token looks like a secret/);
+    const { secrets } = loadConfig({ env: { DISCORD_TOKEN: "d", TELEGRAM_TOKEN: "t", DATABASE_URL: "postgres://u:p@h/db" } });
+    assert.deepEqual(secrets, { discordToken: "d", telegramToken: "t", databaseUrl: "postgres://u:p@h/db" });
+    assert.equal(redactUrl("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+  });
+
+  it("says so when STEERBOT_CONFIG names a missing file", () => {
+    assert.throws(() => loadConfig({ env: { STEERBOT_CONFIG: "/nonexistent/x.yaml" } }), /does not exist/);
+  });
+});

@@ -1,0 +1,64 @@
+/**
+ * Test harness: a fake Bot API, a real grammY-based TelegramBot pointed at it, and a core.
+ *
+ * Owns: starting and closing the three together, fast test timings, and a log that records
+ * lines so tests can assert "logged, did not crash".
+ */
+import { FakeBotApi, makeUser, type FakeBotApiOptions } from "../../fakes/telegram/fake-bot-api.ts";
+import { TelegramBot } from "../../../src/platforms/telegram/telegram-bot.ts";
+import type { TelegramConfig } from "../../../src/platforms/telegram/telegram-config.ts";
+import type { TelegramCore } from "../../../src/platforms/telegram/telegram-core-port.ts";
+import type { TelegramLog } from "../../../src/platforms/telegram/telegram-log.ts";
+
+export interface LogLine {
+  level: string;
+  obj: object;
+  msg?: string;
+}
+
+export function recordingLog(lines: LogLine[], echo = process.env.TELEGRAM_TEST_LOG === "1"): TelegramLog {
+  const at = (level: string) => (obj: object, msg?: string) => {
+    lines.push({ level, obj, msg });
+    if (echo) console.error(level, msg, JSON.stringify(obj));
+  };
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+}
+
+export interface Harness<C extends TelegramCore> {
+  fake: FakeBotApi;
+  bot: TelegramBot;
+  core: C;
+  logs: LogLine[];
+  close(): Promise<void>;
+}
+
+/** Fast timings: edits every 100 ms, no chat pacing, 1 s long polls. */
+export const FAST: Partial<TelegramConfig> = { minEditIntervalMs: 100, chatMinIntervalMs: 0, pollTimeoutSeconds: 1 };
+
+export async function startHarness<C extends TelegramCore>(
+  core: C,
+  opts: { config?: Partial<TelegramConfig>; fake?: FakeBotApiOptions; start?: boolean } = {},
+): Promise<Harness<C>> {
+  const fake = await new FakeBotApi(opts.fake).start();
+  const logs: LogLine[] = [];
+  const bot = new TelegramBot({ token: fake.token, core, config: { ...FAST, ...opts.config }, log: recordingLog(logs), apiRoot: fake.apiRoot });
+  if (opts.start !== false) await bot.start();
+  return {
+    fake,
+    bot,
+    core,
+    logs,
+    async close() {
+      await bot.stop(5_000);
+      await fake.close();
+    },
+  };
+}
+
+export const alice = makeUser(101, "Alice");
+export const bob = makeUser(102, "Bob");
+export const admin = makeUser(900, "Admin");
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

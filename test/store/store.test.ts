@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { parseSteerJsonl, type SteerRecord } from "../../src/core/steer-record.ts";
+import { migrateToLatest } from "../../src/store/open-database.ts";
+import { SteerRepository } from "../../src/store/steer-repository.ts";
+import { Store } from "../../src/store/store.ts";
+import { freshDatabase, type TestDatabase } from "../helpers/databases.ts";
+
+const sample: SteerRecord[] = [
+  { context: [{ role: "user", content: "What colour is the sky?" }], prefix: "The sky is ", rejected: "green.", chosen: "blue.", id: "a1" },
+  { context: [{ role: "system", content: "Be brief." }, { role: "user", content: "日本の首都は？" }], prefix: "首都は", rejected: "大阪です。", chosen: "東京です。🗼" },
+];
+
+for (const kind of ["postgres", "pglite"] as const) {
+  describe(`store on ${kind}`, () => {
+    let tdb: TestDatabase;
+    let store: Store;
+    before(async () => {
+      tdb = await freshDatabase(kind);
+      store = await Store.open(tdb.target);
+    });
+    after(async () => {
+      await store?.close();
+      await tdb?.drop();
+    });
+
+    it("migrates up from empty and is idempotent", async () => {
+      const again = await migrateToLatest(store.db);
+      assert.deepEqual(again.results, []);
+      const tables = await store.db.introspection.getTables();
+      const names = tables.map((t) => t.name).filter((n) => !n.startsWith("kysely_")).sort();
+      assert.deepEqual(names, ["adapters", "generations", "messages", "steers", "threads", "training_runs", "users"]);
+    });
+
+    it("stores a bot steer with token arrays and reads them back", async () => {
+      const threadId = await store.conversations.upsertThread({ platform: "discord", chatId: "c1", threadId: "t1" }, "u1");
+      const gen = await store.conversations.createGeneration({
+        threadId,
+        contextMessages: [{ role: "user", content: "hi" }],
+        contextText: "<user>hi",
+        modelFingerprint: "sha256:abc",
+        sourceMessageId: "m1",
+      });
+      assert.ok(gen);
+      const steer = await store.steers.insert({
+        generation_id: gen.id,
+        ordinal: 0,
+        context: JSON.stringify([{ role: "user", content: "hi" }]),
+        prefix: "Hello ",
+        rejected: "wrld",
+        chosen: "world",
+        prefix_tokens: [9707, 220],
+        rejected_tokens: [86, 81, 507],
+        chosen_tokens: [14615],
+        divergence_char: 6,
+        divergence_token: 2,
+        shown_chars: 10,
+        shown_tokens: 5,
+        form: "overlap",
+        model_fingerprint: "sha256:abc",
+        platform: "discord",
+        author: "u1",
+        correction_message_id: "corr-1",
+        trust_state: "pending",
+        original_json: null,
+      });
+      assert.ok(steer);
+      const [row] = await store.steers.list({ states: ["pending"] });
+      assert.deepEqual(row!.prefix_tokens, [9707, 220]);
+      assert.deepEqual(row!.rejected_tokens, [86, 81, 507]);
+      assert.deepEqual(row!.chosen_tokens, [14615]);
+      assert.deepEqual(row!.context, [{ role: "user", content: "hi" }]);
+    });
+
+    it("stores the same platform correction message once", async () => {
+      const again = await store.steers.insert({
+        generation_id: null,
+        context: "[]",
+        prefix: "x",
+        rejected: "y",
+        chosen: "z",
+        prefix_tokens: null,
+        rejected_tokens: null,
+        chosen_tokens: null,
+        divergence_char: null,
+        divergence_token: null,
+        shown_chars: null,
+        shown_tokens: null,
+        form: null,
+        model_fingerprint: null,
+        platform: "discord",
+        author: "u1",
+        correction_message_id: "corr-1",
+        original_json: null,
+      });
+      assert.equal(again, undefined);
+      const count = await store.db.selectFrom("steers").select((eb) => eb.fn.countAll<number>().as("n")).where("correction_message_id", "=", "corr-1").executeTakeFirstOrThrow();
+      assert.equal(Number(count.n), 1);
+    });
+
+    it("starts one generation per platform source message", async () => {
+      const threadId = await store.conversations.upsertThread({ platform: "discord", chatId: "c1", threadId: "t1" });
+      const dup = await store.conversations.createGeneration({ threadId, contextMessages: [], contextText: "", modelFingerprint: "f", sourceMessageId: "m1" });
+      assert.equal(dup, undefined);
+    });
+
+    it("imports a file once and exports it back exactly", async () => {
+      const text = sample.map((s) => JSON.stringify(s)).join("\n") + "\n";
+      const parsed = parseSteerJsonl(text);
+      assert.equal(parsed.errors.length, 0);
+      const first = await store.steers.importRecords(parsed.steers.map((s) => s.steer));
+      assert.deepEqual(first, { stored: 2, duplicates: 0 });
+      const second = await store.steers.importRecords(parsed.steers.map((s) => s.steer));
+      assert.deepEqual(second, { stored: 0, duplicates: 2 });
+      const rows = await store.steers.list({ states: ["approved"] });
+      assert.equal(rows.length, 2);
+      assert.equal(rows.map((r) => SteerRepository.toJsonLine(r)).join("\n") + "\n", text);
+    });
+
+    it("marks streaming generations interrupted", async () => {
+      const n = await store.conversations.markInterrupted();
+      assert.equal(n, 1);
+      const g = await store.db.selectFrom("generations").select("status").executeTakeFirstOrThrow();
+      assert.equal(g.status, "interrupted");
+    });
+  });
+}
+
+describe("steer JSONL parser", () => {
+  it("reports bad lines by number with the reason and keeps the good ones", () => {
+    const text = [
+      JSON.stringify(sample[0]),
+      "{not json",
+      JSON.stringify({ context: [{ role: "robot", content: "x" }], prefix: "", rejected: "", chosen: "y" }),
+      "",
+      JSON.stringify({ context: [{ role: "user", content: "x" }], prefix: "", rejected: "a" }),
+      JSON.stringify({ context: [{ role: "user", content: "x" }], prefix: "", rejected: "a", chosen: "" }),
+    ].join("\n");
+    const out = parseSteerJsonl(text);
+    assert.equal(out.steers.length, 1);
+    assert.deepEqual(
+      out.errors.map((e) => e.line),
+      [2, 3, 5, 6],
+    );
+    assert.match(out.errors[0]!.reason, /not valid JSON/);
+    assert.match(out.errors[1]!.reason, /^context\.0\.role:/);
+    assert.match(out.errors[2]!.reason, /^chosen:/);
+    assert.match(out.errors[3]!.reason, /chosen must not be empty/);
+  });
+  it("keeps extra fields", () => {
+    const out = parseSteerJsonl(JSON.stringify({ ...sample[0], author: "me", extra: { a: 1 } }));
+    assert.equal(out.steers[0]!.steer.author, "me");
+    assert.deepEqual(out.steers[0]!.steer.extra, { a: 1 });
+  });
+});
