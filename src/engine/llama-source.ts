@@ -2,11 +2,12 @@
  * The llama.cpp source that node-llama-cpp ships as a git bundle.
  *
  * Owns: finding the bundled release (tag + commit) and checking it out once into
- * `.cache/llama.cpp/<tag>-<commit>/src` so that the fixture-model writer can read the real
+ * the build cache (`cacheDir`) so that the fixture-model writer can read the real
  * tokenizer vocabularies (`models/ggml-vocab-*.gguf`) and the native trainer can build from
  * the very same source node-llama-cpp's prebuilt libraries come from.
  */
 import { execFile } from "node:child_process";
+import os from "node:os";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -22,11 +23,18 @@ export interface LlamaRelease {
   bundlePath: string;
 }
 
-/** Repository root (where package.json lives); caches go under `<root>/.cache`. */
+/** Repository root (where package.json lives). */
 export const projectRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
 
+/**
+ * A directory under the build cache: `$STEERBOT_CACHE_DIR`, else `$XDG_CACHE_HOME/steerbot`,
+ * else `~/.cache/steerbot`. It lives outside the checkout on purpose: a fresh clone (CI, a new
+ * worktree) reuses the llama.cpp checkout, the native trainer build and the fixture models,
+ * each keyed by release + source hash, instead of spending minutes rebuilding them.
+ */
 export function cacheDir(...parts: string[]): string {
-  const dir = path.join(process.env.STEERBOT_CACHE_DIR ?? path.join(projectRoot, ".cache"), ...parts);
+  const root = process.env.STEERBOT_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "steerbot");
+  const dir = path.join(root, ...parts);
   mkdirSync(dir, { recursive: true });
   return dir;
 }
