@@ -148,6 +148,7 @@ export class FakeDiscord {
     const user = this.state.users.get(msg.authorId)!;
     this.#gateway.dispatch("MESSAGE_CREATE", {
       ...this.state.messageJSON(msg),
+      channel_type: this.state.channels.get(msg.channelId)?.type,
       ...(msg.guildId ? { member: this.state.memberJSON(user, false) } : {}),
     });
   }
@@ -254,7 +255,8 @@ export class FakeDiscord {
   async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     const method = req.method ?? "GET";
-    const path = url.pathname.replace(/^\/api\/v\d+/, "");
+    // "@original" / "@me" arrive percent-encoded.
+    const path = url.pathname.replace(/^\/api\/v\d+/, "").replace(/%40/gi, "@");
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     let body: any = undefined;
@@ -459,9 +461,11 @@ export class FakeDiscord {
           ephemeralFor: ephemeral ? it.userId : undefined,
         });
         it.originalMessageId = message.id;
-      } else if (type === 7 && it.sourceMessageId) {
+      } else if ((type === 6 || type === 7) && it.sourceMessageId) {
+        // Component interactions: "@original" is the message the button sits on.
         message = s.messages.get(it.sourceMessageId);
-        if (message) s.editMessage(message, data);
+        it.originalMessageId = it.sourceMessageId;
+        if (message && type === 7) s.editMessage(message, data);
       }
       if (url.searchParams.get("with_response") === "true") {
         return [

@@ -1,0 +1,156 @@
+/**
+ * Admin and privacy slash commands and their buttons on Discord.
+ *
+ * Owns: mapping `/retrain`, `/adapters`, `/status`, `/steers pending`, `/optout`, `/forget` to
+ * `core.admin.*`, the approve/reject buttons of pending steers and the confirmation button of
+ * `/forget`. Every answer is ephemeral: admin output and privacy actions are nobody else's
+ * business. Who may do what is decided by the core; a refusal is just its notice shown here.
+ */
+import {
+  ActionRowBuilder,
+  ButtonBuilder,
+  ButtonStyle,
+  MessageFlags,
+  type ButtonInteraction,
+  type ChatInputCommandInteraction,
+} from "discord.js";
+import { discordActor } from "./discord-actor.ts";
+import { customIds } from "./discord-commands.ts";
+import type { DiscordCore } from "./discord-core.ts";
+import type { DiscordLog } from "./discord-settings.ts";
+
+const STEERS_PER_MESSAGE = 5; // Discord allows 5 action rows per message: one row per steer.
+const PROGRESS_INTERVAL_MS = 1500;
+
+/** Maps admin commands and buttons to `core.admin.*`; answers only the person who asked. */
+export class DiscordAdminHandler {
+  readonly #core: DiscordCore;
+  readonly #log: DiscordLog;
+
+  constructor(core: DiscordCore, log: DiscordLog) {
+    this.#core = core;
+    this.#log = log;
+  }
+
+  async onCommand(interaction: ChatInputCommandInteraction): Promise<void> {
+    const actor = discordActor(interaction.user, interaction.member, interaction.guildId);
+    const admin = this.#core.admin;
+    // Deferring first: the core may take longer than Discord's 3 s to answer.
+    await interaction.deferReply({ flags: MessageFlags.Ephemeral });
+    switch (interaction.commandName) {
+      case "status":
+        return this.#show(interaction, await admin.status(actor));
+      case "optout":
+        return this.#show(interaction, await admin.optOut(actor));
+      case "adapters": {
+        const action = interaction.options.getString("action", true) as "list" | "activate" | "rollback";
+        const version = interaction.options.getString("version") ?? undefined;
+        return this.#show(interaction, await admin.adapters(actor, action, version));
+      }
+      case "retrain": {
+        let last = 0;
+        let pending: Promise<unknown> = Promise.resolve();
+        const outcome = await admin.retrain(actor, async (text) => {
+          const now = Date.now();
+          if (now - last < PROGRESS_INTERVAL_MS) return;
+          last = now;
+          pending = interaction.editReply({ content: text.slice(0, 2000) }).catch((err) => {
+            this.#log.warn({ err: String(err) }, "discord: could not show training progress");
+          });
+          await pending;
+        });
+        await pending;
+        return this.#show(interaction, outcome);
+      }
+      case "steers": {
+        const outcome = await admin.pendingSteers(actor);
+        if (!outcome.ok || !outcome.steers) return this.#show(interaction, outcome);
+        if (outcome.steers.length === 0) {
+          await interaction.editReply({ content: outcome.notice ?? "No steers are waiting for review." });
+          return;
+        }
+        const pages = chunk(outcome.steers, STEERS_PER_MESSAGE);
+        for (let i = 0; i < pages.length; i++) {
+          const page = pages[i];
+          const content = [
+            i === 0 ? (outcome.notice ?? `${outcome.steers.length} steer(s) waiting for review:`) : "",
+            ...page.map((s) => `• \`${s.id}\` ${oneLine(s.preview, 300)}`),
+          ]
+            .filter(Boolean)
+            .join("\n")
+            .slice(0, 2000);
+          const components = page.map((s) =>
+            new ActionRowBuilder<ButtonBuilder>().addComponents(
+              new ButtonBuilder().setCustomId(customIds.review("approve", s.id)).setLabel(`Approve ${short(s.id)}`).setStyle(ButtonStyle.Success),
+              new ButtonBuilder().setCustomId(customIds.review("reject", s.id)).setLabel(`Reject ${short(s.id)}`).setStyle(ButtonStyle.Danger),
+            ),
+          );
+          if (i === 0) await interaction.editReply({ content, components });
+          else await interaction.followUp({ content, components, flags: MessageFlags.Ephemeral });
+        }
+        return;
+      }
+      case "forget": {
+        const outcome = await admin.forget(actor, false);
+        const confirm = new ActionRowBuilder<ButtonBuilder>().addComponents(
+          new ButtonBuilder().setCustomId(customIds.forget(actor.userId)).setLabel("Yes, forget me").setStyle(ButtonStyle.Danger),
+        );
+        await interaction.editReply({
+          content: (outcome.notice ?? "Delete everything stored from you? This cannot be undone.").slice(0, 2000),
+          components: outcome.ok ? [confirm] : [],
+        });
+        return;
+      }
+      default:
+        await interaction.editReply({ content: `Unknown command /${interaction.commandName}.` });
+    }
+  }
+
+  async onButton(interaction: ButtonInteraction): Promise<void> {
+    const parsed = customIds.parse(interaction.customId);
+    if (!parsed) return; // not ours (another app's component on a shared message): say nothing
+    const actor = discordActor(interaction.user, interaction.member, interaction.guildId);
+    if (parsed.kind === "forget") {
+      if (parsed.userId !== actor.userId) {
+        await interaction.reply({ content: "This button is for someone else.", flags: MessageFlags.Ephemeral });
+        return;
+      }
+      await interaction.deferUpdate();
+      const outcome = await this.#core.admin.forget(actor, true);
+      await interaction.editReply({ content: (outcome.notice ?? (outcome.ok ? "Done." : "Not done.")).slice(0, 2000), components: [] });
+      return;
+    }
+    await interaction.deferUpdate();
+    const outcome = await this.#core.admin.reviewSteer(actor, parsed.steerId, parsed.verdict);
+    const line = outcome.notice ?? (outcome.ok ? `Steer \`${parsed.steerId}\`: ${parsed.verdict}d.` : "Not done.");
+    if (!outcome.ok) {
+      await interaction.followUp({ content: line.slice(0, 2000), flags: MessageFlags.Ephemeral });
+      return;
+    }
+    // Drop the reviewed steer's row of buttons; keep the others for the next click.
+    const rows = interaction.message.components
+      .map((row) => row.toJSON() as { components?: { custom_id?: string }[] })
+      .filter((row) => !row.components?.some((c) => c.custom_id?.endsWith(`:${parsed.steerId}`)));
+    await interaction.editReply({ content: `${interaction.message.content}\n${line}`.slice(-2000), components: rows as never });
+  }
+
+  async #show(interaction: ChatInputCommandInteraction, outcome: { ok: boolean; notice?: string }): Promise<void> {
+    await interaction.editReply({ content: (outcome.notice ?? (outcome.ok ? "Done." : "Not allowed.")).slice(0, 2000) });
+  }
+}
+
+function chunk<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function oneLine(text: string, max: number): string {
+  const t = text.replace(/\s+/g, " ").trim();
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+}
+
+/** Button labels are short (80 chars max); ids can be uuids. */
+function short(id: string): string {
+  return id.length > 8 ? id.slice(0, 8) : id;
+}

@@ -1,0 +1,184 @@
+/**
+ * The Discord bot: one discord.js client wired to the conversation core.
+ *
+ * Owns: the client's lifetime (login, ready, destroy), its intents and partials, routing gateway
+ * events to the conversation and admin handlers, dropping repeated events, and keeping the
+ * process alive through every failure: each handler is caught and logged, client/shard errors
+ * are logged, and 429s are left to discord.js's REST queue (it waits `retry_after` per bucket
+ * and retries; the queue of a bucket is FIFO, so the last edit of a message lands last).
+ */
+import {
+  Client,
+  Events,
+  GatewayIntentBits,
+  Partials,
+  RESTEvents,
+  type Interaction,
+  type Message,
+  type MessageReaction,
+  type PartialMessageReaction,
+  type PartialUser,
+  type User,
+} from "discord.js";
+import { DiscordAdminHandler } from "./discord-admin-handler.ts";
+import { registerCommands, type RegisterCommandsOptions } from "./discord-commands.ts";
+import { DiscordConversationHandler } from "./discord-conversation-handler.ts";
+import type { DiscordCore } from "./discord-core.ts";
+import {
+  emptyMetrics,
+  resolveDiscordSettings,
+  type DiscordConfigInput,
+  type DiscordLog,
+  type DiscordMetrics,
+  type DiscordSettings,
+} from "./discord-settings.ts";
+import { RecentKeys } from "./recent-keys.ts";
+
+export interface DiscordBotOptions {
+  token: string;
+  core: DiscordCore;
+  /** The app config (or any object with its `discord`, `stream` and `permissions` sections). */
+  config?: DiscordConfigInput;
+  log: DiscordLog;
+  /** REST overrides; `api` points discord.js at another Discord (the test fake). */
+  rest?: { api?: string };
+}
+
+/** How long `stop()` waits for running handlers to finish before destroying the client. */
+const STOP_GRACE_MS = 3000;
+
+/** steerbot on Discord: `start()` logs in and answers; `stop()` disconnects cleanly. */
+export class DiscordBot {
+  readonly client: Client;
+  readonly settings: DiscordSettings;
+  readonly metrics: DiscordMetrics = emptyMetrics();
+  readonly #token: string;
+  readonly #log: DiscordLog;
+  readonly #conversation: DiscordConversationHandler;
+  readonly #admin: DiscordAdminHandler;
+  readonly #seen = new RecentKeys();
+  /**
+   * Reactions repeat legitimately (remove 🛑, add it again to stop the resumed reply), so only
+   * a repeat within seconds counts as the same gateway event delivered twice.
+   */
+  readonly #seenReactions = new RecentKeys(5000);
+  readonly #inFlight = new Set<Promise<void>>();
+  #started = false;
+
+  constructor(options: DiscordBotOptions) {
+    this.#token = options.token;
+    this.#log = options.log;
+    this.settings = resolveDiscordSettings(options.config);
+    this.client = new Client({
+      intents: [
+        GatewayIntentBits.Guilds,
+        GatewayIntentBits.GuildMessages,
+        GatewayIntentBits.MessageContent,
+        GatewayIntentBits.GuildMessageReactions,
+        GatewayIntentBits.DirectMessages,
+        GatewayIntentBits.DirectMessageReactions,
+      ],
+      // Reactions on messages sent before this process started (not cached) must still arrive,
+      // and DM channels are never cached before their first event.
+      partials: [Partials.Message, Partials.Reaction, Partials.Channel, Partials.User],
+      rest: options.rest?.api ? { api: options.rest.api } : {},
+      // Model output must never ping anyone, whatever it contains.
+      allowedMentions: { parse: [] },
+    });
+    const deps = {
+      core: options.core,
+      rest: this.client.rest,
+      log: this.#log,
+      settings: this.settings,
+      metrics: this.metrics,
+      botUserId: () => this.client.user?.id ?? "",
+    };
+    this.#conversation = new DiscordConversationHandler(deps);
+    this.#admin = new DiscordAdminHandler(options.core, this.#log);
+    this.#wire();
+  }
+
+  /** Logs in and resolves once the gateway says READY and the guilds have arrived. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    const ready = new Promise<void>((resolve, reject) => {
+      this.client.once(Events.ClientReady, () => resolve());
+      this.client.once(Events.Invalidated, () => reject(new Error("discord: session invalidated")));
+    });
+    await this.client.login(this.#token);
+    await ready;
+    this.#log.info({ user: this.client.user?.tag, guilds: this.client.guilds.cache.size }, "discord: connected");
+  }
+
+  /** Waits briefly for running handlers, then closes the gateway connection. */
+  async stop(): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    const running = [...this.#inFlight];
+    if (running.length) {
+      await Promise.race([Promise.allSettled(running), new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
+    }
+    await this.client.destroy();
+    this.#log.info({}, "discord: disconnected");
+  }
+
+  /** Registers the slash commands (in one guild when `guildId` is given, else globally). */
+  async registerCommands(options: Pick<RegisterCommandsOptions, "guildId"> = {}): Promise<number> {
+    if (!this.client.token) this.client.rest.setToken(this.#token);
+    const count = await registerCommands(this.client.rest, { ...options, applicationId: this.client.application?.id });
+    this.#log.info({ count, guildId: options.guildId ?? "global" }, "discord: slash commands registered");
+    return count;
+  }
+
+  #wire(): void {
+    const c = this.client;
+    c.on(Events.MessageCreate, (m) => this.#run("message", () => this.#onMessage(m)));
+    c.on(Events.MessageReactionAdd, (r, u) => this.#run("reaction", () => this.#onReaction(r, u)));
+    c.on(Events.InteractionCreate, (i) => this.#run("interaction", () => this.#onInteraction(i)));
+    c.on(Events.Error, (err) => this.#log.error({ err: String(err) }, "discord: client error"));
+    c.on(Events.ShardError, (err, shardId) => this.#log.error({ err: String(err), shardId }, "discord: gateway connection error"));
+    c.on(Events.ShardDisconnect, (ev, shardId) => this.#log.warn({ code: ev.code, shardId }, "discord: gateway disconnected"));
+    c.on(Events.ShardReconnecting, (shardId) => this.#log.info({ shardId }, "discord: gateway reconnecting"));
+    c.on(Events.Warn, (msg) => this.#log.warn({ msg }, "discord: warning"));
+    c.rest.on(RESTEvents.RateLimited, (info) => {
+      this.metrics.rateLimitsAbsorbed++;
+      this.#log.debug({ route: info.route, retryAfter: info.retryAfter, scope: info.scope }, "discord: rate limited, waiting");
+    });
+  }
+
+  async #onMessage(message: Message): Promise<void> {
+    if (!this.#seen.firstTime(`m:${message.id}`)) return;
+    await this.#conversation.onMessage(message);
+  }
+
+  async #onReaction(reaction: MessageReaction | PartialMessageReaction, user: User | PartialUser): Promise<void> {
+    const key = `r:${reaction.message.id}:${user.id}:${reaction.emoji.id ?? reaction.emoji.name}`;
+    if (!this.#seenReactions.firstTime(key)) return;
+    await this.#conversation.onReaction(reaction, user);
+  }
+
+  async #onInteraction(interaction: Interaction): Promise<void> {
+    if (!this.#seen.firstTime(`i:${interaction.id}`)) return;
+    if (interaction.isChatInputCommand()) {
+      if (interaction.commandName === "ask") await this.#conversation.onAskCommand(interaction);
+      else await this.#admin.onCommand(interaction);
+    } else if (interaction.isButton()) {
+      await this.#admin.onButton(interaction);
+    }
+  }
+
+  /** Runs one handler detached from the gateway loop; a failure is logged, never thrown. */
+  #run(kind: string, fn: () => Promise<void>): void {
+    const p = (async () => {
+      try {
+        await fn();
+      } catch (err) {
+        this.metrics.handlerErrors++;
+        this.#log.error({ kind, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, `discord: ${kind} handler failed`);
+      }
+    })();
+    this.#inFlight.add(p);
+    void p.finally(() => this.#inFlight.delete(p));
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * Asks, stops, accepts and corrections on Discord: the conversation side of the adapter.
+ *
+ * Owns: deciding what a message or reaction means (a new question, a correction of a stopped
+ * reply, a stop, an accept), where the answer streams (a new thread on the question, or in place
+ * inside a thread/DM, or in place when threads may not be created), and showing the core's
+ * notices to the person they concern. Permissions, duplicates of the same platform message,
+ * storage and throttling are decided by the core; this class only maps Discord to core calls.
+ */
+import {
+  MessageFlags,
+  Routes,
+  type ChatInputCommandInteraction,
+  type Message,
+  type MessageReaction,
+  type PartialMessage,
+  type PartialMessageReaction,
+  type PartialUser,
+  type REST,
+  type User,
+} from "discord.js";
+import type { Actor, ThreadRef } from "../../core/ports.ts";
+import { discordActor } from "./discord-actor.ts";
+import { DISCORD, type DiscordCore } from "./discord-core.ts";
+import { DiscordReplySurface, isMissingPermission } from "./discord-reply-surface.ts";
+import type { DiscordLog, DiscordMetrics, DiscordSettings } from "./discord-settings.ts";
+
+interface Deps {
+  core: DiscordCore;
+  rest: REST;
+  log: DiscordLog;
+  settings: DiscordSettings;
+  metrics: DiscordMetrics;
+  botUserId: () => string;
+}
+
+/** Maps conversation events (messages, reactions, /ask) to core.ask/stop/correct/accept. */
+export class DiscordConversationHandler {
+  readonly #d: Deps;
+
+  constructor(deps: Deps) {
+    this.#d = deps;
+  }
+
+  /** A message arrived: a question, a correction, or nothing for us. */
+  async onMessage(message: Message): Promise<void> {
+    const { core } = this.#d;
+    const me = this.#d.botUserId();
+    if (message.author.bot || message.author.id === me || message.system) return;
+    const isDM = !message.guildId;
+    const channel = message.channel;
+    const inThread = !isDM && channel.isThread();
+    const mentioned = message.mentions.users.has(me);
+    const text = stripMention(message.content, me);
+    const actor = discordActor(message.author, message.member, message.guildId);
+
+    // 1. A reply to one of the bot's messages is a correction of that reply.
+    const replyTo = message.reference?.messageId;
+    if (replyTo && core.isBotMessage(DISCORD, replyTo)) {
+      await this.#correct(message, actor, text, replyTo);
+      return;
+    }
+
+    // 2. In a conversation the bot has here (thread or DM), the next message after a stop is a
+    //    correction; any other message is a follow-up question answered in place.
+    if (inThread || isDM) {
+      const thread = this.#threadOf(message);
+      const open = core.openReplyIn(thread);
+      if (open?.state === "stopped") {
+        await this.#correct(message, actor, text, undefined);
+        return;
+      }
+      const botsThread = isDM || open !== undefined || (inThread && "ownerId" in channel && channel.ownerId === me);
+      if (!botsThread && !mentioned) return;
+      if (!this.#channelAllowed(message)) return;
+      if (!text) return;
+      await this.#ask({ actor, text, sourceMessageId: message.id, channelId: message.channelId, thread, replyTo: message.id });
+      return;
+    }
+
+    // 3. A mention in a guild channel opens a thread on the question.
+    if (!mentioned || !text || !this.#channelAllowed(message)) return;
+    const place = await this.#openThread(message.channelId, message.id, text);
+    await this.#ask({
+      actor,
+      text,
+      sourceMessageId: message.id,
+      channelId: place.channelId,
+      thread: { platform: DISCORD, chatId: message.channelId, threadId: place.channelId },
+      replyTo: place.inPlace ? message.id : undefined,
+    });
+  }
+
+  /** `/ask question:...`: echo the question publicly, then stream as for a mention. */
+  async onAskCommand(interaction: ChatInputCommandInteraction): Promise<void> {
+    const question = interaction.options.getString("question", true).trim();
+    const actor = discordActor(interaction.user, interaction.member, interaction.guildId);
+    const channel = interaction.channel;
+    const inPlace = !interaction.guildId || channel?.isThread() === true;
+    if (interaction.guildId && !this.#channelIdAllowed(interaction.channelId, channel?.isThread() ? channel.parentId : null)) {
+      await interaction.reply({ content: "I don't answer questions in this channel.", flags: MessageFlags.Ephemeral });
+      return;
+    }
+    const res = await interaction.reply({
+      content: `**${actor.displayName}** asked: ${question}`.slice(0, 2000),
+      allowedMentions: { parse: [] },
+      withResponse: true,
+    });
+    const echoed = res.resource?.message;
+    let channelId = interaction.channelId;
+    let thread: ThreadRef;
+    if (inPlace || !echoed) {
+      const parent = channel?.isThread() ? (channel.parentId ?? interaction.channelId) : interaction.channelId;
+      thread = { platform: DISCORD, chatId: parent, threadId: interaction.channelId };
+    } else {
+      const place = await this.#openThread(interaction.channelId, echoed.id, question);
+      channelId = place.channelId;
+      thread = { platform: DISCORD, chatId: interaction.channelId, threadId: place.channelId };
+    }
+    const outcome = await this.#d.core.ask({
+      thread,
+      actor,
+      text: question,
+      sourceMessageId: interaction.id,
+      surface: this.#surface(channelId, undefined),
+    });
+    if (outcome.notice) await interaction.followUp({ content: outcome.notice.slice(0, 2000), flags: MessageFlags.Ephemeral });
+  }
+
+  /** A reaction was added: the stop emoji stops a reply, the accept emoji accepts it. */
+  async onReaction(reaction: MessageReaction | PartialMessageReaction, user: User | PartialUser): Promise<void> {
+    const receivedAt = performance.now();
+    const { core, settings } = this.#d;
+    if (user.id === this.#d.botUserId()) return;
+    const emoji = reaction.emoji.name ?? "";
+    const isStop = emoji === settings.stopEmoji;
+    const isAccept = emoji === settings.acceptEmoji;
+    if (!isStop && !isAccept) return;
+    const messageId = reaction.message.id;
+    if (!core.isBotMessage(DISCORD, messageId)) return;
+    const guild = reaction.message.guild;
+    const member = guild?.members.cache.get(user.id) ?? null;
+    const actor = discordActor({ id: user.id, username: user.username ?? user.id, globalName: user.globalName }, member, guild?.id);
+    if (isStop) {
+      const outcome = await core.stop({ platform: DISCORD, messageId, actor });
+      if (outcome.ok) this.#d.metrics.stopLatencyMs.push(performance.now() - receivedAt);
+      if (outcome.notice) await this.#notify(reaction.message, user.id, outcome.notice);
+    } else {
+      const outcome = await core.accept({ platform: DISCORD, messageId, actor });
+      if (outcome.notice) await this.#notify(reaction.message, user.id, outcome.notice);
+    }
+  }
+
+  async #correct(message: Message, actor: Actor, text: string, replyToMessageId: string | undefined): Promise<void> {
+    if (!text) return;
+    const outcome = await this.#d.core.correct({
+      thread: this.#threadOf(message),
+      actor,
+      replyToMessageId,
+      // Discord has no structured quote: "> quoted" lines stay in the text; the core parses them.
+      correction: { text },
+      messageId: message.id,
+      surface: this.#surface(message.channelId, undefined),
+    });
+    if (outcome.notice) await this.#replyNotice(message, outcome.notice);
+  }
+
+  async #ask(a: { actor: Actor; text: string; sourceMessageId: string; channelId: string; thread: ThreadRef; replyTo?: string }): Promise<void> {
+    const outcome = await this.#d.core.ask({
+      thread: a.thread,
+      actor: a.actor,
+      text: a.text,
+      sourceMessageId: a.sourceMessageId,
+      surface: this.#surface(a.channelId, a.replyTo),
+    });
+    if (outcome.notice) {
+      await this.#send(a.channelId, {
+        content: `<@${a.actor.userId}> ${outcome.notice}`.slice(0, 2000),
+        allowed_mentions: { users: [a.actor.userId] },
+        ...(a.replyTo ? { message_reference: { message_id: a.replyTo, fail_if_not_exists: false } } : {}),
+      });
+    }
+  }
+
+  /**
+   * Opens a public thread on a message; the thread's id is the message's id. Without the
+   * permission to create threads the answer goes in place, and the log says why.
+   */
+  async #openThread(channelId: string, messageId: string, title: string): Promise<{ channelId: string; inPlace: boolean }> {
+    try {
+      const thread = (await this.#d.rest.post(Routes.threads(channelId, messageId), {
+        body: { name: threadName(title), auto_archive_duration: 1440 },
+      })) as { id: string };
+      return { channelId: thread.id, inPlace: false };
+    } catch (err) {
+      if (isMissingPermission(err)) {
+        this.#d.log.warn(
+          { channelId, messageId },
+          "discord: no permission to create threads in this channel (grant Create Public Threads); answering in place",
+        );
+        return { channelId, inPlace: true };
+      }
+      throw err;
+    }
+  }
+
+  #surface(channelId: string, replyTo: string | undefined): DiscordReplySurface {
+    const metrics = this.#d.metrics;
+    return new DiscordReplySurface(this.#d.rest, channelId, {
+      minEditIntervalMs: this.#d.settings.minEditIntervalMs,
+      replyToMessageId: replyTo,
+      onError: (op, err) => {
+        metrics.surfaceErrors++;
+        if ((err as { status?: number })?.status === 429) metrics.rateLimitsSurfaced++;
+        this.#d.log.warn({ op, channelId, err: String(err) }, "discord: reply surface call failed");
+      },
+    });
+  }
+
+  #threadOf(message: Message | PartialMessage): ThreadRef {
+    const ch = message.channel;
+    const parent = message.guildId && ch.isThread() ? (ch.parentId ?? message.channelId) : message.channelId;
+    return { platform: DISCORD, chatId: parent, threadId: message.channelId };
+  }
+
+  #channelAllowed(message: Message): boolean {
+    const ch = message.channel;
+    if (!message.guildId) return true;
+    return this.#channelIdAllowed(message.channelId, ch.isThread() ? ch.parentId : null);
+  }
+
+  /** `permissions.ask.channels` (empty = all); a thread counts as its parent channel too. */
+  #channelIdAllowed(channelId: string, parentId: string | null): boolean {
+    const allowed = this.#d.settings.askChannels;
+    if (allowed.length === 0) return true;
+    return allowed.includes(channelId) || (parentId !== null && allowed.includes(parentId));
+  }
+
+  async #replyNotice(message: Message, notice: string): Promise<void> {
+    await this.#send(message.channelId, {
+      content: notice.slice(0, 2000),
+      allowed_mentions: { parse: [], replied_user: true },
+      message_reference: { message_id: message.id, fail_if_not_exists: false },
+    });
+  }
+
+  /** A notice after a reaction: reply to the reacted message, pinging only the reactor. */
+  async #notify(message: Message | PartialMessage, userId: string, notice: string): Promise<void> {
+    await this.#send(message.channelId, {
+      content: `<@${userId}> ${notice}`.slice(0, 2000),
+      allowed_mentions: { users: [userId] },
+    });
+  }
+
+  async #send(channelId: string, body: Record<string, unknown>): Promise<void> {
+    try {
+      await this.#d.rest.post(Routes.channelMessages(channelId), { body });
+    } catch (err) {
+      this.#d.log.warn({ channelId, err: String(err) }, "discord: could not show a notice");
+    }
+  }
+}
+
+/** The text of a message without mentions of the bot. */
+function stripMention(content: string, botId: string): string {
+  return content.replace(new RegExp(`<@!?${botId}>`, "g"), "").trim();
+}
+
+/** A thread title from the question: one line, at most 80 characters. */
+function threadName(question: string): string {
+  const line = question.replace(/\s+/g, " ").trim();
+  return (line.length > 80 ? `${line.slice(0, 79)}…` : line) || "steerbot";
+}

@@ -1,0 +1,65 @@
+/**
+ * The Discord adapter's settings, logger and counters.
+ *
+ * Owns: reading the adapter's part of the app config (`discord.stop_emoji`,
+ * `discord.accept_emoji`, `stream.edit_interval_ms`, `permissions.ask.channels`) into one flat,
+ * defaulted object, so the rest of the adapter never re-interprets config; the minimal logger
+ * shape it writes to (pino fits); and the counters the benchmark and `/status` read.
+ */
+
+/** The slice of the app config (src/config/config.ts) this adapter reads; all optional. */
+export interface DiscordConfigInput {
+  discord?: { stop_emoji?: string; accept_emoji?: string };
+  stream?: { edit_interval_ms?: number };
+  permissions?: { ask?: { channels?: string[] } };
+}
+
+export interface DiscordSettings {
+  stopEmoji: string;
+  acceptEmoji: string;
+  /**
+   * Least time between two edits of one message. Never below 1000 ms: Discord allows about one
+   * edit a second per message, and going faster only buys 429s and a longer queue.
+   */
+  minEditIntervalMs: number;
+  /** Channels where mentions and /ask are answered (empty = everywhere); threads count as their parent. */
+  askChannels: string[];
+}
+
+/** Discord's edit rate floor (see `minEditIntervalMs`). */
+export const DISCORD_MIN_EDIT_INTERVAL_MS = 1000;
+
+export function resolveDiscordSettings(config: DiscordConfigInput = {}): DiscordSettings {
+  return {
+    stopEmoji: config.discord?.stop_emoji ?? "🛑",
+    acceptEmoji: config.discord?.accept_emoji ?? "✅",
+    minEditIntervalMs: Math.max(DISCORD_MIN_EDIT_INTERVAL_MS, config.stream?.edit_interval_ms ?? 1100),
+    askChannels: config.permissions?.ask?.channels ?? [],
+  };
+}
+
+/** The logger calls the adapter makes (pino's `Logger` satisfies it). */
+export interface DiscordLog {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Counters kept while the bot runs; read by the benchmark and tests. */
+export interface DiscordMetrics {
+  /** Reaction received → core.stop settled (generation aborted, message cut), per stop, ms. */
+  stopLatencyMs: number[];
+  /** 429s discord.js's queue absorbed (waited out and retried). */
+  rateLimitsAbsorbed: number;
+  /** 429s that reached a reply surface as errors (should stay 0). */
+  rateLimitsSurfaced: number;
+  /** Any send/edit failures of reply surfaces. */
+  surfaceErrors: number;
+  /** Handler failures caught and logged. */
+  handlerErrors: number;
+}
+
+export function emptyMetrics(): DiscordMetrics {
+  return { stopLatencyMs: [], rateLimitsAbsorbed: 0, rateLimitsSurfaced: 0, surfaceErrors: 0, handlerErrors: 0 };
+}

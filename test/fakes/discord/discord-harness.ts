@@ -1,0 +1,78 @@
+/**
+ * Test harness: a fake Discord plus a real `DiscordBot` (real discord.js) connected to it.
+ *
+ * Owns: starting both, a log that records every line (tests assert the lines an operator would
+ * read), a default cast of users, and tearing it all down again.
+ */
+import { DiscordBot } from "../../../src/platforms/discord/discord-bot.ts";
+import type { DiscordCore } from "../../../src/platforms/discord/discord-core.ts";
+import type { DiscordConfigInput, DiscordLog } from "../../../src/platforms/discord/discord-settings.ts";
+import type { FakeUser } from "./fake-discord-state.ts";
+import { FakeDiscord, type FakeDiscordOptions } from "./fake-discord.ts";
+
+export interface LogLine {
+  level: string;
+  obj: object;
+  msg?: string;
+}
+
+/** A DiscordLog that keeps every line (and prints errors when DISCORD_TEST_LOG is set). */
+export class RecordingLog implements DiscordLog {
+  readonly lines: LogLine[] = [];
+  #add(level: string, obj: object, msg?: string): void {
+    this.lines.push({ level, obj, msg });
+    if (process.env.DISCORD_TEST_LOG) process.stderr.write(`[${level}] ${msg ?? ""} ${JSON.stringify(obj)}\n`);
+  }
+  debug(obj: object, msg?: string): void {
+    this.#add("debug", obj, msg);
+  }
+  info(obj: object, msg?: string): void {
+    this.#add("info", obj, msg);
+  }
+  warn(obj: object, msg?: string): void {
+    this.#add("warn", obj, msg);
+  }
+  error(obj: object, msg?: string): void {
+    this.#add("error", obj, msg);
+  }
+  has(level: string, fragment: string): boolean {
+    return this.lines.some((l) => l.level === level && (l.msg ?? "").includes(fragment));
+  }
+}
+
+export interface Harness {
+  fake: FakeDiscord;
+  bot: DiscordBot;
+  log: RecordingLog;
+  alice: FakeUser;
+  bob: FakeUser;
+  admin: FakeUser;
+  close(): Promise<void>;
+}
+
+export async function startHarness(
+  core: DiscordCore,
+  opts: { fake?: FakeDiscordOptions; config?: DiscordConfigInput; users?: (fake: FakeDiscord) => void } = {},
+): Promise<Harness> {
+  const fake = new FakeDiscord(opts.fake);
+  await fake.listen();
+  const alice = fake.addUser("alice");
+  const bob = fake.addUser("bob");
+  const admin = fake.addUser("root", [fake.adminRole]);
+  opts.users?.(fake);
+  const log = new RecordingLog();
+  const bot = new DiscordBot({ token: fake.token, core, config: opts.config, log, rest: { api: fake.apiUrl } });
+  await bot.start();
+  return {
+    fake,
+    bot,
+    log,
+    alice,
+    bob,
+    admin,
+    async close() {
+      await bot.stop();
+      await fake.close();
+    },
+  };
+}
