@@ -7,6 +7,7 @@
  */
 import { Command } from "commander";
 import { register as registerExport } from "./commands/export.ts";
+import { register as registerFixtureModel } from "./commands/fixture-model.ts";
 import { register as registerImport } from "./commands/import.ts";
 import { register as registerMigrate } from "./commands/migrate.ts";
 
@@ -19,6 +20,6 @@ const program = new Command()
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
 
-for (const register of [registerMigrate, registerImport, registerExport]) register(program);
+for (const register of [registerMigrate, registerImport, registerExport, registerFixtureModel]) register(program);
 
 await program.parseAsync(process.argv);

@@ -50,7 +50,7 @@ export interface EngineLoadOptions {
   /** A GGUF file path, or an `hf:` URI / https URL (downloaded once into `modelsDir`). */
   model: string;
   /**
-   * CPU threads for evaluation. Default: {@link defaultThreads} (physical cores for real
+   * CPU threads for evaluation; 0 or unset = {@link defaultThreads} (physical cores for real
    * models, 1 for tiny ones). Never more than the cores you have: llama.cpp's threads spin
    * while waiting for each other, and oversubscription is catastrophic (measured: 24 s for
    * 100 tokens with node-llama-cpp's default of 4 threads on 2 cores, versus 62 ms with 1).
@@ -108,7 +108,7 @@ export interface GenerateOptions {
    * before a steer). When given they replace the tokenization of `assistantPrefix`: the prompt
    * is the rendered chat with an empty assistant message followed by these tokens.
    */
-  assistantPrefixTokens?: Token[];
+  assistantPrefixTokens?: readonly number[];
   /** Default 512. Also capped by the space left in the context. */
   maxTokens?: number;
   signal?: AbortSignal;
@@ -134,10 +134,10 @@ export interface GenerateResult {
 export interface ScoreSpanOptions {
   messages: ChatMessage[];
   assistantPrefix?: string;
-  assistantPrefixTokens?: Token[];
+  assistantPrefixTokens?: readonly number[];
   span: string;
   /** Token ids of the span (default: `tokenize(span)`). */
-  spanTokens?: Token[];
+  spanTokens?: readonly number[];
 }
 
 export interface ScoreSpanResult {
@@ -150,7 +150,7 @@ export interface ScoreSpanResult {
 export interface RenderedContext {
   /** The prompt as text, special tokens written out. */
   text: string;
-  tokens: Token[];
+  tokens: number[];
 }
 
 const DEFAULT_CONTEXT_SIZE = 4096;
@@ -242,7 +242,7 @@ export class Engine {
       signal: options.signal,
     });
     const bytes = statSync(modelPath).size;
-    const threads = Math.max(1, Math.floor(options.threads ?? defaultThreads(bytes)));
+    const threads = options.threads ? Math.max(1, Math.floor(options.threads)) : defaultThreads(bytes); // 0 = auto
     const llama = await llamaFor(options.gpu ?? "auto", options.logLevel ?? LlamaLogLevel.warn);
     let model: LlamaModel;
     try {
@@ -308,13 +308,13 @@ export class Engine {
   }
 
   /** Token ids of `text`, no BOS/EOS added, special-token text treated as plain text. */
-  tokenize(text: string): Token[] {
+  tokenize(text: string): number[] {
     return this.model.tokenize(text, false);
   }
 
   /** Text of `ids` (special tokens rendered as empty, as in generated text). */
-  detokenize(ids: readonly Token[]): string {
-    return this.model.detokenize(ids, false);
+  detokenize(ids: readonly number[]): string {
+    return this.model.detokenize(ids as readonly Token[], false);
   }
 
   /**
@@ -327,14 +327,14 @@ export class Engine {
     return { text: this.model.detokenize(tokens, true), tokens };
   }
 
-  private contextTokens(messages: readonly ChatMessage[], assistantPrefix: string, prefixTokens?: readonly Token[]): Token[] {
+  private contextTokens(messages: readonly ChatMessage[], assistantPrefix: string, prefixTokens?: readonly number[]): Token[] {
     const history = toHistory(messages);
     const prefix = prefixTokens ? "" : assistantPrefix;
     history.push({ type: "model", response: prefix ? [prefix] : [] });
     const state = this.chatWrapper.generateContextState({ chatHistory: history });
     if (this.stopTokens.size === 0) this.collectStopTokens(state.stopGenerationTriggers);
     const tokens = state.contextText.tokenize(this.model.tokenizer);
-    return prefixTokens ? [...tokens, ...prefixTokens] : tokens;
+    return prefixTokens ? [...tokens, ...(prefixTokens as readonly Token[])] : tokens;
   }
 
   /** Single-token stop triggers of the chat template (e.g. `<|im_end|>`); EOG tokens are always stops. */
@@ -394,7 +394,10 @@ export class Engine {
       const maxTokens = Math.max(0, Math.min(options.maxTokens ?? DEFAULT_MAX_TOKENS, seq.contextSize - prompt.length));
       if (maxTokens === 0) return done("maxTokens");
 
-      const decoder = new TokenTextDecoder(this.model.detokenize.bind(this.model), prompt);
+      const decoder = new TokenTextDecoder(
+        (t, special, last) => this.model.detokenize(t as readonly Token[], special, last as readonly Token[] | undefined),
+        prompt,
+      );
       const temperature = options.temperature ?? 0.7;
       const evalStart = performance.now();
       let firstAt = 0;
@@ -461,7 +464,7 @@ export class Engine {
   async scoreSpan(options: ScoreSpanOptions): Promise<ScoreSpanResult> {
     this.ensureOpen();
     const ctx = this.contextTokens(options.messages, options.assistantPrefix ?? "", options.assistantPrefixTokens);
-    const span = options.spanTokens ?? this.tokenize(options.span);
+    const span = (options.spanTokens ?? this.tokenize(options.span)) as readonly Token[];
     if (span.length === 0) return { logprob: 0, tokens: 0, perToken: [] };
     const all = [...ctx, ...span];
     const seq = await this.pool.acquire(all);

@@ -10,10 +10,8 @@
  * delays its text by at most three tokens. Detokenization is given the preceding
  * tokens as context so tokenizer-specific leading-space rules match a whole-text decode.
  */
-import type { Token } from "node-llama-cpp";
-
-/** The detokenizer we need: node-llama-cpp's `LlamaModel.detokenize`. */
-export type Detokenize = (tokens: readonly Token[], specialTokens?: boolean, lastTokens?: readonly Token[]) => string;
+/** The detokenizer we need: node-llama-cpp's `LlamaModel.detokenize` (token ids as plain numbers). */
+export type Detokenize = (tokens: readonly number[], specialTokens?: boolean, lastTokens?: readonly number[]) => string;
 
 /** How many preceding tokens to pass as detokenizer context. */
 const CONTEXT_TOKENS = 16;
@@ -21,8 +19,8 @@ const CONTEXT_TOKENS = 16;
 const MAX_PENDING = 4;
 
 export class TokenTextDecoder {
-  private readonly history: Token[];
-  private pending: Token[] = [];
+  private readonly history: number[];
+  private pending: number[] = [];
   private emitted = 0;
 
   /**
@@ -31,7 +29,7 @@ export class TokenTextDecoder {
    */
   constructor(
     private readonly detokenize: Detokenize,
-    contextTokens: readonly Token[] = [],
+    contextTokens: readonly number[] = [],
   ) {
     this.history = contextTokens.slice(-CONTEXT_TOKENS);
   }
@@ -44,7 +42,7 @@ export class TokenTextDecoder {
   /**
    * Adds one token and returns its text piece (possibly "" while a character is incomplete).
    */
-  push(token: Token): string {
+  push(token: number): string {
     this.pending.push(token);
     const text = this.detokenize(this.pending, false, this.history.slice(-CONTEXT_TOKENS));
     if (text.endsWith("\uFFFD") && this.pending.length < MAX_PENDING) return "";
