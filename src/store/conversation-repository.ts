@@ -36,6 +36,10 @@ export class ConversationRepository {
     return row.id;
   }
 
+  async updateMessageText(id: number, text: string): Promise<void> {
+    await this.db.updateTable("messages").set({ text }).where("id", "=", id).execute();
+  }
+
   /** The thread's history in order, as the model's context. */
   async history(threadId: number, limit = 200): Promise<ChatMessage[]> {
     const rows = await this.db.selectFrom("messages").select(["role", "text"]).where("thread_id", "=", threadId).orderBy("id", "desc").limit(limit).execute();

@@ -1,0 +1,112 @@
+/**
+ * Admin commands shared by every platform: status, pending steers and their review, retrain,
+ * adapters, and each user's own privacy commands (opt-out, forget).
+ *
+ * Owns: who may run each command and the short text answers. Platforms only render them.
+ */
+import type { Store } from "../store/store.ts";
+import type { Permissions } from "./permissions.ts";
+import type { Actor, Outcome } from "./ports.ts";
+import type { TextGenerator } from "./text-generator.ts";
+
+/** The training pipeline as the admin commands see it (provided once training lands in the build). */
+export interface TrainingControl {
+  retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome>;
+  adapters(action: "list" | "activate" | "rollback", version?: string): Promise<Outcome>;
+  describeActive(): Promise<string>;
+}
+
+const NOT_ADMIN: Outcome = { ok: false, notice: "Sorry, only admins can do that." };
+const PREVIEW = 60;
+
+export class AdminCommands {
+  constructor(
+    private readonly deps: {
+      store: Store;
+      permissions: Permissions;
+      engine: TextGenerator;
+      training?: TrainingControl;
+      activeGenerations: () => number;
+    },
+  ) {}
+
+  async status(actor: Actor): Promise<Outcome> {
+    if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
+    const { store, engine, training } = this.deps;
+    const counts = await store.steers.countByState();
+    const lastRun = await store.db.selectFrom("training_runs").select(["started_at"]).where("state", "=", "succeeded").orderBy("id", "desc").executeTakeFirst();
+    const since = await store.steers.countApprovedSince(lastRun?.started_at ?? null);
+    const fp = (await engine.fingerprint()).slice(0, 12);
+    const lines = [
+      `Model: ${engine.modelPath} (sha256 ${fp}…)`,
+      `Adapter: ${training ? await training.describeActive() : "none (training is not part of this build yet)"}`,
+      `Replies generating: ${this.deps.activeGenerations()}`,
+      `Steers: ${counts.approved} approved, ${counts.pending} pending, ${counts.rejected} rejected; ${since} approved since the last training`,
+    ];
+    return { ok: true, notice: lines.join("\n") };
+  }
+
+  async pendingSteers(actor: Actor, limit = 10): Promise<Outcome & { steers?: { id: string; preview: string }[] }> {
+    if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
+    const rows = await this.deps.store.steers.list({ states: ["pending"], limit });
+    if (rows.length === 0) return { ok: true, notice: "No steers are waiting for review.", steers: [] };
+    const steers = rows.map((r) => ({ id: String(r.id), preview: `#${r.id} by ${r.author ?? "?"}: “${clip(r.rejected)}” → “${clip(r.chosen)}”` }));
+    return { ok: true, notice: `${rows.length} steer(s) waiting for review:\n${steers.map((s) => s.preview).join("\n")}`, steers };
+  }
+
+  async reviewSteer(actor: Actor, steerId: string, verdict: "approve" | "reject"): Promise<Outcome> {
+    if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
+    const id = Number(steerId);
+    if (!Number.isInteger(id) || id <= 0) return { ok: false, notice: `“${steerId}” is not a steer number.` };
+    const row = await this.deps.store.steers.setTrust(id, verdict === "approve" ? "approved" : "rejected");
+    if (!row) return { ok: false, notice: `There is no steer #${id}.` };
+    return { ok: true, notice: `Steer #${id} ${verdict === "approve" ? "approved" : "rejected"}.` };
+  }
+
+  async retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome> {
+    if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
+    if (!this.deps.training) {
+      return {
+        ok: false,
+        notice:
+          "Retraining is not available in this build yet: the training pipeline (trainer run, evaluation gate, adapter hot-swap) has not landed. " +
+          "Steers keep being collected; `steerbot export` hands them to an external trainer.",
+      };
+    }
+    return this.deps.training.retrain(actor, progress);
+  }
+
+  async adapters(actor: Actor, action: "list" | "activate" | "rollback", version?: string): Promise<Outcome> {
+    if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
+    if (this.deps.training) return this.deps.training.adapters(action, version);
+    if (action === "list") {
+      const rows = await this.deps.store.db.selectFrom("adapters").select(["version", "state"]).orderBy("id").execute();
+      return { ok: true, notice: rows.length ? rows.map((r) => `${r.version}: ${r.state}`).join("\n") : "No adapters yet." };
+    }
+    return { ok: false, notice: "Adapters cannot be switched in this build yet: the training pipeline has not landed." };
+  }
+
+  /** Stops storing this user's messages and steers (their corrections still steer live replies). */
+  async optOut(actor: Actor): Promise<Outcome> {
+    await this.deps.store.users.setOptedOut(actor.platform, actor.userId, true);
+    return { ok: true, notice: "Done: from now on, none of your messages or corrections are stored. Use /forget to delete what was stored before." };
+  }
+
+  /** Deletes what was stored of this user; asks first. */
+  async forget(actor: Actor, confirmed: boolean): Promise<Outcome> {
+    if (!confirmed) return { ok: true, notice: "This deletes every message and steer of yours that steerbot stored. Confirm to go ahead." };
+    const { store } = this.deps;
+    const { steers, messages } = await store.transaction(async (tx) => {
+      const steers = await store.steers.deleteByAuthor(actor.platform, actor.userId, tx);
+      const messages = await store.conversations.deleteMessagesByAuthor(actor.platform, actor.userId, tx);
+      await store.users.markForgotten(actor.platform, actor.userId, tx);
+      return { steers, messages };
+    });
+    return { ok: true, notice: `Deleted ${steers} steer(s) and ${messages} message(s) of yours.` };
+  }
+}
+
+function clip(s: string): string {
+  const one = s.replace(/\s+/g, " ").trim();
+  return one.length > PREVIEW ? `${one.slice(0, PREVIEW - 1)}…` : one;
+}

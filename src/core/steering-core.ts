@@ -1,0 +1,339 @@
+/**
+ * The conversation core: ask → stream → stop → correct → resume → accept, for every platform.
+ *
+ * Owns: the live replies (which platform message belongs to which reply), the stop point (the
+ * text shown, from {@link StreamDisplay}), turning a correction into a stored steer (alignment,
+ * token snapping, one transaction) and resuming generation from the corrected text. Platform
+ * adapters call it with plain data ({@link ./ports.ts}); it answers with short notices and
+ * never throws at them: a failure is logged and becomes an Outcome.
+ */
+import { RateLimiterMemory } from "rate-limiter-flexible";
+import type { AppConfig } from "../config/config.ts";
+import type { Logger } from "../log.ts";
+import type { Store } from "../store/store.ts";
+import { AdminCommands, type TrainingControl } from "./admin-commands.ts";
+import { alignCorrection } from "./alignment.ts";
+import { Permissions } from "./permissions.ts";
+import type { AcceptRequest, Actor, AskRequest, CorrectRequest, Outcome, ReplySurface, StopRequest, ThreadRef } from "./ports.ts";
+import { Reply } from "./reply.ts";
+import type { ChatMessage } from "./steer-record.ts";
+import { StreamDisplay } from "./stream-display.ts";
+import type { StreamedToken, TextGenerator } from "./text-generator.ts";
+import { snapToTokens } from "./token-snap.ts";
+
+/** Live replies kept for stops and corrections; older finished ones are forgotten first. */
+const MAX_LIVE_REPLIES = 2000;
+
+export interface SteeringCoreDeps {
+  store: Store;
+  engine: TextGenerator;
+  config: AppConfig;
+  log: Logger;
+  /** The training pipeline, when this build has one (admin /retrain, /adapters). */
+  training?: TrainingControl;
+}
+
+export class SteeringCore {
+  readonly admin: AdminCommands;
+  readonly permissions: Permissions;
+  private readonly replies = new Map<string, Reply>(); // "platform:messageId" → reply
+  private readonly lastReplyInThread = new Map<string, Reply>();
+  private readonly liveReplies = new Set<Reply>();
+  private readonly correctionsInFlight = new Set<string>();
+  private readonly steerLimiter: RateLimiterMemory;
+  private fingerprint: Promise<string> | undefined;
+
+  constructor(private readonly deps: SteeringCoreDeps) {
+    this.permissions = new Permissions(deps.config.permissions);
+    this.steerLimiter = new RateLimiterMemory({ points: deps.config.steer.per_user_per_minute, duration: 60 });
+    this.admin = new AdminCommands({
+      store: deps.store,
+      permissions: this.permissions,
+      engine: deps.engine,
+      training: deps.training,
+      activeGenerations: () => [...this.liveReplies].filter((r) => r.state === "generating").length,
+    });
+  }
+
+  /** Replies generating right now. */
+  get generatingCount(): number {
+    return [...this.liveReplies].filter((r) => r.state === "generating").length;
+  }
+
+  isBotMessage(platform: string, messageId: string): boolean {
+    return this.replies.has(`${platform}:${messageId}`);
+  }
+
+  openReplyIn(thread: ThreadRef): { messageIds: string[]; state: Reply["state"] } | undefined {
+    const r = this.lastReplyInThread.get(threadKey(thread));
+    return r && { messageIds: [...r.messageIds], state: r.state };
+  }
+
+  /** Starts a reply to a question and streams it; settles when its generation has ended. */
+  async ask(req: AskRequest): Promise<Outcome> {
+    const { store, config, log } = this.deps;
+    try {
+      if (!this.permissions.allows("ask", req.actor, req.thread)) return { ok: false, notice: "You are not allowed to ask the bot here." };
+      if (req.text.trim() === "") return { ok: false, notice: "Ask me something: write your question after the mention or /ask." };
+      const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
+      const threadDbId = await store.conversations.upsertThread(req.thread, req.actor.userId);
+      const history = await store.conversations.history(threadDbId);
+      const context: ChatMessage[] = [
+        ...(config.generation.system_prompt ? [{ role: "system" as const, content: config.generation.system_prompt }] : []),
+        ...history,
+        { role: "user", content: req.text },
+      ];
+      const stored = user.opted_out ? context.map((m, i) => (i === context.length - 1 ? { ...m, content: "[withheld: the author opted out]" } : m)) : context;
+      const gen = await store.conversations.createGeneration({
+        threadId: threadDbId,
+        contextMessages: stored,
+        contextText: this.deps.engine.renderContext(context).text,
+        modelFingerprint: await this.modelFingerprint(),
+        sourceMessageId: req.sourceMessageId,
+      });
+      if (!gen) return { ok: true }; // the platform delivered this message twice
+      if (!user.opted_out) await store.conversations.addMessage(threadDbId, { role: "user", text: req.text, author: req.actor.userId, platformMessageIds: [req.sourceMessageId] });
+      const reply = new Reply(gen.id, req.thread, threadDbId, req.actor, context);
+      this.remember(reply);
+      await this.stream(reply, req.surface);
+      return { ok: true };
+    } catch (e) {
+      log.error({ err: e, platform: req.actor.platform }, "ask failed");
+      return { ok: false, notice: "Sorry, something went wrong while answering. Please try again." };
+    }
+  }
+
+  /** Stops a streaming reply at the text shown; settles once generation is aborted and the message cut. */
+  async stop(req: StopRequest): Promise<Outcome> {
+    const reply = this.replies.get(`${req.platform}:${req.messageId}`);
+    if (!reply) return { ok: false };
+    if (!this.permissions.allows("stop", req.actor, reply.thread, reply.owner.userId)) return { ok: false }; // strangers are ignored silently
+    if (reply.state !== "generating") return { ok: true };
+    try {
+      await this.cut(reply);
+      return { ok: true };
+    } catch (e) {
+      this.deps.log.error({ err: e }, "stop failed");
+      return { ok: false, notice: "Sorry, I could not stop that reply cleanly." };
+    }
+  }
+
+  /** Turns a correction into a stored steer and resumes; settles when the continuation ends. */
+  async correct(req: CorrectRequest): Promise<Outcome> {
+    const { store, config, log, engine } = this.deps;
+    const reply = req.replyToMessageId
+      ? this.replies.get(`${req.actor.platform}:${req.replyToMessageId}`)
+      : this.lastReplyInThread.get(threadKey(req.thread));
+    if (!reply) return { ok: false, notice: "That reply can no longer be steered (it is too old or the bot restarted). Ask again to start a new one." };
+    if (!this.permissions.allows("steer", req.actor, reply.thread, reply.owner.userId)) return { ok: false };
+    const dupKey = `${req.actor.platform}:${req.messageId}`;
+    if (this.correctionsInFlight.has(dupKey)) return { ok: true };
+    this.correctionsInFlight.add(dupKey);
+    try {
+      if (await store.steers.findByCorrection(req.actor.platform, req.messageId)) return { ok: true }; // delivered twice
+      const limit = await this.steerLimiter.get(`${req.actor.platform}:${req.actor.userId}`);
+      if (limit && limit.remainingPoints <= 0) {
+        return { ok: false, notice: `You are steering very fast: please wait ${Math.ceil(limit.msBeforeNext / 1000)} s and send it again.` };
+      }
+      if (reply.state === "generating") await this.cut(reply); // a correction while generating stops at what was shown
+
+      const shown = reply.text;
+      const aligned = alignCorrection(shown, req.correction, { maxChars: config.steer.max_correction_chars });
+      if (!aligned.ok) return { ok: false, notice: aligned.message };
+      const snapped = snapToTokens(aligned, reply.tokens);
+      const chosenTokens = this.tokensOf(snapped.chosen);
+      const shownTokens = reply.tokens.filter((t) => t.offset < shown.length);
+      const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
+      const trusted = this.permissions.isTrusted(req.actor, user.trust);
+      let notice: string | undefined;
+
+      if (user.opted_out) {
+        notice = "You opted out, so this correction was applied but not stored.";
+      } else {
+        await this.steerLimiter.consume(`${req.actor.platform}:${req.actor.userId}`).catch(() => {});
+        const row = await store.transaction(async (tx) => {
+          const inserted = await store.steers.insert(
+            {
+              generation_id: reply.generationId,
+              ordinal: reply.steers,
+              context: JSON.stringify(reply.context),
+              prefix: snapped.prefix,
+              rejected: snapped.rejected,
+              chosen: snapped.chosen,
+              prefix_tokens: reply.tokens.slice(0, snapped.prefixTokenCount).map((t) => t.id),
+              rejected_tokens: shownTokens.slice(snapped.prefixTokenCount).map((t) => t.id),
+              chosen_tokens: chosenTokens.map((t) => t.id),
+              divergence_char: snapped.divergence,
+              divergence_token: snapped.prefixTokenCount,
+              shown_chars: shown.length,
+              shown_tokens: shownTokens.length,
+              form: aligned.form,
+              model_fingerprint: await this.modelFingerprint(),
+              platform: req.actor.platform,
+              author: req.actor.userId,
+              correction_message_id: req.messageId,
+              trust_state: trusted ? "approved" : "pending",
+              original_json: null,
+            },
+            tx,
+          );
+          if (inserted) await store.conversations.updateGeneration(reply.generationId, { status: "streaming" }, tx);
+          return inserted;
+        });
+        if (!row) return { ok: true };
+        if (!trusted) notice = "Thanks! Your correction is stored and waits for an admin's approval before training.";
+      }
+
+      reply.steers++;
+      reply.truncate(snapped.divergence);
+      reply.append(chosenTokens);
+      reply.abort = new AbortController();
+      reply.state = "generating";
+      log.info({ generation: reply.generationId, form: aligned.form, ordinal: reply.steers - 1 }, "steer stored, resuming");
+      await this.stream(reply, req.surface);
+      return { ok: true, notice };
+    } catch (e) {
+      log.error({ err: e }, "correction failed");
+      return { ok: false, notice: "Sorry, something went wrong with that correction; nothing was stored. Please try again." };
+    } finally {
+      this.correctionsInFlight.delete(dupKey);
+    }
+  }
+
+  /** Accepts a reply as it stands: it is done and no longer takes corrections from the thread. */
+  async accept(req: AcceptRequest): Promise<Outcome> {
+    const reply = this.replies.get(`${req.platform}:${req.messageId}`);
+    if (!reply) return { ok: false };
+    if (!this.permissions.allows("steer", req.actor, reply.thread, reply.owner.userId)) return { ok: false };
+    if (reply.state === "generating") return { ok: false, notice: "That reply is still being written; stop it or wait until it ends." };
+    reply.state = "done";
+    if (this.lastReplyInThread.get(threadKey(reply.thread)) === reply) this.lastReplyInThread.delete(threadKey(reply.thread));
+    this.liveReplies.delete(reply);
+    await this.deps.store.conversations.updateGeneration(reply.generationId, { status: "done", final_text: reply.text, finished_at: new Date() });
+    return { ok: true };
+  }
+
+  /** Waits for every running generation (shutdown, tests). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.liveReplies].map((r) => r.running));
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private modelFingerprint(): Promise<string> {
+    return (this.fingerprint ??= this.deps.engine.fingerprint());
+  }
+
+  private remember(reply: Reply): void {
+    this.lastReplyInThread.set(threadKey(reply.thread), reply);
+    this.liveReplies.add(reply);
+    if (this.liveReplies.size > MAX_LIVE_REPLIES) {
+      const old = [...this.liveReplies].find((r) => r.state !== "generating");
+      if (old) this.forget(old);
+    }
+  }
+
+  private forget(reply: Reply): void {
+    this.liveReplies.delete(reply);
+    for (const id of reply.messageIds) this.replies.delete(`${reply.thread.platform}:${id}`);
+    if (this.lastReplyInThread.get(threadKey(reply.thread)) === reply) this.lastReplyInThread.delete(threadKey(reply.thread));
+  }
+
+  /** Token ids and texts of a typed span (a correction), texts cut so they add up to the span. */
+  private tokensOf(text: string): StreamedToken[] {
+    const ids = this.deps.engine.tokenize(text);
+    const out: StreamedToken[] = [];
+    let prev = "";
+    ids.forEach((id, i) => {
+      const upTo = i === ids.length - 1 ? text : this.deps.engine.detokenize(ids.slice(0, i + 1));
+      // A token ending inside a multi-byte character decodes to U+FFFD; its text waits for the next.
+      const safe = upTo.endsWith("\uFFFD") && i < ids.length - 1 ? prev : upTo;
+      out.push({ id, text: safe.slice(prev.length), offset: prev.length });
+      prev = safe;
+    });
+    return out;
+  }
+
+  /** Generates from the reply's current text, showing it on `surface`, until EOS, max tokens or a stop. */
+  private async stream(reply: Reply, surface: ReplySurface): Promise<void> {
+    const { engine, config, store, log } = this.deps;
+    const display = new StreamDisplay(surface, {
+      intervalMs: Math.max(surface.minEditIntervalMs, config.stream.edit_interval_ms),
+      onError: (err) => log.warn({ err, generation: reply.generationId }, "could not update the reply message; retrying at the next edit"),
+      onMessage: (id) => {
+        reply.messageIds.add(id);
+        this.replies.set(`${reply.thread.platform}:${id}`, reply);
+      },
+    });
+    reply.display = display;
+    if (reply.text) display.update(reply.text);
+    let settle!: () => void;
+    reply.running = new Promise<void>((r) => (settle = r));
+    const signal = reply.abort.signal;
+    let result: Awaited<ReturnType<TextGenerator["generate"]>> | undefined;
+    try {
+      result = await engine.generate({
+        messages: reply.context,
+        assistantPrefixTokens: reply.tokens.length ? reply.tokens.map((t) => t.id) : undefined,
+        assistantPrefix: reply.text,
+        maxTokens: config.generation.max_tokens,
+        temperature: config.generation.temperature,
+        signal,
+        onToken: (t) => {
+          if (signal.aborted) return;
+          reply.append([t]);
+          display.update(reply.text);
+          if (display.goneError) reply.abort.abort();
+        },
+      });
+    } catch (e) {
+      log.error({ err: e, generation: reply.generationId }, "generation failed");
+      reply.state = "done";
+      await store.conversations.finishGeneration(reply.generationId, "failed", reply.text, {}).catch(() => {});
+      settle();
+      await display.finish(reply.text ? `${reply.text}\n\n(generation failed)` : "(generation failed)").catch(() => {});
+      return;
+    }
+    settle();
+    if (reply.state === "stopped") return; // cut() owns the ending
+    if (display.goneError) {
+      log.info({ generation: reply.generationId, reason: display.goneError.message }, "reply message gone; generation stopped");
+      reply.state = "stopped";
+      await store.conversations.finishGeneration(reply.generationId, "stopped", reply.text.slice(0, display.shownLength), {});
+      this.forget(reply);
+      return;
+    }
+    await display.finish(reply.text);
+    reply.state = "done";
+    await this.saveReply(reply, "done", { generatedTokens: result.tokens.length });
+  }
+
+  /** Aborts generation and cuts the reply to exactly the text the person saw. */
+  private async cut(reply: Reply): Promise<void> {
+    reply.state = "stopped";
+    const display = reply.display;
+    const shown = display ? await display.freeze() : reply.text.length;
+    reply.abort.abort();
+    await reply.running;
+    reply.truncate(shown);
+    reply.shownAtStop = shown;
+    await display?.cutTo(shown);
+    await this.saveReply(reply, "stopped", {});
+  }
+
+  private async saveReply(reply: Reply, status: "done" | "stopped", timings: Record<string, number>): Promise<void> {
+    const { store } = this.deps;
+    await store.conversations.finishGeneration(reply.generationId, status, reply.text, timings);
+    if (reply.historyMessageId === undefined) {
+      reply.historyMessageId = await store.conversations.addMessage(reply.threadDbId, { role: "assistant", text: reply.text, platformMessageIds: [...reply.messageIds] });
+    } else {
+      await store.conversations.updateMessageText(reply.historyMessageId, reply.text);
+    }
+  }
+}
+
+function threadKey(t: ThreadRef): string {
+  return `${t.platform}:${t.chatId}:${t.threadId}`;
+}
+
+export type { Actor };
