@@ -1,0 +1,153 @@
+/**
+ * `steerbot train`: trains a LoRA adapter from a steers file with the native trainer.
+ *
+ * Owns: the command's options, the progress bar (stderr), the summary (stdout, or one JSON
+ * object with --json) and exit codes: 0 trained, 2 bad input (quantized base, empty or
+ * untokenizable steers, bad options), 1 could not run (build, crash, divergence).
+ *
+ *   steerbot train --steers FILE.jsonl --model BASE.gguf --out ADAPTER.gguf
+ *                  [--objective sft|dpo|sft+dpo] [--rank R] [--alpha A] [--epochs N] [--lr X]
+ *                  [--targets q,o,...] [--seed N] [--json]
+ */
+import { existsSync } from "node:fs";
+import cliProgress from "cli-progress";
+import { type Command, InvalidArgumentError } from "commander";
+import { buildTrainer } from "../../training/build-trainer.ts";
+import { DEFAULT_TARGETS, trainAdapter, type LoraTarget, type TrainObjective } from "../../training/train-adapter.ts";
+import { TrainerError } from "../../training/trainer-process.ts";
+
+const TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+const BAD_INPUT_CODES = new Set(["quantized_model", "bad_data", "empty_data", "usage", "bad_model", "bad_adapter"]);
+
+interface TrainCliOptions {
+  steers: string;
+  model: string;
+  out: string;
+  objective: TrainObjective;
+  rank: number;
+  alpha: number;
+  epochs: number;
+  lr: number;
+  targets: LoraTarget[];
+  seed: number;
+  gradAccum: number;
+  beta: number;
+  threads?: number;
+  json?: boolean;
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1) throw new InvalidArgumentError("not a positive integer");
+  return n;
+}
+
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("not a positive number");
+  return n;
+}
+
+function parseTargets(value: string): LoraTarget[] {
+  const list = value.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const t of list) {
+    if (!(TARGETS as readonly string[]).includes(t)) throw new InvalidArgumentError(`unknown target ${t} (use ${TARGETS.join(",")})`);
+  }
+  if (list.length === 0) throw new InvalidArgumentError("no targets");
+  return list as LoraTarget[];
+}
+
+function parseObjective(value: string): TrainObjective {
+  if (value !== "sft" && value !== "dpo" && value !== "sft+dpo") throw new InvalidArgumentError("use sft, dpo or sft+dpo");
+  return value;
+}
+
+export function register(program: Command): void {
+  program
+    .command("train")
+    .description("Train a LoRA adapter from steers (masked SFT and/or localized DPO)")
+    .requiredOption("--steers <file>", "steers JSONL file")
+    .requiredOption("--model <file>", "base model GGUF (F32 or F16)")
+    .requiredOption("--out <file>", "adapter GGUF to write")
+    .option("--objective <name>", "sft, dpo or sft+dpo", parseObjective, "sft" as TrainObjective)
+    .option("--rank <r>", "LoRA rank", positiveInt, 16)
+    .option("--alpha <a>", "LoRA alpha", positiveNumber, 32)
+    .option("--epochs <n>", "epochs", positiveInt, 3)
+    .option("--lr <x>", "peak learning rate", positiveNumber, 1e-3)
+    .option("--targets <list>", "projections to adapt (q,k,v,o,gate,up,down)", parseTargets, [...DEFAULT_TARGETS])
+    .option("--seed <n>", "random seed", (v) => Number.parseInt(v, 10), 42)
+    .option("--grad-accum <n>", "steers per optimizer step", positiveInt, 4)
+    .option("--beta <b>", "DPO beta", positiveNumber, 0.1)
+    .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
+    .option("--json", "print the result as one JSON object")
+    .action(async (opts: TrainCliOptions) => {
+      process.exitCode = await runTrain(opts);
+    });
+}
+
+async function runTrain(opts: TrainCliOptions): Promise<number> {
+  for (const [what, file] of [["steers file", opts.steers], ["model", opts.model]] as const) {
+    if (!existsSync(file)) {
+      process.stderr.write(`steerbot train: ${what} ${file} not found\n`);
+      return 2;
+    }
+  }
+  const bar = new cliProgress.SingleBar(
+    {
+      format: "training |{bar}| {value}/{total} steps | epoch {epoch} | loss {loss} | {tps} tok/s | eta {eta_formatted}",
+      stream: process.stderr,
+      hideCursor: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  try {
+    process.stderr.write("preparing the trainer (first use builds it)...\n");
+    const build = await buildTrainer();
+    const result = await trainAdapter(
+      {
+        model: opts.model,
+        steers: opts.steers,
+        out: opts.out,
+        objective: opts.objective,
+        rank: opts.rank,
+        alpha: opts.alpha,
+        epochs: opts.epochs,
+        lr: opts.lr,
+        targets: opts.targets,
+        seed: opts.seed,
+        gradAccum: opts.gradAccum,
+        beta: opts.beta,
+        threads: opts.threads,
+        build,
+      },
+      (p) => {
+        const payload = { epoch: p.epoch, loss: p.loss.toFixed(4), tps: Math.round(p.tokensPerSecond) };
+        if (!started) {
+          bar.start(p.steps, 0, payload);
+          started = true;
+        }
+        bar.update(p.step, payload);
+      },
+    );
+    if (started) bar.stop();
+    for (const s of result.skipped) process.stderr.write(`skipped steer at line ${s.line}: ${s.reason}\n`);
+    if (opts.json) {
+      process.stdout.write(JSON.stringify(result) + "\n");
+    } else {
+      const first = result.lossCurve[0]?.loss;
+      const last = result.lossCurve.at(-1)?.loss;
+      process.stdout.write(
+        `wrote ${result.adapterPath}: ${result.pairs} steers, ${result.steps} steps in ${result.seconds.toFixed(1)} s ` +
+          `(${Math.round(result.tokensPerSecond)} tokens/s), loss ${first?.toFixed(4)} -> ${last?.toFixed(4)}\n`,
+      );
+    }
+    return 0;
+  } catch (e) {
+    if (started) bar.stop();
+    const err = e as Error;
+    process.stderr.write(`steerbot train: ${err.message}\n`);
+    if (err instanceof TrainerError) return BAD_INPUT_CODES.has(err.code) ? 2 : 1;
+    return /quantized|no steers|no valid steers|could be tokenized|needs steers|not found/.test(err.message) ? 2 : 1;
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * Building the native trainer (`native/trainer/` → `steer-train`).
+ *
+ * Owns: choosing the variant (cpu or cuda), preparing a patched copy of the bundled llama.cpp
+ * source (our `native/trainer/patches/*.diff`), running CMake against node-llama-cpp's prebuilt
+ * ggml libraries of the same release, and caching the result under
+ * `.cache/trainer/<release>-<hash of native/trainer>-<variant>/` so a rebuild happens only when
+ * the trainer sources or the patch change. The CMake build directory is kept per release and
+ * variant, so such a rebuild is incremental. A lock directory keeps concurrent processes
+ * (parallel test files) from building at the same time.
+ *
+ * Run `npm run build:trainer` to build ahead of time; otherwise the first training run builds.
+ */
+import { execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { promisify } from "node:util";
+import { cacheDir, llamaRelease, llamaSourceDir, projectRoot } from "../engine/llama-source.ts";
+
+const run = promisify(execFile);
+const require = createRequire(import.meta.url);
+
+export type TrainerVariant = "cpu" | "cuda";
+
+export interface TrainerBuild {
+  /** Path of the `steer-train` executable. */
+  binary: string;
+  /** Directory of the prebuilt ggml libraries and backends the trainer loads. */
+  ggmlLibDir: string;
+  variant: TrainerVariant;
+  /** Release tag of the llama.cpp source (e.g. `v0.4.0`). */
+  release: string;
+  /** Seconds spent building now; 0 when the cached build was used. */
+  buildSeconds: number;
+  /** Path of `llama-finetune` when it was requested. */
+  finetuneBinary?: string;
+}
+
+export interface BuildTrainerOptions {
+  /** `auto` (default): cuda when `nvcc` is on PATH and an NVIDIA device is present. Env: STEERBOT_TRAINER_BACKEND. */
+  variant?: TrainerVariant | "auto";
+  /** Also build llama.cpp's `llama-finetune` (the benchmark baseline). */
+  finetune?: boolean;
+  /** Build output lines (cmake/make) go here; default: discarded. */
+  log?: (line: string) => void;
+  /** Parallel compile jobs (default 2: the dev machine is shared). */
+  jobs?: number;
+}
+
+const TRAINER_DIR = path.join(projectRoot, "native", "trainer");
+
+/** Whether `nvcc` is on PATH. */
+function hasNvcc(): boolean {
+  return (process.env.PATH ?? "").split(path.delimiter).some((d) => d && existsSync(path.join(d, "nvcc")));
+}
+
+export function chooseVariant(requested: TrainerVariant | "auto" = "auto"): TrainerVariant {
+  const env = process.env.STEERBOT_TRAINER_BACKEND;
+  const want = requested !== "auto" ? requested : env === "cpu" || env === "cuda" ? env : "auto";
+  if (want !== "auto") return want;
+  // nvcc alone is not enough (CI images carry the toolkit without a GPU): also need a device
+  return hasNvcc() && existsSync("/dev/nvidiactl") ? "cuda" : "cpu";
+}
+
+/** node-llama-cpp's prebuilt library folder for a variant. */
+export function prebuiltLibDir(variant: TrainerVariant): string {
+  const pkg = variant === "cuda" ? "@node-llama-cpp/linux-x64-cuda" : "@node-llama-cpp/linux-x64";
+  const sub = variant === "cuda" ? "linux-x64-cuda" : "linux-x64";
+  let dir: string;
+  try {
+    dir = path.join(path.dirname(require.resolve(`${pkg}/package.json`)), "bins", sub);
+  } catch {
+    dir = path.join(projectRoot, "node_modules", pkg, "bins", sub);
+  }
+  if (!existsSync(path.join(dir, "libggml-base.so"))) {
+    throw new Error(`prebuilt ggml libraries not found in ${dir} (is ${pkg} installed?)`);
+  }
+  return dir;
+}
+
+function listFiles(dir: string, base = dir): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...listFiles(full, base));
+    else if (entry.isFile()) out.push(path.relative(base, full));
+  }
+  return out.sort();
+}
+
+/** Hash of everything under native/trainer (sources, CMakeLists, patches). */
+export function trainerSourceHash(extra: string[] = []): string {
+  const h = createHash("sha256");
+  for (const rel of listFiles(TRAINER_DIR)) {
+    h.update(rel + "\0");
+    h.update(readFileSync(path.join(TRAINER_DIR, rel)));
+    h.update("\0");
+  }
+  for (const e of extra) h.update(e + "\0");
+  return h.digest("hex").slice(0, 12);
+}
+
+/** Copies `from` into `to`, rewriting only files whose bytes differ (keeps mtimes for make). */
+function syncTree(from: string, to: string): void {
+  const want = new Set(listFiles(from));
+  if (existsSync(to)) {
+    for (const rel of listFiles(to)) if (!want.has(rel)) unlinkSync(path.join(to, rel));
+  }
+  for (const rel of want) {
+    const src = path.join(from, rel);
+    const dst = path.join(to, rel);
+    if (existsSync(dst) && statSync(dst).size === statSync(src).size && readFileSync(dst).equals(readFileSync(src))) continue;
+    mkdirSync(path.dirname(dst), { recursive: true });
+    copyFileSync(src, dst);
+  }
+}
+
+/** The parts of the llama.cpp tree the build reads. */
+const SOURCE_PARTS = ["src", "include", "ggml/include", "examples/training", "common", "vendor/nlohmann"];
+
+async function preparePatchedSource(workDir: string, log: (l: string) => void): Promise<string> {
+  const upstream = await llamaSourceDir();
+  const staging = path.join(workDir, `staging-${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
+  for (const part of SOURCE_PARTS) {
+    const from = path.join(upstream, part);
+    if (existsSync(from)) syncTree(from, path.join(staging, part));
+  }
+  const patchDir = path.join(TRAINER_DIR, "patches");
+  const patches = existsSync(patchDir) ? readdirSync(patchDir).filter((f) => f.endsWith(".diff")).sort() : [];
+  for (const p of patches) {
+    log(`applying ${p}`);
+    try {
+      // not `git apply`: inside the project's own git work tree it would resolve paths against it
+      await run("patch", ["-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-d", staging, "-i", path.join(patchDir, p)]);
+    } catch (e) {
+      throw new Error(`patch ${p} does not apply to the bundled llama.cpp source: ${(e as Error).message}`);
+    }
+  }
+  const tree = path.join(workDir, "llama");
+  syncTree(staging, tree);
+  rmSync(staging, { recursive: true, force: true });
+  return tree;
+}
+
+function runLogged(cmd: string, args: string[], log: (l: string) => void, cwd?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const tail: string[] = [];
+    const onData = (buf: Buffer) => {
+      for (const line of buf.toString().split("\n")) {
+        if (!line) continue;
+        log(line);
+        tail.push(line);
+        if (tail.length > 40) tail.shift();
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${cmd} ${args.join(" ")} failed (exit ${code}):\n${tail.join("\n")}`));
+    });
+  });
+}
+
+async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      mkdirSync(lockDir);
+      writeFileSync(path.join(lockDir, "pid"), String(process.pid));
+      break;
+    } catch {
+      // stale lock: the owner died
+      try {
+        const pid = Number(readFileSync(path.join(lockDir, "pid"), "utf8"));
+        if (pid && pid !== process.pid) {
+          try {
+            process.kill(pid, 0);
+          } catch {
+            rmSync(lockDir, { recursive: true, force: true });
+            continue;
+          }
+        }
+      } catch {
+        /* pid file not written yet */
+      }
+      if (Date.now() - started > 30 * 60_000) throw new Error(`timed out waiting for the build lock ${lockDir}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lockDir, { recursive: true, force: true });
+  }
+}
+
+/** Builds (or finds cached) `steer-train`; see the module comment. */
+export async function buildTrainer(options: BuildTrainerOptions = {}): Promise<TrainerBuild> {
+  const log = options.log ?? (() => {});
+  const variant = chooseVariant(options.variant);
+  const rel = await llamaRelease();
+  const ggmlLibDir = prebuiltLibDir(variant);
+  const hash = trainerSourceHash([rel.commit, variant, ggmlLibDir]);
+  const outDir = path.join(cacheDir("trainer"), `${rel.tag}-${hash}-${variant}`);
+  const binary = path.join(outDir, "steer-train");
+  const finetuneBinary = path.join(outDir, "llama-finetune");
+  const result = (buildSeconds: number): TrainerBuild => ({
+    binary,
+    ggmlLibDir,
+    variant,
+    release: rel.tag,
+    buildSeconds,
+    ...(options.finetune ? { finetuneBinary } : {}),
+  });
+  const ready = () => existsSync(path.join(outDir, "complete")) && (!options.finetune || existsSync(finetuneBinary));
+  if (ready()) return result(0);
+
+  const workDir = cacheDir("trainer", `work-${rel.tag}-${variant}`);
+  return withLock(path.join(workDir, "lock"), async () => {
+    if (ready()) return result(0);
+    const t0 = Date.now();
+    const tree = await preparePatchedSource(workDir, log);
+    const buildDir = path.join(workDir, "build");
+    const soname = readdirSync(ggmlLibDir).find((f) => /^libllama\..*so$/.test(f)) ?? "libllama.so";
+    await runLogged(
+      "cmake",
+      [
+        "-S", TRAINER_DIR,
+        "-B", buildDir,
+        "-DCMAKE_BUILD_TYPE=Release",
+        `-DLLAMA_SRC=${tree}`,
+        `-DGGML_LIB_DIR=${ggmlLibDir}`,
+        `-DLLAMA_SONAME=${soname}`,
+        `-DSTEER_BUILD_FINETUNE=${options.finetune ? "ON" : "OFF"}`,
+      ],
+      log,
+    );
+    const targets = ["steer-train", ...(options.finetune ? ["llama-finetune"] : [])];
+    await runLogged("cmake", ["--build", buildDir, "-j", String(options.jobs ?? 2), "--target", ...targets], log);
+
+    const tmp = `${outDir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    if (existsSync(outDir)) for (const f of readdirSync(outDir)) copyFileSync(path.join(outDir, f), path.join(tmp, f));
+    for (const f of [...targets, soname]) copyFileSync(path.join(buildDir, f), path.join(tmp, f));
+    const seconds = (Date.now() - t0) / 1000;
+    writeFileSync(path.join(tmp, "build-info.json"), JSON.stringify({ variant, release: rel.tag, commit: rel.commit, hash, ggmlLibDir, seconds }, null, 2));
+    writeFileSync(path.join(tmp, "complete"), "");
+    rmSync(outDir, { recursive: true, force: true });
+    renameSync(tmp, outDir);
+    return result(seconds);
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const finetune = process.argv.includes("--finetune");
+  const t = Date.now();
+  buildTrainer({ finetune, log: (l) => process.stderr.write(l + "\n") }).then(
+    (b) => {
+      console.log(JSON.stringify({ ...b, wallSeconds: (Date.now() - t) / 1000 }));
+    },
+    (e: Error) => {
+      console.error(e.message);
+      process.exit(1);
+    },
+  );
+}

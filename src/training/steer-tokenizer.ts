@@ -1,0 +1,93 @@
+/**
+ * Turning steers into the token ids the native trainer reads.
+ *
+ * Owns: the one place training tokenizes (through the {@link Engine}, so prompts are rendered
+ * by exactly the chat template generation uses), the split of a rendered assistant turn into
+ * prompt / chosen / rejected token spans, and the trainer's dataset file format (JSONL
+ * `{"prompt":[ids],"chosen":[ids],"rejected":[ids]}`).
+ *
+ * A span is cut from the rendering of the whole turn (context + prefix + span), not tokenized
+ * on its own, so the tokens at the prefix/span boundary are the ones the model would see. The
+ * prompt is the longest token prefix shared by the prefix-only rendering and both span
+ * renderings, so chosen and rejected sequences share it exactly. Nothing is appended after a
+ * span: the turn stays open (no EOS), a steer corrects a part of a reply, not its end.
+ */
+import { writeFileSync } from "node:fs";
+import type { SteerRecord } from "../core/steer-record.ts";
+import { Engine } from "../engine/engine.ts";
+
+export interface TokenizedSteer {
+  prompt: number[];
+  chosen: number[];
+  rejected: number[];
+}
+
+export interface SteerTokenizeFailure {
+  index: number;
+  reason: string;
+}
+
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+export class SteerTokenizer {
+  private constructor(
+    private readonly engine: Engine,
+    private readonly owned: boolean,
+  ) {}
+
+  /** Opens a tokenizer on a model file (loads it with a minimal context), or wraps an Engine. */
+  static async open(model: string | Engine): Promise<SteerTokenizer> {
+    if (typeof model !== "string") return new SteerTokenizer(model, false);
+    const engine = await Engine.load({ model, sequences: 1, contextSize: 256, threads: 1, gpu: false });
+    return new SteerTokenizer(engine, true);
+  }
+
+  /** Tokenizes one steer; throws with a reason when a span yields no tokens of its own. */
+  tokenize(steer: SteerRecord): TokenizedSteer {
+    const base = this.engine.renderContext(steer.context, steer.prefix).tokens;
+    const withChosen = this.engine.renderContext(steer.context, steer.prefix + steer.chosen).tokens;
+    const withRejected = steer.rejected ? this.engine.renderContext(steer.context, steer.prefix + steer.rejected).tokens : null;
+    let cut = commonPrefix(base, withChosen);
+    if (withRejected) cut = Math.min(cut, commonPrefix(base, withRejected));
+    if (cut === 0) throw new Error("the prompt renders to no tokens");
+    const chosen = withChosen.slice(cut);
+    if (chosen.length === 0) throw new Error("the chosen span renders to no tokens (whitespace only?)");
+    const rejected = withRejected ? withRejected.slice(cut) : [];
+    if (withRejected && rejected.length === 0) throw new Error("the rejected span renders to no tokens");
+    return { prompt: [...withChosen.slice(0, cut)], chosen: [...chosen], rejected: [...rejected] };
+  }
+
+  /** Tokenizes many steers, collecting failures instead of throwing. */
+  tokenizeAll(steers: readonly SteerRecord[]): { ok: { index: number; tokens: TokenizedSteer }[]; failed: SteerTokenizeFailure[] } {
+    const ok: { index: number; tokens: TokenizedSteer }[] = [];
+    const failed: SteerTokenizeFailure[] = [];
+    steers.forEach((steer, index) => {
+      try {
+        ok.push({ index, tokens: this.tokenize(steer) });
+      } catch (e) {
+        failed.push({ index, reason: (e as Error).message });
+      }
+    });
+    return { ok, failed };
+  }
+
+  /** The end-of-turn token text is not needed here; exposed for tests that score continuations. */
+  get model(): Engine {
+    return this.engine;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.owned) await this.engine.dispose();
+  }
+}
+
+/** Writes the trainer's dataset file. */
+export function writeTrainerDataset(file: string, items: readonly TokenizedSteer[]): void {
+  const lines = items.map((t) => JSON.stringify({ prompt: t.prompt, chosen: t.chosen, rejected: t.rejected }));
+  writeFileSync(file, lines.join("\n") + "\n");
+}

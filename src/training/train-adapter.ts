@@ -1,0 +1,139 @@
+/**
+ * The training API: steers in, LoRA adapter GGUF out.
+ *
+ * Owns: `trainAdapter(opts, onProgress)` — prepares the dataset (tokenized steers), builds the
+ * native trainer on first use, runs it, reports progress, and returns the loss curve and
+ * throughput. Defaults (rank 16, alpha 32, targets q,o,gate,up,down, lr 1e-3 with 10% warmup
+ * then cosine, 4 steers per optimizer step) were chosen on the tiny fixture and the 0.5B shape;
+ * attn_k/attn_v are not default targets because their LoRA gets no gradient in llama.cpp's
+ * training graph (the K/V cache write has no backward pass; see test/training/).
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import type { Engine } from "../engine/engine.ts";
+import { buildTrainer, type TrainerBuild } from "./build-trainer.ts";
+import { prepareDataset, type SkippedSteer, type SteerInput } from "./steer-dataset.ts";
+import { runTrainer, type TrainerProgressEvent, type TrainerStartEvent } from "./trainer-process.ts";
+
+export type TrainObjective = "sft" | "dpo" | "sft+dpo";
+export type LoraTarget = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
+
+export const DEFAULT_TARGETS: readonly LoraTarget[] = ["q", "o", "gate", "up", "down"];
+
+export interface TrainAdapterOptions {
+  /** Base model GGUF (F32 or F16). */
+  model: string;
+  /** Steers: a JSONL file path or records. */
+  steers: SteerInput;
+  /** Output adapter GGUF path. */
+  out: string;
+  objective?: TrainObjective;
+  rank?: number;
+  alpha?: number;
+  epochs?: number;
+  lr?: number;
+  schedule?: "cosine" | "linear" | "constant";
+  /** Warmup: a fraction of the steps (< 1) or a step count (default 0.1). */
+  warmup?: number;
+  weightDecay?: number;
+  /** DPO β (default 0.1). */
+  beta?: number;
+  /** Steers per optimizer step (default 4). */
+  gradAccum?: number;
+  targets?: readonly LoraTarget[];
+  seed?: number;
+  threads?: number;
+  maxSteps?: number;
+  /** Continue training this adapter instead of starting from B = 0. */
+  initAdapter?: string;
+  /** An Engine on the same model, to tokenize without loading the model again. */
+  engine?: Engine;
+  signal?: AbortSignal;
+  /** A ready trainer build (default: build or find the cached one). */
+  build?: TrainerBuild;
+}
+
+export interface TrainProgress extends Omit<TrainerProgressEvent, "type"> {}
+
+export interface TrainResult {
+  adapterPath: string;
+  objective: TrainObjective;
+  /** Steers trained on. */
+  pairs: number;
+  skipped: SkippedSteer[];
+  steps: number;
+  seconds: number;
+  tokensPerSecond: number;
+  trainableParameters?: number;
+  lossCurve: { step: number; epoch: number; loss: number; lr: number }[];
+  epochLosses: { epoch: number; loss: number }[];
+  /** Seconds spent building the trainer in this call (0 when cached). */
+  buildSeconds: number;
+}
+
+/** Trains a LoRA adapter from steers; see {@link TrainAdapterOptions} for defaults. */
+export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: TrainProgress) => void): Promise<TrainResult> {
+  if (opts.initAdapter && !existsSync(opts.initAdapter)) throw new Error(`adapter ${opts.initAdapter} not found`);
+  const build = opts.build ?? (await buildTrainer());
+  const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine });
+  const objective = opts.objective ?? "sft";
+  try {
+    if (objective !== "sft" && !data.tokens.some((t) => t.rejected.length > 0)) {
+      throw new Error(`objective ${objective} needs steers with a rejected span; these have none`);
+    }
+    const args = [
+      "train",
+      "--model", opts.model,
+      "--data", data.file,
+      "--out", path.resolve(opts.out),
+      "--objective", objective,
+      "--rank", String(opts.rank ?? 16),
+      "--alpha", String(opts.alpha ?? 32),
+      "--epochs", String(opts.epochs ?? 3),
+      "--lr", String(opts.lr ?? 1e-3),
+      "--schedule", opts.schedule ?? "cosine",
+      "--warmup", String(opts.warmup ?? 0.1),
+      "--weight-decay", String(opts.weightDecay ?? 0),
+      "--beta", String(opts.beta ?? 0.1),
+      "--grad-accum", String(opts.gradAccum ?? 4),
+      "--targets", (opts.targets ?? DEFAULT_TARGETS).join(","),
+      "--seed", String(opts.seed ?? 42),
+    ];
+    if (opts.threads) args.push("--threads", String(opts.threads));
+    if (opts.maxSteps) args.push("--max-steps", String(opts.maxSteps));
+    if (opts.initAdapter) args.push("--adapter", opts.initAdapter);
+    const lossCurve: TrainResult["lossCurve"] = [];
+    const epochLosses: TrainResult["epochLosses"] = [];
+    let start: TrainerStartEvent | undefined;
+    const events = await runTrainer({
+      args,
+      build,
+      signal: opts.signal,
+      onEvent: (ev) => {
+        if (ev.type === "start") start = ev;
+        else if (ev.type === "epoch") epochLosses.push({ epoch: ev.epoch, loss: ev.loss });
+        else if (ev.type === "progress") {
+          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr });
+          const { type: _type, ...p } = ev;
+          onProgress?.(p);
+        }
+      },
+    });
+    const done = events.find((e) => e.type === "done");
+    return {
+      adapterPath: path.resolve(opts.out),
+      objective,
+      pairs: data.tokens.length,
+      skipped: data.skipped,
+      steps: done && "steps" in done ? (done.steps ?? lossCurve.length) : lossCurve.length,
+      seconds: done?.type === "done" ? (done.seconds ?? 0) : 0,
+      tokensPerSecond: done?.type === "done" ? (done.tokensPerSecond ?? 0) : 0,
+      trainableParameters: start?.trainableParameters,
+      lossCurve,
+      epochLosses,
+      buildSeconds: build.buildSeconds,
+    };
+  } finally {
+    data.dispose();
+  }
+}

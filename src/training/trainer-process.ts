@@ -1,0 +1,159 @@
+/**
+ * Running the native trainer (`steer-train`) as a child process.
+ *
+ * Owns: the command line, parsing its stdout JSON lines into typed events, keeping a tail of
+ * its stderr (llama.cpp logs) for error messages, abort by signal, and turning an `error`
+ * event or a non-zero exit into a {@link TrainerError}.
+ */
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { buildTrainer, type TrainerBuild } from "./build-trainer.ts";
+
+export interface TrainerProgressEvent {
+  type: "progress";
+  step: number;
+  steps: number;
+  epoch: number;
+  /** SFT: mean NLL of the chosen tokens of the step; DPO: mean −log σ(βΔ) of its pairs. */
+  loss: number;
+  lr: number;
+  tokensPerSecond: number;
+  etaSeconds: number;
+  dpoLoss?: number;
+  sftNll?: number;
+}
+
+export interface TrainerStartEvent {
+  type: "start";
+  objective?: string;
+  pairs?: number;
+  steps?: number;
+  stepsPerEpoch?: number;
+  epochs?: number;
+  trainableParameters?: number;
+  targets?: number;
+  threads?: number;
+  gpu?: boolean;
+  [key: string]: unknown;
+}
+
+export interface TrainerEpochEvent {
+  type: "epoch";
+  epoch: number;
+  loss: number;
+  dpoLoss?: number;
+}
+
+export interface TrainerEvalEvent {
+  type: "eval";
+  index: number;
+  line: number;
+  chosenLogprob?: number;
+  chosenTokens?: number;
+  chosenMeanLogprob?: number;
+  rejectedLogprob?: number;
+  rejectedTokens?: number;
+  rejectedMeanLogprob?: number;
+  /** log P(end of turn | prompt + chosen). */
+  endLogprob?: number;
+  /** Raw weighted sequences: Σ w·nll and Σ |w|. */
+  loss?: number;
+  weight?: number;
+}
+
+export interface TrainerGradEvent {
+  type: "grad";
+  name: string;
+  index: number;
+  analytic: number;
+  analyticRepeat: number;
+  numeric: number;
+  maxAbsGrad: number;
+  maxRepeatDiff: number;
+  /** L2 norm of the whole analytic gradient of the tensor. */
+  norm: number;
+}
+
+export interface TrainerDoneEvent {
+  type: "done";
+  out?: string;
+  steps?: number;
+  seconds?: number;
+  tokensPerSecond?: number;
+  pairs?: number;
+}
+
+export interface TrainerErrorEvent {
+  type: "error";
+  code: string;
+  message: string;
+}
+
+export type TrainerEvent =
+  | TrainerStartEvent
+  | TrainerProgressEvent
+  | TrainerEpochEvent
+  | TrainerEvalEvent
+  | TrainerGradEvent
+  | TrainerDoneEvent
+  | TrainerErrorEvent;
+
+/** A failure reported by the trainer (`code`: quantized_model, bad_data, empty_data, diverged, usage, …). */
+export class TrainerError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly stderrTail = "",
+  ) {
+    super(message);
+    this.name = "TrainerError";
+  }
+}
+
+export interface RunTrainerOptions {
+  /** Arguments after the binary: mode first (`train`, `eval`, `grad-check`). */
+  args: string[];
+  onEvent?: (event: TrainerEvent) => void;
+  signal?: AbortSignal;
+  /** A ready build (default: {@link buildTrainer}, which builds on first use). */
+  build?: TrainerBuild;
+}
+
+/** Runs `steer-train` to completion; resolves with every event it printed. */
+export async function runTrainer(options: RunTrainerOptions): Promise<TrainerEvent[]> {
+  const build = options.build ?? (await buildTrainer());
+  const args = [...options.args, "--backend-dir", build.ggmlLibDir];
+  return new Promise((resolve, reject) => {
+    const child = spawn(build.binary, args, { stdio: ["ignore", "pipe", "pipe"], signal: options.signal });
+    const events: TrainerEvent[] = [];
+    const stderr: string[] = [];
+    let failed: TrainerErrorEvent | undefined;
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      if (!line.startsWith("{")) return;
+      let ev: TrainerEvent;
+      try {
+        ev = JSON.parse(line) as TrainerEvent;
+      } catch {
+        return;
+      }
+      events.push(ev);
+      if (ev.type === "error") failed = ev;
+      options.onEvent?.(ev);
+    });
+    createInterface({ input: child.stderr }).on("line", (line) => {
+      stderr.push(line);
+      if (stderr.length > 60) stderr.shift();
+    });
+    child.on("error", (err) => {
+      if ((err as NodeJS.ErrnoException).name === "AbortError") reject(new TrainerError("aborted", "training was aborted"));
+      else reject(err);
+    });
+    child.on("close", (code, sig) => {
+      const tail = stderr.join("\n");
+      if (failed) reject(new TrainerError(failed.code, failed.message, tail));
+      else if (code === 0) resolve(events);
+      else if (options.signal?.aborted) reject(new TrainerError("aborted", "training was aborted", tail));
+      else reject(new TrainerError("crashed", `steer-train exited with ${sig ?? `code ${code}`}:\n${tail}`, tail));
+    });
+  });
+}
