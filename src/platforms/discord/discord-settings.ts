@@ -50,7 +50,7 @@ export interface DiscordLog {
 export interface DiscordMetrics {
   /** Reaction received → core.stop settled (generation aborted, message cut), per stop, ms. */
   stopLatencyMs: number[];
-  /** 429s discord.js's queue absorbed (waited out and retried). */
+  /** Times discord.js's queue waited for a rate limit (pre-emptively from headers, or after a 429). */
   rateLimitsAbsorbed: number;
   /** 429s that reached a reply surface as errors (should stay 0). */
   rateLimitsSurfaced: number;
