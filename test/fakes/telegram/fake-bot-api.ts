@@ -236,8 +236,11 @@ export class FakeBotApi extends EventEmitter {
         cleanup();
         reject(new Error(`fake Bot API: timed out after ${timeoutMs} ms waiting for ${what}`));
       }, timeoutMs);
+      // Also poll: the condition may depend on state outside the fake (the core's).
+      const poll = setInterval(onChange, 20);
       const cleanup = (): void => {
         clearTimeout(timer);
+        clearInterval(poll);
         this.off("change", onChange);
       };
       this.on("change", onChange);
@@ -269,6 +272,11 @@ export class FakeBotApi extends EventEmitter {
     this.messages.set(`${chat.id}:${message_id}`, stored);
     const msg: Record<string, unknown> = { message_id, from: user, chat, date: stored.date, text };
     if (opts.entities) msg.entities = opts.entities;
+    else {
+      // Telegram clients mark a leading /command with a bot_command entity.
+      const cmd = /^\/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?/.exec(text);
+      if (cmd) msg.entities = [{ type: "bot_command", offset: 0, length: cmd[0].length }];
+    }
     if (opts.threadId !== undefined) {
       msg.message_thread_id = opts.threadId;
       msg.is_topic_message = true;

@@ -93,7 +93,7 @@ export class ScriptedCore implements TelegramCore {
     reply.produced = cut.trimEnd() + " " + req.correction.text.trim();
     reply.loop = this.stream(reply, (this.o.continuation ?? defaultContinuation)(req.correction.text), true);
     await reply.loop;
-    return { ok: reply.state !== "failed" };
+    return { ok: (reply.state as string) !== "failed" };
   }
 
   async accept(req: AcceptRequest): Promise<Outcome> {
@@ -220,10 +220,14 @@ function defaultContinuation(c: string): string {
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
+    const onAbort = (): void => {
       clearTimeout(t);
       resolve();
-    }, { once: true });
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
 }

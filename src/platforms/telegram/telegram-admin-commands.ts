@@ -1,0 +1,156 @@
+/**
+ * The admin and privacy commands: /status, /pending, /retrain, /adapters, /optout, /forget.
+ *
+ * Owns: parsing those commands, the inline keyboards they show (approve/reject a pending steer,
+ * confirm /forget) and answering the button presses. Who may do what is the core's decision:
+ * the adapter passes the actor and shows the core's notice, so a refused user sees the refusal.
+ */
+import { InlineKeyboard, type Bot, type Context } from "grammy";
+import type { Actor } from "../../core/ports.ts";
+import type { TelegramActors } from "./telegram-actors.ts";
+import type { TelegramCore } from "./telegram-core-port.ts";
+import type { TelegramLog } from "./telegram-log.ts";
+
+/** The commands shown in Telegram's command menu (setMyCommands). */
+export const TELEGRAM_COMMANDS = [
+  { command: "ask", description: "Ask the model (in groups)" },
+  { command: "status", description: "Model, adapter and steer counts" },
+  { command: "pending", description: "Review steers waiting for approval (admins)" },
+  { command: "retrain", description: "Train a new adapter now (admins)" },
+  { command: "adapters", description: "list | activate <version> | rollback (admins)" },
+  { command: "optout", description: "Stop storing my steers" },
+  { command: "forget", description: "Delete everything stored about me" },
+];
+
+/** Callback data prefixes (Telegram allows 64 bytes). */
+const REVIEW = "rv";
+const FORGET = "fg";
+
+export interface AdminDeps {
+  core: TelegramCore;
+  actors: TelegramActors;
+  log: TelegramLog;
+  /** Keeps a long task (retrain) alive outside the update handler. */
+  track(task: Promise<unknown>): void;
+  /** Shows a notice as a reply to the message that caused it, in its topic. */
+  reply(ctx: Context, text: string): Promise<void>;
+}
+
+export function installAdminCommands(bot: Bot, d: AdminDeps): void {
+  const actorOf = (ctx: Context): Promise<Actor> => d.actors.actor(ctx.from!, ctx.chat!);
+
+  bot.command("status", async (ctx) => {
+    const out = await d.core.admin.status(await actorOf(ctx));
+    await d.reply(ctx, out.notice ?? (out.ok ? "OK" : "Refused."));
+  });
+
+  bot.command("optout", async (ctx) => {
+    const out = await d.core.admin.optOut(await actorOf(ctx));
+    await d.reply(ctx, out.notice ?? (out.ok ? "Your steers will no longer be stored." : "Refused."));
+  });
+
+  bot.command("forget", async (ctx) => {
+    const actor = await actorOf(ctx);
+    const out = await d.core.admin.forget(actor, false);
+    const text = out.notice ?? "Delete everything stored about you?";
+    if (!out.ok) return d.reply(ctx, text);
+    await ctx.reply(text, {
+      reply_parameters: { message_id: ctx.msg!.message_id, allow_sending_without_reply: true },
+      ...threadOf(ctx),
+      reply_markup: new InlineKeyboard().text("Yes, forget me", `${FORGET}:y:${actor.userId}`).text("Cancel", `${FORGET}:n:${actor.userId}`),
+    });
+  });
+
+  bot.command("pending", async (ctx) => {
+    const out = await d.core.admin.pendingSteers(await actorOf(ctx));
+    if (!out.ok || !out.steers) return d.reply(ctx, out.notice ?? "Refused.");
+    if (out.steers.length === 0) return d.reply(ctx, out.notice ?? "No steers are waiting for review.");
+    if (out.notice) await d.reply(ctx, out.notice);
+    for (const s of out.steers.slice(0, 20)) {
+      await ctx.reply(truncate(s.preview, 3500), {
+        ...threadOf(ctx),
+        reply_markup: new InlineKeyboard().text("✅ Approve", `${REVIEW}:a:${s.id}`).text("❌ Reject", `${REVIEW}:r:${s.id}`),
+      });
+    }
+  });
+
+  bot.command("adapters", async (ctx) => {
+    const [action = "list", version] = ctx.match.trim().split(/\s+/).filter(Boolean);
+    if (action !== "list" && action !== "activate" && action !== "rollback") {
+      return d.reply(ctx, "Usage: /adapters [list | activate <version> | rollback]");
+    }
+    if (action === "activate" && !version) return d.reply(ctx, "Usage: /adapters activate <version>");
+    const out = await d.core.admin.adapters(await actorOf(ctx), action, version);
+    await d.reply(ctx, out.notice ?? (out.ok ? "Done." : "Refused."));
+  });
+
+  bot.command("retrain", async (ctx) => {
+    const actor = await actorOf(ctx);
+    // Training takes minutes: run it outside the handler, show progress by editing one message.
+    let progressMsg: { chatId: number; id: number } | undefined;
+    let last = "";
+    const progress = async (text: string): Promise<void> => {
+      const t = truncate(text, 4000) || "…";
+      if (t === last) return;
+      last = t;
+      try {
+        if (!progressMsg) {
+          const m = await ctx.reply(t, threadOf(ctx));
+          progressMsg = { chatId: m.chat.id, id: m.message_id };
+        } else {
+          await ctx.api.editMessageText(progressMsg.chatId, progressMsg.id, t);
+        }
+      } catch (err) {
+        d.log.warn({ err: String(err) }, "telegram: retrain progress not shown");
+      }
+    };
+    d.track(
+      d.core.admin
+        .retrain(actor, progress)
+        .then((out) => (out.notice ? d.reply(ctx, out.notice) : !out.ok ? d.reply(ctx, "Refused.") : undefined))
+        .catch((err) => d.log.error({ err: String(err) }, "telegram: /retrain failed")),
+    );
+  });
+
+  bot.callbackQuery(new RegExp(`^${REVIEW}:([ar]):(.+)$`), async (ctx) => {
+    const [, v, steerId] = ctx.match as RegExpMatchArray;
+    const verdict = v === "a" ? "approve" : "reject";
+    const out = await d.core.admin.reviewSteer(await actorOf(ctx), steerId!, verdict);
+    await ctx.answerCallbackQuery({ text: truncate(out.notice ?? (out.ok ? `Steer ${verdict}d.` : "Refused."), 190) });
+    if (out.ok && ctx.callbackQuery.message) {
+      const original = ctx.callbackQuery.message.text ?? "";
+      await ctx
+        .editMessageText(truncate(`${original}\n\n${verdict === "approve" ? "✅ approved" : "❌ rejected"} by ${ctx.from.first_name}`, 4096))
+        .catch((err) => d.log.debug({ err: String(err) }, "telegram: review message not updated"));
+    }
+  });
+
+  bot.callbackQuery(new RegExp(`^${FORGET}:([yn]):(\\d+)$`), async (ctx) => {
+    const [, yes, owner] = ctx.match as RegExpMatchArray;
+    if (String(ctx.from.id) !== owner) {
+      await ctx.answerCallbackQuery({ text: "This button is for the person who asked." });
+      return;
+    }
+    if (yes !== "y") {
+      await ctx.answerCallbackQuery({ text: "Nothing was deleted." });
+      await ctx.editMessageText("Cancelled: nothing was deleted.").catch(() => undefined);
+      return;
+    }
+    const out = await d.core.admin.forget(await actorOf(ctx), true);
+    const text = out.notice ?? (out.ok ? "Everything stored about you was deleted." : "Refused.");
+    await ctx.answerCallbackQuery({ text: truncate(text, 190) });
+    await ctx.editMessageText(truncate(text, 4096)).catch(() => undefined);
+  });
+
+  // Any other button (stale keyboards): answer so the client stops spinning.
+  bot.on("callback_query:data", (ctx) => ctx.answerCallbackQuery());
+}
+
+export function threadOf(ctx: Context): { message_thread_id?: number } {
+  const m = ctx.msg;
+  return m?.is_topic_message && m.message_thread_id !== undefined ? { message_thread_id: m.message_thread_id } : {};
+}
+
+function truncate(s: string, n: number): string {
+  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
+}

@@ -1,0 +1,382 @@
+/**
+ * The Telegram front end of steerbot.
+ *
+ * Owns: the grammY bot, its transport (long polling with @grammyjs/runner, or a webhook on a
+ * node http server), retries (@grammyjs/auto-retry on the API), and the mapping of Telegram
+ * events to core calls:
+ *   - a question (any message in a private chat; a mention, a reply to the bot or /ask in a
+ *     group; answered in its forum topic) → `core.ask`, streamed through a reply surface;
+ *   - a stop reaction (default 👎) or the draft stop button → `core.stop`; 👍 → `core.accept`;
+ *   - a reply to the bot's message (with Telegram's quote, if any), or in a private chat the
+ *     next message after a stop → `core.correct`;
+ *   - admin/privacy commands (see telegram-admin-commands.ts).
+ * Handlers never wait for a generation: `core.ask`/`core.correct` run in the background, so a
+ * stop reaction is handled while the reply is still streaming.
+ */
+import http from "node:http";
+import { autoRetry } from "@grammyjs/auto-retry";
+import { run, sequentialize, type RunnerHandle } from "@grammyjs/runner";
+import { Bot, webhookCallback, type Context } from "grammy";
+import type { Message, ReactionType } from "grammy/types";
+import type { Actor, Correction, Outcome, ReplySurface, ThreadRef } from "../../core/ports.ts";
+import { ChatPacer } from "./chat-pacer.ts";
+import { installAdminCommands, TELEGRAM_COMMANDS, threadOf } from "./telegram-admin-commands.ts";
+import { TelegramActors } from "./telegram-actors.ts";
+import { resolveTelegramConfig, type TelegramConfig } from "./telegram-config.ts";
+import { TELEGRAM, type TelegramCore } from "./telegram-core-port.ts";
+import { DraftRegistry, TelegramDraftSurface } from "./telegram-draft-surface.ts";
+import { draftKey, messageKey } from "./telegram-ids.ts";
+import type { TelegramLog } from "./telegram-log.ts";
+import { TelegramReplySurface } from "./telegram-reply-surface.ts";
+
+/** Updates the bot asks for; reactions must be named explicitly or Telegram never sends them. */
+export const ALLOWED_UPDATES = ["message", "message_reaction", "callback_query", "stopped_message_generation"] as const;
+
+export interface TelegramBotOptions {
+  token: string;
+  core: TelegramCore;
+  config?: Partial<TelegramConfig>;
+  log: TelegramLog;
+  /** Bot API root (tests point this at the fake server). */
+  apiRoot?: string;
+}
+
+export class TelegramBot {
+  readonly bot: Bot;
+  readonly config: TelegramConfig;
+  private readonly core: TelegramCore;
+  private readonly log: TelegramLog;
+  private readonly pacer: ChatPacer;
+  private readonly actors: TelegramActors;
+  private readonly drafts = new DraftRegistry();
+  private readonly inflight = new Set<Promise<unknown>>();
+  /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation. */
+  private readonly seenUpdates = new Set<number>();
+  private runner: RunnerHandle | undefined;
+  private server: http.Server | undefined;
+
+  constructor(opts: TelegramBotOptions) {
+    this.config = resolveTelegramConfig(opts.config);
+    this.core = opts.core;
+    this.log = opts.log;
+    this.bot = new Bot(opts.token, opts.apiRoot ? { client: { apiRoot: opts.apiRoot } } : {});
+    this.installApiTransformers();
+    this.pacer = new ChatPacer(this.config.chatMinIntervalMs);
+    this.actors = new TelegramActors(this.bot.api, this.log);
+    this.installHandlers();
+  }
+
+  /** Connects (getMe), publishes the command menu, and starts polling or the webhook server. */
+  async start(): Promise<void> {
+    await this.bot.init();
+    this.log.info({ username: this.bot.botInfo.username, mode: this.config.mode }, "telegram: bot connected");
+    await this.bot.api.setMyCommands(TELEGRAM_COMMANDS).catch((err) => this.log.warn({ err: String(err) }, "telegram: setMyCommands failed"));
+    if (this.config.mode === "webhook") return this.startWebhook();
+    this.runner = run(this.bot, {
+      runner: {
+        fetch: { allowed_updates: [...ALLOWED_UPDATES], timeout: this.config.pollTimeoutSeconds },
+        // Fetch errors are logged by our API transformer instead of console.error.
+        silent: true,
+      },
+    });
+    void this.runner.task()?.catch((err) => this.log.error({ err: String(err) }, "telegram: polling stopped on an unrecoverable error"));
+  }
+
+  /**
+   * Stops receiving updates, then waits (up to `graceMs`) for replies still streaming, so their
+   * last edits land. The core is not stopped here: the app owns it.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.runner?.isRunning()) await this.runner.stop();
+    this.runner = undefined;
+    if (this.server) {
+      const s = this.server;
+      this.server = undefined;
+      await new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeAllConnections();
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** Resolves when no reply started by this bot is streaming and no handler task is pending. */
+  async idle(): Promise<void> {
+    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+  }
+
+  /** Port of the webhook server (webhook mode), e.g. when configured as 0. */
+  get webhookPort(): number | undefined {
+    const a = this.server?.address();
+    return a && typeof a === "object" ? a.port : undefined;
+  }
+
+  // ------------------------------------------------------------------ transport
+
+  private installApiTransformers(): void {
+    // Innermost: log failures of single attempts (429s show up here at debug level). grammY
+    // transformers see Telegram's errors as `{ ok: false }` results and network errors as throws.
+    this.bot.api.config.use(async (prev, method, payload, signal) => {
+      let res: Awaited<ReturnType<typeof prev>>;
+      try {
+        res = await prev(method, payload, signal);
+      } catch (err) {
+        if (!signal?.aborted) this.log.warn({ method, err: String(err) }, method === "getUpdates" ? "telegram: fetching updates failed; retrying" : "telegram: API call failed");
+        throw err;
+      }
+      if (!res.ok) {
+        const what = { method, code: res.error_code, description: res.description };
+        if (res.error_code === 429) this.log.debug(what, "telegram: rate limited; retrying after retry_after");
+        else if (/message is not modified/.test(res.description)) this.log.debug(what, "telegram: edit changed nothing");
+        else if (method === "getUpdates") this.log.warn(what, "telegram: fetching updates failed; retrying");
+        else this.log.warn(what, "telegram: API call failed");
+      }
+      return res;
+    });
+    // Outermost: wait `retry_after` on 429 and retry network/5xx failures, so no text is lost.
+    this.bot.api.config.use(autoRetry({ maxRetryAttempts: this.config.maxRetryAttempts, maxDelaySeconds: 120 }));
+  }
+
+  private async startWebhook(): Promise<void> {
+    const w = this.config.webhook!;
+    const path = w.path ?? "/telegram";
+    const handle = webhookCallback(this.bot, "http", { secretToken: w.secretToken, onTimeout: "return", timeoutMilliseconds: 9_000 });
+    this.server = http.createServer((req, res) => {
+      if (req.method !== "POST" || (req.url ?? "").split("?")[0] !== path) {
+        res.writeHead(404).end();
+        return;
+      }
+      handle(req, res).catch((err: unknown) => {
+        this.log.error({ err: String(err) }, "telegram: webhook update failed");
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(w.port, w.host ?? "0.0.0.0", resolve));
+    if (w.url) {
+      await this.bot.api.setWebhook(w.url, { allowed_updates: [...ALLOWED_UPDATES], secret_token: w.secretToken });
+    }
+    this.log.info({ port: this.webhookPort, path }, "telegram: webhook server listening");
+  }
+
+  // ------------------------------------------------------------------ handlers
+
+  private installHandlers(): void {
+    this.bot.catch((err) => this.log.error({ update: err.ctx?.update?.update_id, err: String(err.error) }, "telegram: update handler failed"));
+
+    // Duplicate deliveries of one update start nothing (the core also dedupes by message id).
+    this.bot.use(async (ctx, next) => {
+      const id = ctx.update.update_id;
+      if (this.seenUpdates.has(id)) return;
+      this.seenUpdates.add(id);
+      if (this.seenUpdates.size > 10_000) this.seenUpdates.delete(this.seenUpdates.values().next().value as number);
+      await next();
+    });
+
+    // Keep order within a chat (a stop before the correction that follows it). Handlers only
+    // await short calls, never a generation, so nothing queues behind a streaming reply.
+    this.bot.use(sequentialize((ctx: Context) => (ctx.chat ? String(ctx.chat.id) : undefined)));
+
+    this.bot.on("message_reaction", (ctx) => this.onReaction(ctx));
+    this.bot.on("stopped_message_generation", (ctx) => this.onDraftStopped(ctx));
+
+    this.bot.command("ask", async (ctx) => {
+      const text = ctx.match.trim();
+      if (!text) return this.reply(ctx, "Usage: /ask <your question>");
+      await this.startAsk(ctx, ctx.msg, text);
+    });
+    this.bot.command("start", (ctx) =>
+      this.reply(
+        ctx,
+        `Ask me anything. While I answer, react ${this.config.stopReactions[0]} to stop me, then reply to my message with a short correction; I continue from it. React ${this.config.acceptReactions[0]} to say an answer is good.`,
+      ),
+    );
+    installAdminCommands(this.bot, {
+      core: this.core,
+      actors: this.actors,
+      log: this.log,
+      track: (t) => this.track(t),
+      reply: (ctx, text) => this.reply(ctx, text),
+    });
+
+    this.bot.on("message:text", (ctx) => this.onText(ctx));
+  }
+
+  private async onText(ctx: Context): Promise<void> {
+    const msg = ctx.msg!;
+    const text = msg.text ?? "";
+    if (text.startsWith("/")) return; // an unknown command, or one for another bot
+    const chat = ctx.chat!;
+    const isPrivate = chat.type === "private";
+    const replied = this.repliedBotMessage(ctx, msg);
+
+    if (replied) {
+      const coreKey = this.drafts.coreKey(messageKey(chat.id, replied.message_id));
+      if (this.isCorrectionTarget(msg, coreKey)) {
+        return this.startCorrection(ctx, msg, text, coreKey, msg.quote ? { text: msg.quote.text, position: msg.quote.position } : undefined);
+      }
+    }
+    if (isPrivate) {
+      // "The next message in its thread": after a stop, a plain message is the correction.
+      const open = this.core.openReplyIn(this.threadRef(msg));
+      if (open?.state === "stopped") return this.startCorrection(ctx, msg, text, undefined, undefined);
+      return this.startAsk(ctx, msg, text);
+    }
+    if (replied) return this.startAsk(ctx, msg, text);
+    const stripped = this.stripMention(msg);
+    if (stripped !== undefined) {
+      if (!stripped) return this.reply(ctx, "Ask me something after the mention.");
+      return this.startAsk(ctx, msg, stripped);
+    }
+  }
+
+  /**
+   * Whether a reply to the bot's message `coreKey` corrects it: the reply it belongs to is the
+   * thread's open one and was stopped (or is still streaming: the core decides), or the user
+   * quoted a part of it. A plain reply to a finished answer is a follow-up question instead.
+   */
+  private isCorrectionTarget(msg: Message, coreKey: string): boolean {
+    if (!this.core.isBotMessage(TELEGRAM, coreKey)) return false;
+    if (msg.quote) return true;
+    const open = this.core.openReplyIn(this.threadRef(msg));
+    return open !== undefined && open.state !== "done" && open.messageIds.includes(coreKey);
+  }
+
+  /** The bot's message this one replies to, ignoring the implicit reply to a forum topic's root. */
+  private repliedBotMessage(ctx: Context, msg: Message): Message | undefined {
+    const r = msg.reply_to_message;
+    if (!r || r.from?.id !== ctx.me.id) return undefined;
+    if (msg.is_topic_message && r.message_id === msg.message_thread_id) return undefined;
+    return r;
+  }
+
+  /** The text without the bot's @mention, or undefined when the bot is not mentioned. */
+  private stripMention(msg: Message): string | undefined {
+    const text = msg.text ?? "";
+    const handle = `@${this.bot.botInfo.username}`.toLowerCase();
+    const mention = (msg.entities ?? []).find(
+      (e) => e.type === "mention" && text.slice(e.offset, e.offset + e.length).toLowerCase() === handle,
+    );
+    if (mention) return (text.slice(0, mention.offset) + text.slice(mention.offset + mention.length)).replace(/\s+/g, " ").trim();
+    // Clients always send an entity; accept a bare "@bot" too (forwarded text, old clients).
+    const i = text.toLowerCase().indexOf(handle);
+    if (i >= 0 && !/\w/.test(text.charAt(i + handle.length))) return (text.slice(0, i) + text.slice(i + handle.length)).replace(/\s+/g, " ").trim();
+    return undefined;
+  }
+
+  private async startAsk(ctx: Context, msg: Message, text: string): Promise<void> {
+    const actor = await this.actors.actor(ctx.from!, ctx.chat!);
+    const surface = this.surfaceFor(msg);
+    const run = this.core.ask({
+      thread: this.threadRef(msg),
+      actor,
+      text,
+      sourceMessageId: messageKey(msg.chat.id, msg.message_id),
+      surface,
+    });
+    this.track(this.finishReply(ctx, msg, surface, run, "ask"));
+  }
+
+  private async startCorrection(ctx: Context, msg: Message, text: string, replyTo: string | undefined, quote: Correction["quote"]): Promise<void> {
+    const actor = await this.actors.actor(ctx.from!, ctx.chat!);
+    const surface = this.surfaceFor(msg);
+    const run = this.core.correct({
+      thread: this.threadRef(msg),
+      actor,
+      replyToMessageId: replyTo,
+      correction: { text, ...(quote ? { quote } : {}) },
+      messageId: messageKey(msg.chat.id, msg.message_id),
+      surface,
+    });
+    this.track(this.finishReply(ctx, msg, surface, run, "correct"));
+  }
+
+  /** After a generation: persist drafts, show the core's notice to the user. */
+  private async finishReply(ctx: Context, msg: Message, surface: ReplySurface, run: Promise<Outcome>, what: string): Promise<void> {
+    let out: Outcome;
+    try {
+      out = await run;
+    } catch (err) {
+      // The core promises never to reject; if it does, say so in the log and move on.
+      this.log.error({ err: String(err), what }, "telegram: core call rejected");
+      out = { ok: false };
+    }
+    if (surface instanceof TelegramDraftSurface) {
+      await surface.finish().catch((err) => this.log.warn({ err: String(err) }, "telegram: draft not persisted"));
+    }
+    if (out.notice) await this.reply(ctx, out.notice, msg);
+  }
+
+  private async onReaction(ctx: Context): Promise<void> {
+    const r = ctx.messageReaction!;
+    if (!r.user) return; // anonymous (a channel or an anonymous admin): nobody to hold responsible
+    const added = addedEmoji(r.old_reaction, r.new_reaction);
+    const stop = added.some((e) => this.config.stopReactions.includes(e));
+    const accept = !stop && added.some((e) => this.config.acceptReactions.includes(e));
+    if (!stop && !accept) return;
+    const key = this.drafts.coreKey(messageKey(r.chat.id, r.message_id));
+    if (!this.core.isBotMessage(TELEGRAM, key)) return;
+    const actor = await this.actors.actor(r.user, r.chat);
+    const req = { platform: TELEGRAM, messageId: key, actor };
+    const out = stop ? await this.core.stop(req) : await this.core.accept(req);
+    if (out.notice) {
+      await this.send(r.chat.id, out.notice, r.message_id);
+    }
+  }
+
+  private async onDraftStopped(ctx: Context): Promise<void> {
+    const s = ctx.update.stopped_message_generation!;
+    const key = draftKey(s.chat.id, s.draft_id);
+    if (!this.core.isBotMessage(TELEGRAM, key)) return;
+    const actor: Actor = { platform: TELEGRAM, userId: String(s.chat.id), displayName: s.chat.username ? `@${s.chat.username}` : s.chat.first_name, roles: [] };
+    const out = await this.core.stop({ platform: TELEGRAM, messageId: key, actor });
+    if (out.notice) await this.send(s.chat.id, out.notice, undefined, s.message_thread_id);
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private surfaceFor(msg: Message): ReplySurface {
+    const threadId = msg.is_topic_message ? msg.message_thread_id : undefined;
+    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs: this.config.minEditIntervalMs };
+    if (this.config.privateDrafts && msg.chat.type === "private") return new TelegramDraftSurface({ ...base, registry: this.drafts });
+    return new TelegramReplySurface(base);
+  }
+
+  private threadRef(msg: Message): ThreadRef {
+    const chatId = String(msg.chat.id);
+    const topic = msg.is_topic_message && msg.message_thread_id !== undefined ? String(msg.message_thread_id) : chatId;
+    return { platform: TELEGRAM, chatId, threadId: topic };
+  }
+
+  /** A notice as a reply to the message that caused it (Telegram has no ephemeral messages). */
+  private async reply(ctx: Context, text: string, to: Message | undefined = ctx.msg): Promise<void> {
+    if (!ctx.chat) return;
+    const thread = to ? (to.is_topic_message ? to.message_thread_id : undefined) : threadOf(ctx).message_thread_id;
+    await this.send(ctx.chat.id, text, to?.message_id, thread);
+  }
+
+  private async send(chatId: number, text: string, replyTo?: number, threadId?: number): Promise<void> {
+    try {
+      await this.pacer.run(chatId, () =>
+        this.bot.api.sendMessage(chatId, text.slice(0, 4096), {
+          ...(threadId !== undefined ? { message_thread_id: threadId } : {}),
+          ...(replyTo !== undefined ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
+        }),
+      );
+    } catch (err) {
+      this.log.warn({ chatId, err: String(err) }, "telegram: notice not delivered");
+    }
+  }
+
+  private track(task: Promise<unknown>): void {
+    const t = task.catch((err) => this.log.error({ err: String(err) }, "telegram: background task failed"));
+    this.inflight.add(t);
+    void t.finally(() => this.inflight.delete(t));
+  }
+}
+
+function addedEmoji(old: ReactionType[], now: ReactionType[]): string[] {
+  const before = new Set(old.filter((r) => r.type === "emoji").map((r) => (r as { emoji: string }).emoji));
+  return now.filter((r) => r.type === "emoji" && !before.has((r as { emoji: string }).emoji)).map((r) => (r as { emoji: string }).emoji);
+}

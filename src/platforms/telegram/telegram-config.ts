@@ -1,0 +1,65 @@
+/**
+ * The `telegram:` section of the config and its defaults.
+ *
+ * Owns: every Telegram-only knob (reactions that stop/accept, edit pacing, drafts, polling vs
+ * webhook). Permissions are not here: the core decides them from `permissions:`.
+ */
+
+/** Reaction emoji a Telegram user can set (Bot API `ReactionTypeEmoji`; 🛑 is not among them). */
+export const TELEGRAM_REACTION_EMOJI: readonly string[] = [
+  "👍", "👎", "❤", "🔥", "🥰", "👏", "😁", "🤔", "🤯", "😱", "🤬", "😢", "🎉", "🤩", "🤮", "💩", "🙏", "👌", "🕊", "🤡",
+  "🥱", "🥴", "😍", "🐳", "❤‍🔥", "🌚", "🌭", "💯", "🤣", "⚡", "🍌", "🏆", "💔", "🤨", "😐", "🍓", "🍾", "💋", "🖕", "😈",
+  "😴", "😭", "🤓", "👻", "👨‍💻", "👀", "🎃", "🙈", "😇", "😨", "🤝", "✍", "🤗", "🫡", "🎅", "🎄", "☃", "💅", "🤪", "🗿",
+  "🆒", "💘", "🙉", "🦄", "😘", "💊", "🙊", "😎", "👾", "🤷‍♂", "🤷", "🤷‍♀", "😡",
+];
+
+export interface TelegramConfig {
+  /** Reactions that stop a streaming reply. Default 👎: 🛑 cannot be set as a Telegram reaction. */
+  stopReactions: string[];
+  /** Reactions that accept a reply as it is. */
+  acceptReactions: string[];
+  /** Minimum time between two edits of one message (the core throttles to this). */
+  minEditIntervalMs: number;
+  /** Minimum time between two sends/edits in one chat, across all replies there. */
+  chatMinIntervalMs: number;
+  /**
+   * Stream private-chat replies as drafts (`sendMessageDraft`, with Telegram's stop button) and
+   * persist them with a real message when the generation ends. Off: edits everywhere.
+   */
+  privateDrafts: boolean;
+  /** Retries of a call answered 429 (auto-retry waits `retry_after` between them). */
+  maxRetryAttempts: number;
+  /** Long polling (default) or a webhook served by a node http server. */
+  mode: "polling" | "webhook";
+  webhook?: { port: number; host?: string; path?: string; secretToken?: string; url?: string };
+  /** Long-poll timeout, seconds. */
+  pollTimeoutSeconds: number;
+}
+
+export const DEFAULT_TELEGRAM_CONFIG: TelegramConfig = {
+  stopReactions: ["👎"],
+  acceptReactions: ["👍"],
+  minEditIntervalMs: 1000,
+  chatMinIntervalMs: 1000,
+  privateDrafts: false,
+  maxRetryAttempts: 8,
+  mode: "polling",
+  pollTimeoutSeconds: 30,
+  // webhook: unset
+};
+
+/** Fills defaults and refuses reactions Telegram would never deliver. */
+export function resolveTelegramConfig(partial: Partial<TelegramConfig> = {}): TelegramConfig {
+  const cfg: TelegramConfig = { ...DEFAULT_TELEGRAM_CONFIG, ...stripUndefined(partial) };
+  for (const e of [...cfg.stopReactions, ...cfg.acceptReactions]) {
+    if (!TELEGRAM_REACTION_EMOJI.includes(e)) {
+      throw new Error(`telegram: reaction ${e} is not one Telegram users can set; pick from ${TELEGRAM_REACTION_EMOJI.join(" ")}`);
+    }
+  }
+  if (cfg.mode === "webhook" && !cfg.webhook) throw new Error("telegram: mode webhook needs telegram.webhook.port");
+  return cfg;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,156 @@
+/**
+ * Shows one streamed reply in a private chat as a Telegram draft, then as a real message.
+ *
+ * Owns: `sendMessageDraft` streaming (Bot API 9.x; the user sees the text grow, with Telegram's
+ * own stop button) and turning each finished draft into a persistent message. Drafts have no
+ * message id, so the core gets `<chatId>:d<draftId>`; the {@link DraftRegistry} remembers which
+ * real message a draft became, so reactions and replies on that message reach the same reply.
+ */
+import type { Api } from "grammy";
+import type { ReplySurface } from "../../core/ports.ts";
+import type { ChatPacer } from "./chat-pacer.ts";
+import { classifyApiError } from "./telegram-api-errors.ts";
+import { draftKey, messageKey, parseMessageKey } from "./telegram-ids.ts";
+import { EMPTY_PLACEHOLDER, TELEGRAM_MAX_MESSAGE_LENGTH, translate } from "./telegram-reply-surface.ts";
+
+interface DraftState {
+  chatId: number;
+  draftId: number;
+  threadId?: number;
+  replyToMessageId?: number;
+  /** Last text shown in the draft. */
+  text: string;
+  /** Set once the draft was persisted as a message. */
+  realMessageId?: number;
+  finishing?: Promise<void>;
+}
+
+/** Drafts of the whole bot: draft key → state, real message key → draft key. */
+export class DraftRegistry {
+  private readonly drafts = new Map<string, DraftState>();
+  private readonly aliases = new Map<string, string>();
+
+  add(state: DraftState): string {
+    const key = draftKey(state.chatId, state.draftId);
+    this.drafts.set(key, state);
+    return key;
+  }
+
+  get(key: string): DraftState | undefined {
+    return this.drafts.get(key);
+  }
+
+  /** The id the core knows for a real message key (a draft key if the message was a draft). */
+  coreKey(realKey: string): string {
+    return this.aliases.get(realKey) ?? realKey;
+  }
+
+  link(key: string, realKey: string): void {
+    this.aliases.set(realKey, key);
+  }
+
+  /** Forgets the oldest entries past `max` (the core keeps the authoritative record). */
+  prune(max = 50_000): void {
+    for (const m of [this.drafts, this.aliases]) {
+      while (m.size > max) m.delete(m.keys().next().value as string);
+    }
+  }
+}
+
+export interface TelegramDraftSurfaceOptions {
+  api: Api;
+  pacer: ChatPacer;
+  registry: DraftRegistry;
+  chatId: number;
+  threadId?: number;
+  replyToMessageId?: number;
+  minEditIntervalMs: number;
+}
+
+export class TelegramDraftSurface implements ReplySurface {
+  readonly maxMessageLength = TELEGRAM_MAX_MESSAGE_LENGTH;
+  readonly minEditIntervalMs: number;
+  private readonly mine: string[] = [];
+
+  constructor(private readonly o: TelegramDraftSurfaceOptions) {
+    this.minEditIntervalMs = o.minEditIntervalMs;
+  }
+
+  async send(text: string): Promise<string> {
+    // The core moved on to a next part: the previous one is final, persist it.
+    const prev = this.mine.at(-1);
+    if (prev) await this.persist(prev);
+    const state: DraftState = {
+      chatId: this.o.chatId,
+      draftId: 1 + Math.floor(Math.random() * 2_000_000_000),
+      threadId: this.o.threadId,
+      replyToMessageId: this.mine.length === 0 ? this.o.replyToMessageId : undefined,
+      text,
+    };
+    await this.showDraft(state, text);
+    const key = this.o.registry.add(state);
+    this.mine.push(key);
+    this.o.registry.prune();
+    return key;
+  }
+
+  async edit(messageId: string, text: string): Promise<void> {
+    const state = this.o.registry.get(messageId);
+    if (state && state.realMessageId === undefined && !state.finishing) {
+      await this.showDraft(state, text);
+      state.text = text;
+      return;
+    }
+    if (state?.finishing) await state.finishing;
+    const target = state ? { chatId: state.chatId, messageId: state.realMessageId! } : parseMessageKey(messageId);
+    if (state) state.text = text;
+    try {
+      await this.o.pacer.run(target.chatId, () =>
+        this.o.api.editMessageText(target.chatId, target.messageId, text.length ? text : EMPTY_PLACEHOLDER, { link_preview_options: { is_disabled: true } }),
+      );
+    } catch (err) {
+      if (classifyApiError(err) === "not-modified") return;
+      throw translate(err, `edit ${messageId}`);
+    }
+  }
+
+  /** Persists every draft of this surface still open (call when the generation has ended). */
+  async finish(): Promise<void> {
+    for (const key of this.mine) await this.persist(key);
+  }
+
+  private async showDraft(state: DraftState, text: string): Promise<void> {
+    try {
+      await this.o.pacer.run(state.chatId, () =>
+        this.o.api.sendMessageDraft(state.chatId, state.draftId, text, {
+          can_stop: true,
+          keep_on_stop: true,
+          ...(state.threadId !== undefined ? { message_thread_id: state.threadId } : {}),
+        }),
+      );
+    } catch (err) {
+      throw translate(err, `draft in chat ${state.chatId}`);
+    }
+  }
+
+  private persist(key: string): Promise<void> {
+    const state = this.o.registry.get(key);
+    if (!state || state.realMessageId !== undefined) return Promise.resolve();
+    state.finishing ??= (async () => {
+      try {
+        const msg = await this.o.pacer.run(state.chatId, () =>
+          this.o.api.sendMessage(state.chatId, state.text.length ? state.text : EMPTY_PLACEHOLDER, {
+            ...(state.threadId !== undefined ? { message_thread_id: state.threadId } : {}),
+            ...(state.replyToMessageId !== undefined ? { reply_parameters: { message_id: state.replyToMessageId, allow_sending_without_reply: true } } : {}),
+            link_preview_options: { is_disabled: true },
+          }),
+        );
+        state.realMessageId = msg.message_id;
+        this.o.registry.link(key, messageKey(state.chatId, msg.message_id));
+      } catch (err) {
+        throw translate(err, `persist draft ${key}`);
+      }
+    })();
+    return state.finishing;
+  }
+}

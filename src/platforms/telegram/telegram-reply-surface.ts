@@ -1,0 +1,75 @@
+/**
+ * Shows one streamed reply in a Telegram chat by sending and editing messages.
+ *
+ * Owns: the Bot API calls behind `ReplySurface` for groups, forum topics and (unless drafts are
+ * on) private chats: the first message answers the user's message, in its topic; later ones
+ * (the core splits at 4096) follow in the same topic. "message is not modified" is success;
+ * a deleted message or a chat the bot left is `SurfaceGoneError`, so the core stops cleanly.
+ */
+import type { Api } from "grammy";
+import { SurfaceGoneError, type ReplySurface } from "../../core/ports.ts";
+import type { ChatPacer } from "./chat-pacer.ts";
+import { classifyApiError } from "./telegram-api-errors.ts";
+import { messageKey, parseMessageKey } from "./telegram-ids.ts";
+
+export const TELEGRAM_MAX_MESSAGE_LENGTH = 4096;
+/** Telegram refuses empty messages; a reply that has produced nothing yet shows this. */
+export const EMPTY_PLACEHOLDER = "…";
+
+export interface TelegramReplySurfaceOptions {
+  api: Api;
+  pacer: ChatPacer;
+  chatId: number;
+  /** Forum topic to post in. */
+  threadId?: number;
+  /** The user's message the first part answers. */
+  replyToMessageId?: number;
+  minEditIntervalMs: number;
+}
+
+export class TelegramReplySurface implements ReplySurface {
+  readonly maxMessageLength = TELEGRAM_MAX_MESSAGE_LENGTH;
+  readonly minEditIntervalMs: number;
+  private sent = 0;
+
+  constructor(private readonly o: TelegramReplySurfaceOptions) {
+    this.minEditIntervalMs = o.minEditIntervalMs;
+  }
+
+  async send(text: string): Promise<string> {
+    const replyTo = this.sent === 0 ? this.o.replyToMessageId : undefined;
+    try {
+      const msg = await this.o.pacer.run(this.o.chatId, () =>
+        this.o.api.sendMessage(this.o.chatId, text.length ? text : EMPTY_PLACEHOLDER, {
+          ...(this.o.threadId !== undefined ? { message_thread_id: this.o.threadId } : {}),
+          ...(replyTo !== undefined ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
+          link_preview_options: { is_disabled: true },
+        }),
+      );
+      this.sent++;
+      return messageKey(this.o.chatId, msg.message_id);
+    } catch (err) {
+      throw translate(err, `send to chat ${this.o.chatId}`);
+    }
+  }
+
+  async edit(messageId: string, text: string): Promise<void> {
+    const { chatId, messageId: id } = parseMessageKey(messageId);
+    try {
+      await this.o.pacer.run(chatId, () =>
+        this.o.api.editMessageText(chatId, id, text.length ? text : EMPTY_PLACEHOLDER, { link_preview_options: { is_disabled: true } }),
+      );
+    } catch (err) {
+      if (classifyApiError(err) === "not-modified") return;
+      throw translate(err, `edit ${messageId}`);
+    }
+  }
+}
+
+/** `SurfaceGoneError` for errors that will never heal; the original error otherwise. */
+export function translate(err: unknown, what: string): unknown {
+  if (classifyApiError(err) === "gone") {
+    return new SurfaceGoneError(`telegram: ${what}: ${(err as Error).message}`, { cause: err });
+  }
+  return err;
+}
