@@ -65,7 +65,8 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
     const out = await d.core.admin.pendingSteers(await actorOf(ctx));
     if (!out.ok || !out.steers) return d.reply(ctx, out.notice ?? "Refused.");
     if (out.steers.length === 0) return d.reply(ctx, out.notice ?? "No steers are waiting for review.");
-    if (out.notice) await d.reply(ctx, out.notice);
+    // The core's notice repeats the previews; one message per steer with its buttons is enough.
+    await d.reply(ctx, `${out.steers.length} steer(s) waiting for review:`);
     for (const s of out.steers.slice(0, 20)) {
       await ctx.reply(truncate(s.preview, 3500), {
         ...threadOf(ctx),

@@ -232,13 +232,14 @@ export class TelegramBot {
   }
 
   /**
-   * Whether a reply to the bot's message `coreKey` corrects it: the reply it belongs to is the
-   * thread's open one and was stopped (or is still streaming: the core decides), or the user
-   * quoted a part of it. A plain reply to a finished answer is a follow-up question instead.
+   * Whether a reply to the bot's message `coreKey` corrects it. In a private chat, always (a
+   * question there needs no reply). In a group, replying to the bot is also how people ask a
+   * follow-up, so it corrects only when the user quoted part of the message, or the reply it
+   * belongs to is the thread's open one and was stopped (or is still streaming).
    */
   private isCorrectionTarget(msg: Message, coreKey: string): boolean {
     if (!this.core.isBotMessage(TELEGRAM, coreKey)) return false;
-    if (msg.quote) return true;
+    if (msg.quote || msg.chat.type === "private") return true;
     const open = this.core.openReplyIn(this.threadRef(msg));
     return open !== undefined && open.state !== "done" && open.messageIds.includes(coreKey);
   }

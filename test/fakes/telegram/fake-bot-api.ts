@@ -75,6 +75,8 @@ export interface FakeBotApiOptions {
   token?: string;
   botUsername?: string;
   rateLimit?: RateLimitOptions;
+  /** Time each send/edit/draft call takes, ms (a slow network; the model then runs ahead). */
+  latencyMs?: number;
 }
 
 interface Waiter {
@@ -112,6 +114,7 @@ export class FakeBotApi extends EventEmitter {
   commands: unknown[] = [];
   webhook: { url: string; secret_token?: string } | undefined;
   rateLimit: RateLimitOptions | undefined;
+  latencyMs: number;
   /** Number of 429s answered. */
   throttled = 0;
 
@@ -135,6 +138,7 @@ export class FakeBotApi extends EventEmitter {
     this.token = opts.token ?? "123456:TEST-TOKEN";
     this.bot = { id: Number(this.token.split(":")[0]), is_bot: true, first_name: "Steerbot", username: opts.botUsername ?? "steer_test_bot" };
     this.rateLimit = opts.rateLimit;
+    this.latencyMs = opts.latencyMs ?? 0;
     this.setMaxListeners(1000);
   }
 
@@ -380,7 +384,10 @@ export class FakeBotApi extends EventEmitter {
     }
     const chatId = p.chat_id === undefined ? undefined : Number(p.chat_id);
     if (chatId !== undefined && this.removedFrom.has(chatId)) throw new ApiError(403, "Forbidden: bot was kicked from the group chat");
-    if (chatId !== undefined && RATE_LIMITED.has(method)) this.checkRate(chatId);
+    if (chatId !== undefined && RATE_LIMITED.has(method)) {
+      this.checkRate(chatId);
+      if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    }
     switch (method) {
       case "getMe":
         return { ...this.bot, can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false };

@@ -216,7 +216,11 @@ describe("telegram adapter (scripted core)", () => {
 
     const ac = h.fake.privateChat(admin);
     h.fake.userSends(ac, admin, "/pending");
-    const rows = await h.fake.waitFor(() => (h.fake.botMessages(ac.id).length === 2 ? h.fake.botMessages(ac.id) : undefined));
+    const rows = await h.fake.waitFor(() => {
+      const withButtons = h.fake.botMessages(ac.id).filter((m) => m.reply_markup);
+      return withButtons.length === 2 ? withButtons : undefined;
+    });
+    assert.equal(h.fake.botMessages(ac.id)[0]!.text, "2 steer(s) waiting for review:");
     const kb = rows[0]!.reply_markup as { inline_keyboard: { text: string; callback_data: string }[][] };
     assert.equal(kb.inline_keyboard[0]![0]!.callback_data, "rv:a:s1");
     // A non-admin pressing a forwarded button is refused by the core.

@@ -1,0 +1,137 @@
+/**
+ * End to end through Telegram: real grammY against the fake Bot API, the real steering core
+ * on the tiny generated model, and a real Postgres database. Asserts what users see and the
+ * `steers` rows that end up stored.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { createTestApp, type TestApp } from "../../helpers/app.ts";
+import { admin, alice, bob, startHarness, type Harness } from "./harness.ts";
+import type { FakeMessage } from "../../fakes/telegram/fake-bot-api.ts";
+
+describe("telegram + steering core on postgres", () => {
+  let app: TestApp;
+  let h: Harness<TestApp["core"]>;
+
+  before(async () => {
+    app = await createTestApp({
+      db: "postgres",
+      config: {
+        generation: { max_tokens: 400 },
+        permissions: { stop: { users: ["555"] }, steer: { users: ["555"] }, admins: { users: [String(admin.id)] }, default_trust: "pending" },
+      },
+    });
+    // Slow network (each send/edit takes 60 ms): the model runs ahead of what users see.
+    h = await startHarness(app.core, { fake: { latencyMs: 60 }, config: { minEditIntervalMs: 100 } });
+  });
+  after(async () => {
+    await h?.close();
+    await app?.close();
+  });
+
+  const generation = (sourceMessageId: string) =>
+    app.store.db.selectFrom("generations").selectAll().where("source_message_id", "=", sourceMessageId).executeTakeFirstOrThrow();
+
+  /** Asks in `chat`, waits until the reply is visibly streaming, stops it with 👎, returns its message. */
+  async function askAndStop(chat: { id: number; type: "private" }, text: string): Promise<{ q: Record<string, unknown>; m: FakeMessage }> {
+    const before = h.fake.botMessages(chat.id).length;
+    const q = h.fake.userSends(chat, alice, text);
+    const m = await h.fake.waitFor(() => {
+      const ms = h.fake.botMessages(chat.id);
+      return ms.length > before && ms[before]!.versions.length >= 2 ? ms[before] : undefined;
+    }, 20_000, "streaming");
+    h.fake.userReacts(chat, alice, m.message_id, ["👎"]);
+    await h.fake.waitFor(() => app.core.openReplyIn({ platform: "telegram", chatId: String(chat.id), threadId: String(chat.id) })?.state === "stopped" || undefined, 10_000, "stopped");
+    await h.bot.idle();
+    return { q, m: h.fake.message(chat.id, m.message_id)! };
+  }
+
+  test("ask → stream → stop → correct with a quote → resume; again without a quote; accept; steers rows", async () => {
+    const chat = h.fake.privateChat(alice) as { id: number; type: "private" };
+
+    // 1. Ask and stop mid-stream: the message keeps exactly the text shown, which is the stop point.
+    const first = await askAndStop(chat, "Tell me a long story");
+    const gen1 = await generation(`${chat.id}:${first.q.message_id}`);
+    assert.equal(gen1.status, "stopped");
+    assert.equal(gen1.final_text, first.m.text, "stored stop point = what the user sees");
+    const shown1 = first.m.text;
+    assert.ok(shown1.length > 0);
+
+    // 2. Correct with a Telegram quote of a later part of the message.
+    const qStart = Math.max(1, Math.floor(shown1.length / 2));
+    const quoted = shown1.slice(qStart, Math.min(shown1.length, qStart + 6));
+    const c1 = h.fake.userSends(chat, alice, "the dragon slept", { replyTo: first.m.message_id, quote: { text: quoted, position: qStart } });
+    const resumed1 = await h.fake.waitFor(() => h.fake.botMessages(chat.id).find((m) => m.reply_to_message_id === c1.message_id), 20_000, "resumed reply");
+    await h.bot.idle();
+    const r1 = h.fake.message(chat.id, resumed1.message_id)!;
+
+    let steers = await app.store.db.selectFrom("steers").selectAll().orderBy("id").execute();
+    assert.equal(steers.length, 1);
+    const s1 = steers[0]!;
+    assert.equal(s1.form, "quote");
+    assert.equal(s1.prefix + s1.rejected, shown1, "prefix + rejected = exactly the text shown at the stop");
+    assert.ok(s1.prefix.length <= qStart, "diverges at (a token boundary before) the quote");
+    assert.ok(s1.chosen.endsWith("the dragon slept"));
+    assert.equal(s1.correction_message_id, `${chat.id}:${c1.message_id}`);
+    assert.equal(s1.author, String(alice.id));
+    assert.equal(s1.platform, "telegram");
+    assert.equal(s1.trust_state, "pending");
+    assert.ok(r1.text.startsWith(s1.prefix + s1.chosen), "the resumed reply continues from prefix + chosen");
+
+    // The same correction message delivered again (new update id, same message) stores nothing.
+    h.fake.pushUpdate({ message: c1 });
+    await new Promise((r) => setTimeout(r, 300));
+    await h.bot.idle();
+    assert.equal((await app.store.db.selectFrom("steers").selectAll().execute()).length, 1, "duplicate stored once");
+
+    // 3. A second question, stopped, corrected by a plain reply (no quote).
+    const second = await askAndStop(chat, "And another one");
+    const c2 = h.fake.userSends(chat, alice, "Once upon a time", { replyTo: second.m.message_id });
+    const resumed2 = await h.fake.waitFor(() => h.fake.botMessages(chat.id).find((m) => m.reply_to_message_id === c2.message_id), 20_000, "resumed reply 2");
+    await h.bot.idle();
+    steers = await app.store.db.selectFrom("steers").selectAll().orderBy("id").execute();
+    assert.equal(steers.length, 2);
+    const s2 = steers[1]!;
+    assert.notEqual(s2.form, "quote");
+    assert.equal(s2.prefix + s2.rejected, second.m.text);
+    assert.equal(s2.correction_message_id, `${chat.id}:${c2.message_id}`);
+
+    // 4. 👍 accepts the finished reply.
+    h.fake.userReacts(chat, alice, resumed2.message_id, ["👍"]);
+    const q2 = `${chat.id}:${second.q.message_id}`;
+    await h.fake.waitFor(() => app.core.openReplyIn({ platform: "telegram", chatId: String(chat.id), threadId: String(chat.id) }) === undefined || undefined, 10_000, "accepted");
+    assert.equal((await generation(q2)).status, "done");
+
+    // 5. An admin approves the pending steers with the /pending buttons; others are refused.
+    const bc = h.fake.privateChat(bob);
+    h.fake.userSends(bc, bob, "/pending");
+    await h.fake.waitFor(() => h.fake.botMessages(bc.id).find((m) => m.text === "Sorry, only admins can do that."));
+    const ac = h.fake.privateChat(admin);
+    h.fake.userSends(ac, admin, "/pending");
+    const rows = await h.fake.waitFor(() => {
+      const b = h.fake.botMessages(ac.id).filter((m) => m.reply_markup);
+      return b.length === 2 ? b : undefined;
+    });
+    for (const row of rows) {
+      const data = (row.reply_markup as { inline_keyboard: { callback_data: string }[][] }).inline_keyboard[0]![0]!.callback_data;
+      h.fake.userPresses(ac, admin, row.message_id, data);
+    }
+    await h.fake.waitFor(() => h.fake.callbackAnswers.length >= 2 || undefined);
+    await h.bot.idle();
+    steers = await app.store.db.selectFrom("steers").selectAll().execute();
+    assert.deepEqual(steers.map((s) => s.trust_state), ["approved", "approved"]);
+  });
+
+  test("a stranger's stop in a group is ignored; the reply runs to its end", async () => {
+    const group = h.fake.addChat({ id: -100900, type: "supergroup", title: "g" });
+    const q = h.fake.userSends(group, alice, "/ask Tell me something");
+    const m = await h.fake.waitFor(() => h.fake.botMessages(group.id)[0], 20_000);
+    h.fake.userReacts(group, bob, m.message_id, ["👎"]);
+    await h.fake.waitFor(() => app.core.openReplyIn({ platform: "telegram", chatId: String(group.id), threadId: String(group.id) })?.state === "done" || undefined, 30_000);
+    await h.bot.idle();
+    const gen = await generation(`${group.id}:${q.message_id}`);
+    assert.equal(gen.status, "done");
+    assert.equal(h.fake.botMessages(group.id).map((x) => x.text).join(""), gen.final_text);
+    assert.equal(h.fake.botMessages(group.id).length, 1, "no notice to the stranger");
+  });
+});
