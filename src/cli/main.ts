@@ -6,10 +6,15 @@
  * (arguments, configuration, files).
  */
 import { Command } from "commander";
+import { register as registerAlign } from "./commands/align.ts";
+import { register as registerDiscord } from "./commands/discord.ts";
+import { register as registerEval } from "./commands/eval.ts";
 import { register as registerExport } from "./commands/export.ts";
 import { register as registerFixtureModel } from "./commands/fixture-model.ts";
 import { register as registerImport } from "./commands/import.ts";
 import { register as registerMigrate } from "./commands/migrate.ts";
+import { register as registerStart } from "./commands/start.ts";
+import { register as registerTrain } from "./commands/train.ts";
 
 const program = new Command()
   .name("steerbot")
@@ -20,6 +25,17 @@ const program = new Command()
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
 
-for (const register of [registerMigrate, registerImport, registerExport, registerFixtureModel]) register(program);
+for (const register of [
+  registerStart,
+  registerMigrate,
+  registerImport,
+  registerExport,
+  registerAlign,
+  registerFixtureModel,
+  registerTrain,
+  registerEval,
+  registerDiscord,
+])
+  register(program);
 
 await program.parseAsync(process.argv);

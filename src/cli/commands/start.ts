@@ -1,0 +1,83 @@
+/**
+ * `steerbot start` (what `npm start` runs) and `steerbot chat`.
+ *
+ * Owns: deciding what runs. With DISCORD_TOKEN and/or TELEGRAM_TOKEN set, the bots connect;
+ * with neither, the terminal playground starts, so a fresh machine has something to steer.
+ * SIGINT/SIGTERM stop the bots and let replies in flight end.
+ */
+import type { Command } from "commander";
+import { createApp } from "../../app.ts";
+import { TerminalPlayground } from "../../platforms/terminal/terminal-playground.ts";
+import { action, appContext, CliError, EXIT } from "../app-context.ts";
+import { ModelUnavailableError } from "../../engine/model-file.ts";
+
+async function loadApp() {
+  const ctx = appContext();
+  try {
+    return await createApp(ctx);
+  } catch (e) {
+    if (e instanceof ModelUnavailableError) {
+      throw new CliError(
+        `${e.message}\nNo model, no replies. Offline? Make a fixture model (random weights: it talks nonsense, but the whole flow works):\n` +
+          `  npx steerbot fixture-model --out models/fixture.gguf\n  STEERBOT_MODEL__PATH=models/fixture.gguf npm start`,
+        EXIT.failure,
+      );
+    }
+    throw e;
+  }
+}
+
+async function playground(): Promise<void> {
+  const app = await loadApp();
+  process.stdout.write(`steerbot playground — model ${app.engine.modelPath}, data in ${app.store.location}\n`);
+  try {
+    await new TerminalPlayground(app.core).run();
+  } finally {
+    await app.close();
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command("start")
+    .description("run the bots whose tokens are set (DISCORD_TOKEN, TELEGRAM_TOKEN); the terminal playground when none is")
+    .action(
+      action(async () => {
+        const ctx = appContext();
+        if (!ctx.secrets.discordToken && !ctx.secrets.telegramToken) return playground();
+        const app = await loadApp();
+        const bots: { stop(): Promise<void> }[] = [];
+        if (ctx.secrets.discordToken) {
+          const { DiscordBot } = await import("../../platforms/discord/discord-bot.ts"); // SDKs load only when used
+          const bot = new DiscordBot({ token: ctx.secrets.discordToken, core: app.core, config: app.config, log: app.log });
+          await bot.start();
+          bots.push(bot);
+        }
+        if (ctx.secrets.telegramToken) {
+          const { TelegramBot } = await import("../../platforms/telegram/telegram-bot.ts");
+          const t = app.config.telegram;
+          const bot = new TelegramBot({
+            token: ctx.secrets.telegramToken,
+            core: app.core,
+            config: { stopReactions: [t.stop_emoji], acceptReactions: [t.accept_emoji], minEditIntervalMs: app.config.stream.edit_interval_ms },
+            log: app.log,
+          });
+          await bot.start();
+          bots.push(bot);
+        }
+        app.log.info({ bots: bots.length, model: app.engine.modelPath, store: app.store.location }, "steerbot is running");
+        await new Promise<void>((resolve) => {
+          process.once("SIGINT", resolve);
+          process.once("SIGTERM", resolve);
+        });
+        app.log.info("stopping");
+        await Promise.all(bots.map((b) => b.stop().catch((err) => app.log.error({ err }, "bot did not stop cleanly"))));
+        await app.close();
+      }),
+    );
+
+  program
+    .command("chat")
+    .description("the terminal playground: stream a reply, press any key to stop it, type a correction, it resumes")
+    .action(action(playground));
+}
