@@ -41,8 +41,23 @@ export interface TelegramBotOptions {
   apiRoot?: string;
 }
 
+/** Counters for the benchmark and `/status`-style diagnostics. */
+export interface TelegramMetrics {
+  /** Stop reaction handled: handler start → `core.stop` settled, ms. */
+  stopLatencyMs: number[];
+  /** 429s Telegram answered (each retried by auto-retry). */
+  rateLimited: number;
+  /** Calls still failing with 429 after every retry: these reach the user as a missing edit. */
+  rateLimitSurfaced: number;
+  /** Other failed calls (after retries), "message is not modified" excluded. */
+  apiFailures: number;
+  /** Update handlers that threw (logged, never fatal). */
+  handlerErrors: number;
+}
+
 export class TelegramBot {
   readonly bot: Bot;
+  readonly metrics: TelegramMetrics = { stopLatencyMs: [], rateLimited: 0, rateLimitSurfaced: 0, apiFailures: 0, handlerErrors: 0 };
   readonly config: TelegramConfig;
   private readonly core: TelegramCore;
   private readonly log: TelegramLog;
@@ -128,7 +143,10 @@ export class TelegramBot {
       }
       if (!res.ok) {
         const what = { method, code: res.error_code, description: res.description };
-        if (res.error_code === 429) this.log.debug(what, "telegram: rate limited; retrying after retry_after");
+        if (res.error_code === 429) {
+          this.metrics.rateLimited++;
+          this.log.debug(what, "telegram: rate limited; retrying after retry_after");
+        }
         else if (/message is not modified/.test(res.description)) this.log.debug(what, "telegram: edit changed nothing");
         else if (method === "getUpdates") this.log.warn(what, "telegram: fetching updates failed; retrying");
         else this.log.warn(what, "telegram: API call failed");
@@ -137,6 +155,15 @@ export class TelegramBot {
     });
     // Outermost: wait `retry_after` on 429 and retry network/5xx failures, so no text is lost.
     this.bot.api.config.use(autoRetry({ maxRetryAttempts: this.config.maxRetryAttempts, maxDelaySeconds: 120 }));
+    // Outside the retries: what finally failed.
+    this.bot.api.config.use(async (prev, method, payload, signal) => {
+      const res = await prev(method, payload, signal);
+      if (!res.ok && method !== "getUpdates" && !/message is not modified/.test(res.description)) {
+        if (res.error_code === 429) this.metrics.rateLimitSurfaced++;
+        else this.metrics.apiFailures++;
+      }
+      return res;
+    });
   }
 
   private async startWebhook(): Promise<void> {
@@ -163,7 +190,10 @@ export class TelegramBot {
   // ------------------------------------------------------------------ handlers
 
   private installHandlers(): void {
-    this.bot.catch((err) => this.log.error({ update: err.ctx?.update?.update_id, err: String(err.error) }, "telegram: update handler failed"));
+    this.bot.catch((err) => {
+      this.metrics.handlerErrors++;
+      this.log.error({ update: err.ctx?.update?.update_id, err: String(err.error) }, "telegram: update handler failed");
+    });
 
     // Duplicate deliveries of one update start nothing (the core also dedupes by message id).
     this.bot.use(async (ctx, next) => {
@@ -310,6 +340,7 @@ export class TelegramBot {
   }
 
   private async onReaction(ctx: Context): Promise<void> {
+    const t0 = performance.now();
     const r = ctx.messageReaction!;
     if (!r.user) return; // anonymous (a channel or an anonymous admin): nobody to hold responsible
     const added = addedEmoji(r.old_reaction, r.new_reaction);
@@ -320,7 +351,13 @@ export class TelegramBot {
     if (!this.core.isBotMessage(TELEGRAM, key)) return;
     const actor = await this.actors.actor(r.user, r.chat);
     const req = { platform: TELEGRAM, messageId: key, actor };
-    const out = stop ? await this.core.stop(req) : await this.core.accept(req);
+    let out: Outcome;
+    if (stop) {
+      out = await this.core.stop(req);
+      this.metrics.stopLatencyMs.push(performance.now() - t0);
+    } else {
+      out = await this.core.accept(req);
+    }
     if (out.notice) {
       await this.send(r.chat.id, out.notice, r.message_id);
     }
