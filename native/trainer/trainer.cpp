@@ -214,7 +214,7 @@ struct Options {
     std::string mode;
     std::string model, data, out, adapter, backend_dir = STEER_GGML_LIB_DIR;
     std::string objective = "sft";
-    std::string targets = "q,o,gate,up,down";
+    std::string targets = "q,k,v,o,gate,up,down";
     std::string schedule = "cosine";
     int rank = 16;
     float alpha = 32.0f;
@@ -228,7 +228,8 @@ struct Options {
     int seed = 42;
     int threads = 0;
     int gpu_layers = -1;    // -1: all when a GPU backend is present
-    bool all_outputs = false;  // output logits for every position (tests: weight 0 rows then go through the loss)
+    bool all_outputs = false;
+    bool cached_kv = false;    // read K/V back from the cache as upstream does (no gradient through K/V)  // output logits for every position (tests: weight 0 rows then go through the loss)
     // grad-check
     float eps = 1e-2f;
     float init_b_std = 0.0f;  // grad-check: random B so A gets gradients too
@@ -243,7 +244,7 @@ static void usage() {
         "options: --objective sft|dpo|sft+dpo --rank R --alpha A --targets q,k,v,o,gate,up,down\n"
         "         --epochs N --lr X --schedule cosine|linear|constant --warmup F --weight-decay W\n"
         "         --beta B --sft-weight W --grad-accum N --seed N --threads N --gpu-layers N\n"
-        "         --max-steps N --all-outputs --eps E --backend-dir DIR --verbose\n");
+        "         --max-steps N --all-outputs --cached-kv --eps E --backend-dir DIR --verbose\n");
 }
 
 static Options parse_args(int argc, char ** argv) {
@@ -280,6 +281,7 @@ static Options parse_args(int argc, char ** argv) {
         else if (a == "--eps") o.eps = std::stof(next());
         else if (a == "--init-b-std") o.init_b_std = std::stof(next());
         else if (a == "--all-outputs") o.all_outputs = true;
+        else if (a == "--cached-kv") o.cached_kv = true;
         else if (a == "--verbose") g_verbose = true;
         else if (a == "--help" || a == "-h") { usage(); exit(0); }
         else throw fatal("usage", "unknown option " + a);
@@ -477,6 +479,9 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
     const Options & o = S.opt;
     load_backends(o);
     llama_steer_set_graph_scale(trainable ? 4 : 1);
+    // attend to the ubatch's own K/V: gradients then reach attn_k/attn_v and flow through them
+    // to earlier layers (--cached-kv restores upstream's behaviour, for comparison)
+    llama_steer_set_direct_kv(!o.cached_kv);
 
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = o.gpu_layers >= 0 ? o.gpu_layers : (has_gpu() ? 999 : 0);
@@ -599,8 +604,11 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
 
     ggml_tensor * x = logits;
     if (!ggml_is_contiguous(x)) x = ggml_cont(c, x);
-    ggml_tensor * m = ggml_mean(c, x);          // [1, k]: per-row shift; d/dm of the loss is 0
-    ggml_tensor * d = ggml_sub(c, x, m);        // [V, k]
+    // per-row shift m = row mean ([1, k]); d(loss)/dm is 0 analytically. (ggml_mean's backward
+    // assumes a scalar result, so the mean is built from sum_rows and scale.)
+    ggml_tensor * m = ggml_scale(c, ggml_sum_rows(c, x), 1.0f / (float) V);
+    // explicit repeat: the backward pass of a broadcasting sub does not reduce the gradient
+    ggml_tensor * d = ggml_sub(c, x, ggml_repeat(c, m, x));  // [V, k]
     ggml_tensor * e = ggml_exp(c, d);
     ggml_tensor * s = ggml_sum_rows(c, e);      // [1, k]
     ggml_tensor * lse = ggml_log(c, s);
@@ -715,14 +723,6 @@ static void run_seq(Session & S, EvalJob & J) {
         S.opt_iter++;
         ggml_backend_buffer_clear(S.buf_acc, 0);
     }
-}
-
-static double seq_logprob(const EvalJob & J, float * mean_out = nullptr, bool skip_last = false) {
-    double s = 0;
-    size_t n = J.nll_rows.size() - (skip_last ? 1 : 0);
-    for (size_t i = 0; i < n; ++i) s -= J.nll_rows[i];
-    if (mean_out) *mean_out = n ? (float) (s / n) : NAN;
-    return s;
 }
 
 // forward only: per-row nll of a sequence

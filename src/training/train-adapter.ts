@@ -3,10 +3,11 @@
  *
  * Owns: `trainAdapter(opts, onProgress)` — prepares the dataset (tokenized steers), builds the
  * native trainer on first use, runs it, reports progress, and returns the loss curve and
- * throughput. Defaults (rank 16, alpha 32, targets q,o,gate,up,down, lr 1e-3 with 10% warmup
- * then cosine, 4 steers per optimizer step) were chosen on the tiny fixture and the 0.5B shape;
- * attn_k/attn_v are not default targets because their LoRA gets no gradient in llama.cpp's
- * training graph (the K/V cache write has no backward pass; see test/training/).
+ * throughput. Defaults (rank 16, alpha 32, all seven projections q,k,v,o,gate,up,down, lr 1e-3
+ * with 10% warmup then cosine, 4 steers per optimizer step). attn_k/attn_v receive gradients
+ * only because our patch makes training graphs attend to the ubatch's own K/V: upstream reads
+ * K/V back from the cache, whose write has no backward pass, which zeroes their gradients and
+ * drops every gradient path through K/V into earlier layers (see test/training/).
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
@@ -18,7 +19,7 @@ import { runTrainer, type TrainerProgressEvent, type TrainerStartEvent } from ".
 export type TrainObjective = "sft" | "dpo" | "sft+dpo";
 export type LoraTarget = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
 
-export const DEFAULT_TARGETS: readonly LoraTarget[] = ["q", "o", "gate", "up", "down"];
+export const DEFAULT_TARGETS: readonly LoraTarget[] = ["q", "k", "v", "o", "gate", "up", "down"];
 
 export interface TrainAdapterOptions {
   /** Base model GGUF (F32 or F16). */
