@@ -66,7 +66,7 @@ export interface EngineLoadOptions {
   gpuLayers?: number | "auto" | "max";
   /** LoRA adapter(s) to apply to the context. */
   lora?: string | LoraAdapterSpec | LoraAdapterSpec[];
-  /** Where `hf:` models are cached (default `.cache/models`). */
+  /** Where `hf:` models are cached (default `cacheDir("models")`, i.e. `~/.cache/steerbot/models`). */
   modelsDir?: string;
   /** Allow downloading a remote model (default true). */
   download?: boolean;
@@ -164,13 +164,13 @@ const DEFAULT_MAX_TOKENS = 512;
  */
 const SMALL_MODEL_BYTES = 256 * 1024 * 1024;
 
-/** Physical-ish core count: `os.availableParallelism()` (respects cgroup/affinity limits). */
+/** CPUs this process may use: `os.availableParallelism()` (respects affinity limits). */
 export function cpuCores(): number {
   return Math.max(1, typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length);
 }
 
 /**
- * The default CPU thread count for a model file: 1 for tiny models, otherwise every available
+ * The default CPU thread count for a model file: 1 for tiny models, otherwise one per physical
  * core (never more: see {@link EngineLoadOptions.threads}).
  */
 export function defaultThreads(modelBytes: number, cores = cpuCores()): number {
@@ -242,8 +242,11 @@ export class Engine {
       signal: options.signal,
     });
     const bytes = statSync(modelPath).size;
-    const threads = options.threads ? Math.max(1, Math.floor(options.threads)) : defaultThreads(bytes); // 0 = auto
     const llama = await llamaFor(options.gpu ?? "auto", options.logLevel ?? LlamaLogLevel.warn);
+    // cpuMathCores: physical cores (hyper-threads do not help matmuls), within our CPU quota
+    const cores = Math.max(1, Math.min(llama.cpuMathCores || cpuCores(), cpuCores()));
+    const threads = options.threads ? Math.max(1, Math.floor(options.threads)) : defaultThreads(bytes, cores); // 0 = auto
+    if (threads > llama.maxThreads) llama.maxThreads = threads;
     let model: LlamaModel;
     try {
       model = await llama.loadModel({

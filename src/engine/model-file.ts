@@ -30,7 +30,7 @@ export function isRemoteModel(model: string): boolean {
 }
 
 export interface ResolveModelOptions {
-  /** Where remote models are cached (default `.cache/models`). */
+  /** Where remote models are cached (default `cacheDir("models")`, i.e. `~/.cache/steerbot/models`). */
   modelsDir?: string;
   /** Allow downloading a remote model that is not cached yet (default true). */
   download?: boolean;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { Engine, type GeneratedToken } from "../../src/engine/engine.ts";
+import { Engine, defaultThreads, type GeneratedToken } from "../../src/engine/engine.ts";
 import { ModelUnavailableError } from "../../src/engine/model-file.ts";
 import type { ChatMessage } from "../../src/core/steer-record.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
@@ -176,6 +176,13 @@ test("concurrent conversations: results equal sequential ones, more requests tha
     parallel.map((r) => r.tokens.map((t) => t.id)),
     sequential,
   );
+});
+
+test("thread default: 1 for tiny models, every core for real ones", () => {
+  assert.equal(engine.threads, 1);
+  assert.equal(defaultThreads(80 * 2 ** 20, 8), 1);
+  assert.equal(defaultThreads(2 * 2 ** 30, 2), 2);
+  assert.equal(defaultThreads(2 * 2 ** 30, 16), 16);
 });
 
 test("fingerprint is the model file's sha256", async () => {

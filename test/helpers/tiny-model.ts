@@ -1,5 +1,6 @@
 /**
- * Test helper: the tiny fixture model, generated once per vocab and seed into `.cache/models/`.
+ * Test helper: the tiny fixture model, generated once per vocab and seed into the cache
+ * (`cacheDir("models")`: `$STEERBOT_CACHE_DIR/models`, else `~/.cache/steerbot/models`).
  *
  * Tests across the project (engine, trainer, bots) need a real GGUF that node-llama-cpp loads
  * in milliseconds. Generation is deterministic, so the cached file is reused across runs and

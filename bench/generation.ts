@@ -1,0 +1,168 @@
+/**
+ * Generation benchmark: raw node-llama-cpp versus our Engine, same model, same thread count.
+ *
+ * Run: `npx tsx bench/generation.ts [--shape qwen2-0.5b|tiny] [--tokens 64] [--rounds 3] [--threads 1,2] [--sequences N]`
+ *
+ * Generates the fixture model into `cacheDir("models")` (`~/.cache/steerbot/models`) when missing (F32 qwen2-0.5b ≈ 2.6 GB,
+ * about a minute). For every thread count it alternates raw and engine runs (so background
+ * load hits both alike) and reports the median decode rate after the first token, plus the
+ * engine/raw ratio (target ≥ 0.97). Prompt processing is excluded: it is identical work.
+ * It also reports tokens per CPU-second of the process, which stays comparable when other
+ * work shares the machine (wall-clock rates then swing by 10× between runs).
+ */
+import { existsSync, statSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import { Engine, cpuCores } from "../src/engine/engine.ts";
+import { writeFixtureModel, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
+import { cacheDir } from "../src/engine/llama-source.ts";
+
+const { values } = parseArgs({
+  options: {
+    shape: { type: "string", default: "qwen2-0.5b" },
+    vocab: { type: "string", default: "qwen2" },
+    tokens: { type: "string", default: "64" },
+    rounds: { type: "string", default: "3" },
+    threads: { type: "string" },
+    sequences: { type: "string" },
+  },
+});
+const shape = values.shape as FixtureShapeName;
+const nTokens = Number(values.tokens);
+const rounds = Number(values.rounds);
+const threadCounts = values.threads
+  ? values.threads.split(",").map(Number)
+  : [...new Set([1, cpuCores()])];
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (x: number) => x.toFixed(1);
+
+const modelPath = path.join(cacheDir("models"), `bench-${values.vocab}-${shape}-s1-f32.gguf`);
+if (!existsSync(modelPath)) {
+  const t = performance.now();
+  process.stdout.write(`writing fixture model ${modelPath} ...\n`);
+  const info = await writeFixtureModel({ out: modelPath, vocab: values.vocab, shape, seed: 1, type: "f32" });
+  process.stdout.write(
+    `  ${(info.parameters / 1e6).toFixed(0)}M parameters, ${(info.bytes / 2 ** 30).toFixed(2)} GiB in ${((performance.now() - t) / 1000).toFixed(1)} s\n`,
+  );
+}
+process.stdout.write(
+  `model ${path.basename(modelPath)} (${(statSync(modelPath).size / 2 ** 30).toFixed(2)} GiB), ${nTokens} tokens/run, ${rounds} rounds, ` +
+    `${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}\n`,
+);
+
+const messages = [{ role: "user" as const, content: "Write a short paragraph about rivers and the sea." }];
+
+// Raw node-llama-cpp: one Llama, one model, one context per thread count, evaluate() loop.
+const llama = await getLlama({ gpu: false, logLevel: LlamaLogLevel.error, build: "never" });
+let t0 = performance.now();
+const rawModel = await llama.loadModel({ modelPath });
+const rawLoadMs = performance.now() - t0;
+
+interface Row {
+  threads: number;
+  raw: number[];
+  engine: number[];
+  /** tokens per CPU-second of this process: robust to other load on the machine at 1 thread */
+  rawCpu: number[];
+  engineCpu: number[];
+  engineLoadMs: number;
+}
+interface Rate {
+  wall: number;
+  cpu: number;
+}
+const cpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+const rows: Row[] = [];
+
+for (const threads of threadCounts) {
+  llama.maxThreads = threads;
+  const rawCtx = await rawModel.createContext({ contextSize: 2048, threads, sequences: 1 });
+  const rawSeq = rawCtx.getSequence();
+  t0 = performance.now();
+  const engine = await Engine.load({
+    model: modelPath,
+    threads,
+    gpu: false,
+    contextSize: 2048,
+    sequences: values.sequences ? Number(values.sequences) : undefined,
+    logLevel: LlamaLogLevel.error,
+  });
+  const engineLoadMs = performance.now() - t0;
+  const prompt = engine.renderContext(messages, "").tokens as Token[];
+  const row: Row = { threads, raw: [], engine: [], rawCpu: [], engineCpu: [], engineLoadMs };
+
+  const rawRun = async (): Promise<Rate> => {
+    await rawSeq.clearHistory();
+    let n = 0;
+    let first = 0;
+    let cpu0 = 0;
+    for await (const _ of rawSeq.evaluate(prompt, { temperature: 0 })) {
+      if (n === 0) {
+        first = performance.now();
+        cpu0 = cpuSeconds();
+      }
+      if (++n >= nTokens) break;
+    }
+    return { wall: ((n - 1) * 1000) / (performance.now() - first), cpu: (n - 1) / (cpuSeconds() - cpu0) };
+  };
+  const engineRun = async (): Promise<Rate> => {
+    let n = 0;
+    let first = 0;
+    let last = 0;
+    let cpu0 = 0;
+    let cpu1 = 0;
+    await engine.generate({
+      messages,
+      maxTokens: nTokens,
+      temperature: 0,
+      onToken: () => {
+        last = performance.now();
+        cpu1 = cpuSeconds();
+        if (n++ === 0) {
+          first = last;
+          cpu0 = cpu1;
+        }
+      },
+    });
+    return { wall: ((n - 1) * 1000) / (last - first), cpu: (n - 1) / (cpu1 - cpu0) };
+  };
+
+  await rawRun(); // warm-up (page in the weights)
+  await engineRun();
+  for (let r = 0; r < rounds; r++) {
+    const raw = await rawRun();
+    const eng = await engineRun();
+    row.raw.push(raw.wall);
+    row.rawCpu.push(raw.cpu);
+    row.engine.push(eng.wall);
+    row.engineCpu.push(eng.cpu);
+  }
+  rows.push(row);
+  process.stdout.write(
+    `threads ${threads}: raw ${row.raw.map(fmt).join(" ")} | engine ${row.engine.map(fmt).join(" ")} tokens/s ` +
+      `→ median raw ${fmt(median(row.raw))}, engine ${fmt(median(row.engine))}, ratio ${(median(row.engine) / median(row.raw)).toFixed(3)} ` +
+      `(engine load ${(engineLoadMs / 1000).toFixed(2)} s); per CPU-second raw ${fmt(median(row.rawCpu))}, engine ${fmt(median(row.engineCpu))}, ` +
+      `ratio ${(median(row.engineCpu) / median(row.rawCpu)).toFixed(3)}\n`,
+  );
+  await engine.dispose();
+  await rawCtx.dispose();
+}
+await rawModel.dispose();
+
+process.stdout.write(`\nraw model load ${(rawLoadMs / 1000).toFixed(2)} s\n`);
+process.stdout.write("threads | raw tok/s | engine tok/s | engine/raw | raw tok/cpu-s | engine tok/cpu-s | engine/raw (cpu)\n");
+for (const r of rows) {
+  process.stdout.write(
+    `${String(r.threads).padStart(7)} | ${fmt(median(r.raw)).padStart(9)} | ${fmt(median(r.engine)).padStart(12)} | ${(median(r.engine) / median(r.raw)).toFixed(3).padStart(10)} | ` +
+      `${fmt(median(r.rawCpu)).padStart(13)} | ${fmt(median(r.engineCpu)).padStart(16)} | ${(median(r.engineCpu) / median(r.rawCpu)).toFixed(3)}\n`,
+  );
+}
+process.stdout.write(
+  `load average now ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} (wall-clock rates are only meaningful on an otherwise idle machine)\n`,
+);
