@@ -72,13 +72,12 @@ export class DiscordAdminHandler {
         const pages = chunk(outcome.steers, STEERS_PER_MESSAGE);
         for (let i = 0; i < pages.length; i++) {
           const page = pages[i];
-          const content = [
-            i === 0 ? (outcome.notice ?? `${outcome.steers.length} steer(s) waiting for review:`) : "",
-            ...page.map((s) => `• \`${s.id}\` ${oneLine(s.preview, 300)}`),
-          ]
-            .filter(Boolean)
-            .join("\n")
-            .slice(0, 2000);
+          // The core's notice already lists the steers; later pages list their own.
+          const content = (
+            i === 0 && outcome.notice
+              ? outcome.notice
+              : [i === 0 ? `${outcome.steers.length} steer(s) waiting for review:` : "More steers waiting for review:", ...page.map((s) => `• ${oneLine(s.preview, 300)}`)].join("\n")
+          ).slice(0, 2000);
           const components = page.map((s) =>
             new ActionRowBuilder<ButtonBuilder>().addComponents(
               new ButtonBuilder().setCustomId(customIds.review("approve", s.id)).setLabel(`Approve ${short(s.id)}`).setStyle(ButtonStyle.Success),
@@ -150,7 +149,8 @@ function oneLine(text: string, max: number): string {
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 }
 
-/** Button labels are short (80 chars max); ids can be uuids. */
+/** Button labels are short (80 chars max): "#12" for numeric ids, a prefix of long ones. */
 function short(id: string): string {
+  if (/^\d+$/.test(id)) return `#${id}`;
   return id.length > 8 ? id.slice(0, 8) : id;
 }

@@ -61,12 +61,14 @@ export class DiscordConversationHandler {
       return;
     }
 
-    // 2. In a conversation the bot has here (thread or DM), the next message after a stop is a
-    //    correction; any other message is a follow-up question answered in place.
+    // 2. In a conversation the bot has here (thread or DM), the next message while a reply is
+    //    open (stopped, or still generating: the core then stops it at the text shown) is a
+    //    correction. After a finished or accepted reply it is a follow-up question, answered
+    //    in place; to correct a finished reply, reply to its message.
     if (inThread || isDM) {
       const thread = this.#threadOf(message);
       const open = core.openReplyIn(thread);
-      if (open?.state === "stopped") {
+      if (open?.state === "stopped" || open?.state === "generating") {
         await this.#correct(message, actor, text, undefined);
         return;
       }

@@ -52,14 +52,17 @@ export interface Harness {
 
 export async function startHarness(
   core: DiscordCore,
-  opts: { fake?: FakeDiscordOptions; config?: DiscordConfigInput; users?: (fake: FakeDiscord) => void } = {},
+  opts: { fake?: FakeDiscordOptions | FakeDiscord; config?: DiscordConfigInput } = {},
 ): Promise<Harness> {
-  const fake = new FakeDiscord(opts.fake);
-  await fake.listen();
+  let fake: FakeDiscord;
+  if (opts.fake instanceof FakeDiscord) fake = opts.fake; // already listening
+  else {
+    fake = new FakeDiscord(opts.fake);
+    await fake.listen();
+  }
   const alice = fake.addUser("alice");
   const bob = fake.addUser("bob");
   const admin = fake.addUser("root", [fake.adminRole]);
-  opts.users?.(fake);
   const log = new RecordingLog();
   const bot = new DiscordBot({ token: fake.token, core, config: opts.config, log, rest: { api: fake.apiUrl } });
   await bot.start();
