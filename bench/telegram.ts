@@ -5,6 +5,7 @@
  * Run: `npx tsx bench/telegram.ts [--chats 20] [--group-replies 5] [--chars 1200] [--limit 1]
  *       [--window-ms 1000] [--retry-after 1] [--stop-fraction 0.5] [--latency-ms 30]`
  *
+ * Private chats stream by edits here (stopped by reaction), so every reply is measured alike.
  * `--chats` private chats each ask one question; one group has `--group-replies` questions
  * streaming into the same chat at once (they share its limit). The core is the scripted
  * stand-in (test/fakes/telegram/scripted-core.ts): about 80 characters a second per reply, a
@@ -46,7 +47,7 @@ const fake = await new FakeBotApi({
 }).start();
 const lorem = "lorem ipsum dolor sit amet consectetur adipiscing elit ";
 const core = new ScriptedCore({ answer: (q) => `${q}: ${lorem.repeat(Math.ceil(chars / lorem.length))}`.slice(0, chars), wordMs: 70 });
-const bot = new TelegramBot({ token: fake.token, core, log: silentLog, apiRoot: fake.apiRoot, config: { pollTimeoutSeconds: 5 } });
+const bot = new TelegramBot({ token: fake.token, core, log: silentLog, apiRoot: fake.apiRoot, config: { pollTimeoutSeconds: 5, privateDrafts: false } });
 await bot.start();
 
 interface Asked {

@@ -23,8 +23,10 @@ export interface TelegramConfig {
   /** Minimum time between two sends/edits in one chat, across all replies there. */
   chatMinIntervalMs: number;
   /**
-   * Stream private-chat replies as drafts (`sendMessageDraft`, with Telegram's stop button) and
-   * persist them with a real message when the generation ends. Off: edits everywhere.
+   * Stream private-chat replies as drafts (`sendMessageDraft`, Bot API 9.3+, with Telegram's own
+   * stop button) and persist each as a real message when its generation ends; corrections and
+   * reactions then work on that message. Off: private chats are streamed by edits like groups
+   * (and stopped by reaction while streaming).
    */
   privateDrafts: boolean;
   /** Retries of a call answered 429 (auto-retry waits `retry_after` between them). */
@@ -41,7 +43,7 @@ export const DEFAULT_TELEGRAM_CONFIG: TelegramConfig = {
   acceptReactions: ["👍"],
   minEditIntervalMs: 1000,
   chatMinIntervalMs: 1000,
-  privateDrafts: false,
+  privateDrafts: true,
   maxRetryAttempts: 8,
   mode: "polling",
   pollTimeoutSeconds: 30,

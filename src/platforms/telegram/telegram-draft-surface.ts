@@ -11,7 +11,7 @@ import type { ReplySurface } from "../../core/ports.ts";
 import type { ChatPacer } from "./chat-pacer.ts";
 import { classifyApiError } from "./telegram-api-errors.ts";
 import { draftKey, messageKey, parseMessageKey } from "./telegram-ids.ts";
-import { EMPTY_PLACEHOLDER, TELEGRAM_MAX_MESSAGE_LENGTH, translate } from "./telegram-reply-surface.ts";
+import { TELEGRAM_MAX_MESSAGE_LENGTH, translate, visibleText } from "./telegram-reply-surface.ts";
 
 interface DraftState {
   chatId: number;
@@ -106,7 +106,7 @@ export class TelegramDraftSurface implements ReplySurface {
     if (state) state.text = text;
     try {
       await this.o.pacer.run(target.chatId, () =>
-        this.o.api.editMessageText(target.chatId, target.messageId, text.length ? text : EMPTY_PLACEHOLDER, { link_preview_options: { is_disabled: true } }),
+        this.o.api.editMessageText(target.chatId, target.messageId, visibleText(text), { link_preview_options: { is_disabled: true } }),
       );
     } catch (err) {
       if (classifyApiError(err) === "not-modified") return;
@@ -139,7 +139,7 @@ export class TelegramDraftSurface implements ReplySurface {
     state.finishing ??= (async () => {
       try {
         const msg = await this.o.pacer.run(state.chatId, () =>
-          this.o.api.sendMessage(state.chatId, state.text.length ? state.text : EMPTY_PLACEHOLDER, {
+          this.o.api.sendMessage(state.chatId, visibleText(state.text), {
             ...(state.threadId !== undefined ? { message_thread_id: state.threadId } : {}),
             ...(state.replyToMessageId !== undefined ? { reply_parameters: { message_id: state.replyToMessageId, allow_sending_without_reply: true } } : {}),
             link_preview_options: { is_disabled: true },

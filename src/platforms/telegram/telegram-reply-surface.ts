@@ -13,8 +13,16 @@ import { classifyApiError } from "./telegram-api-errors.ts";
 import { messageKey, parseMessageKey } from "./telegram-ids.ts";
 
 export const TELEGRAM_MAX_MESSAGE_LENGTH = 4096;
-/** Telegram refuses empty messages; a reply that has produced nothing yet shows this. */
+/** Telegram refuses empty messages; a reply that has produced nothing visible yet shows this. */
 export const EMPTY_PLACEHOLDER = "…";
+
+/**
+ * The text to send for `text`. Telegram strips leading and trailing whitespace from messages,
+ * so a whitespace-only text would be refused as empty: show the placeholder instead.
+ */
+export function visibleText(text: string): string {
+  return text.trim().length ? text : EMPTY_PLACEHOLDER;
+}
 
 export interface TelegramReplySurfaceOptions {
   api: Api;
@@ -40,7 +48,7 @@ export class TelegramReplySurface implements ReplySurface {
     const replyTo = this.sent === 0 ? this.o.replyToMessageId : undefined;
     try {
       const msg = await this.o.pacer.run(this.o.chatId, () =>
-        this.o.api.sendMessage(this.o.chatId, text.length ? text : EMPTY_PLACEHOLDER, {
+        this.o.api.sendMessage(this.o.chatId, visibleText(text), {
           ...(this.o.threadId !== undefined ? { message_thread_id: this.o.threadId } : {}),
           ...(replyTo !== undefined ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
           link_preview_options: { is_disabled: true },
@@ -57,7 +65,7 @@ export class TelegramReplySurface implements ReplySurface {
     const { chatId, messageId: id } = parseMessageKey(messageId);
     try {
       await this.o.pacer.run(chatId, () =>
-        this.o.api.editMessageText(chatId, id, text.length ? text : EMPTY_PLACEHOLDER, { link_preview_options: { is_disabled: true } }),
+        this.o.api.editMessageText(chatId, id, visibleText(text), { link_preview_options: { is_disabled: true } }),
       );
     } catch (err) {
       if (classifyApiError(err) === "not-modified") return;

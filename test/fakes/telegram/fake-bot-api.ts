@@ -504,7 +504,8 @@ export class FakeBotApi extends EventEmitter {
 
   private sendMessage(p: Record<string, unknown>): unknown {
     const chat = this.requireChat(p);
-    const text = String(p.text ?? "");
+    // Like Telegram: leading and trailing whitespace is stripped, the length limit is 4096.
+    const text = String(p.text ?? "").trim();
     if (!text.length) throw new ApiError(400, "Bad Request: message text is empty");
     if (text.length > 4096) throw new ApiError(400, "Bad Request: message is too long");
     const threadId = p.message_thread_id === undefined ? undefined : Number(p.message_thread_id);
@@ -531,7 +532,7 @@ export class FakeBotApi extends EventEmitter {
 
   private editMessageText(p: Record<string, unknown>): unknown {
     const msg = this.requireMessage(p, "Bad Request: message to edit not found");
-    const text = String(p.text ?? "");
+    const text = String(p.text ?? "").trim();
     if (!text.length) throw new ApiError(400, "Bad Request: message text is empty");
     if (text.length > 4096) throw new ApiError(400, "Bad Request: MESSAGE_TOO_LONG");
     if (msg.from.id !== this.bot.id) throw new ApiError(400, "Bad Request: message can't be edited");

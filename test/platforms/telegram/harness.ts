@@ -32,8 +32,11 @@ export interface Harness<C extends TelegramCore> {
   close(): Promise<void>;
 }
 
-/** Fast timings: edits every 100 ms, no chat pacing, 1 s long polls. */
-export const FAST: Partial<TelegramConfig> = { minEditIntervalMs: 100, chatMinIntervalMs: 0, pollTimeoutSeconds: 1 };
+/**
+ * Fast timings: edits every 100 ms, no chat pacing, 1 s long polls. Private chats stream by
+ * edits (stopped by reaction) unless a test turns drafts on.
+ */
+export const FAST: Partial<TelegramConfig> = { minEditIntervalMs: 100, chatMinIntervalMs: 0, pollTimeoutSeconds: 1, privateDrafts: false };
 
 export async function startHarness<C extends TelegramCore>(
   core: C,

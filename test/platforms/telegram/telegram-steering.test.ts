@@ -9,6 +9,10 @@ import { createTestApp, type TestApp } from "../../helpers/app.ts";
 import { admin, alice, bob, startHarness, type Harness } from "./harness.ts";
 import type { FakeMessage } from "../../fakes/telegram/fake-bot-api.ts";
 
+/** Text compared the way a reader sees it: Telegram strips each message's surrounding whitespace. */
+const norm = (s: string) => s.replace(/\s+/g, " ").trim();
+const visible = (ms: FakeMessage[]) => norm(ms.map((m) => m.text).join(" "));
+
 describe("telegram + steering core on postgres", () => {
   let app: TestApp;
   let h: Harness<TestApp["core"]>;
@@ -53,9 +57,11 @@ describe("telegram + steering core on postgres", () => {
     const first = await askAndStop(chat, "Tell me a long story");
     const gen1 = await generation(`${chat.id}:${first.q.message_id}`);
     assert.equal(gen1.status, "stopped");
-    assert.equal(gen1.final_text, first.m.text, "stored stop point = what the user sees");
-    const shown1 = first.m.text;
-    assert.ok(shown1.length > 0);
+    // Telegram strips surrounding whitespace from what it displays.
+    const shown1 = gen1.final_text!;
+    assert.equal(first.m.text, shown1.trim(), "stored stop point = what the user sees");
+    assert.ok(shown1.trim().length > 0);
+    assert.ok(h.bot.metrics.stopLatencyMs.length === 1 && h.bot.metrics.stopLatencyMs[0]! < 2000, `stop handled at once: ${h.bot.metrics.stopLatencyMs} ms`);
 
     // 2. Correct with a Telegram quote of a later part of the message.
     const qStart = Math.max(1, Math.floor(shown1.length / 2));
@@ -76,7 +82,7 @@ describe("telegram + steering core on postgres", () => {
     assert.equal(s1.author, String(alice.id));
     assert.equal(s1.platform, "telegram");
     assert.equal(s1.trust_state, "pending");
-    assert.ok(r1.text.startsWith(s1.prefix + s1.chosen), "the resumed reply continues from prefix + chosen");
+    assert.ok(r1.text.startsWith((s1.prefix + s1.chosen).trim()), "the resumed reply continues from prefix + chosen");
 
     // The same correction message delivered again (new update id, same message) stores nothing.
     h.fake.pushUpdate({ message: c1 });
@@ -93,7 +99,7 @@ describe("telegram + steering core on postgres", () => {
     assert.equal(steers.length, 2);
     const s2 = steers[1]!;
     assert.notEqual(s2.form, "quote");
-    assert.equal(s2.prefix + s2.rejected, second.m.text);
+    assert.equal((s2.prefix + s2.rejected).trim(), second.m.text);
     assert.equal(s2.correction_message_id, `${chat.id}:${c2.message_id}`);
 
     // 4. 👍 accepts the finished reply.
@@ -130,8 +136,60 @@ describe("telegram + steering core on postgres", () => {
     await h.fake.waitFor(() => app.core.openReplyIn({ platform: "telegram", chatId: String(group.id), threadId: String(group.id) })?.state === "done" || undefined, 30_000);
     await h.bot.idle();
     const gen = await generation(`${group.id}:${q.message_id}`);
+    if (process.env.DBG) {
+      console.log("FINAL", gen.final_text!.length, JSON.stringify(gen.final_text!.slice(-80)));
+      for (const m of h.fake.botMessages(group.id)) console.log("MSG", m.message_id, m.versions.map((v) => v.length).join(","), JSON.stringify(m.text.slice(0, 60)));
+      for (const c of h.fake.calls.filter((c) => c.payload.chat_id === group.id)) console.log("CALL", c.method, c.error, c.payload.message_id, String(c.payload.text ?? "").length);
+    }
     assert.equal(gen.status, "done");
-    assert.equal(h.fake.botMessages(group.id).map((x) => x.text).join(""), gen.final_text);
+    assert.equal(visible(h.fake.botMessages(group.id)), norm(gen.final_text!));
     assert.equal(h.fake.botMessages(group.id).length, 1, "no notice to the stranger");
+  });
+  test("429 storm on a chat: auto-retry absorbs it and the final text arrives whole", async () => {
+    const carol = { id: 303, is_bot: false, first_name: "Carol" };
+    const chat = h.fake.privateChat(carol);
+    h.fake.rateLimit = { perChat: 2, windowMs: 1000, retryAfter: 1 };
+    try {
+      const before = h.fake.throttled;
+      const q = h.fake.userSends(chat, carol, "Tell me everything");
+      await h.fake.waitFor(() => h.fake.botMessages(chat.id)[0], 20_000);
+      await h.fake.waitFor(() => app.core.openReplyIn({ platform: "telegram", chatId: String(chat.id), threadId: String(chat.id) })?.state === "done" || undefined, 60_000);
+      await h.bot.idle();
+      const gen = await generation(`${chat.id}:${q.message_id}`);
+      assert.equal(gen.status, "done");
+      assert.ok(h.fake.throttled > before, "the fake answered 429s");
+      assert.equal(visible(h.fake.botMessages(chat.id)), norm(gen.final_text!));
+      assert.equal(h.bot.metrics.rateLimitSurfaced, 0);
+    } finally {
+      h.fake.rateLimit = undefined;
+    }
+  });
+
+  test("private drafts: stream as a draft, Telegram's stop button, persist, correct by reply", async () => {
+    const d = await startHarness(app.core, { fake: { latencyMs: 60 }, config: { minEditIntervalMs: 100, privateDrafts: true } });
+    try {
+      const dave = { id: 404, is_bot: false, first_name: "Dave" };
+      const chat = d.fake.privateChat(dave);
+      const q = d.fake.userSends(chat, dave, "Tell me a long story");
+      await d.fake.waitFor(() => d.fake.draftHistory.filter((x) => x.chatId === chat.id).length >= 3 || undefined, 20_000, "drafts");
+      const draftId = d.fake.draftHistory[0]!.draftId;
+      d.fake.userStopsDraft(chat, draftId);
+      const persisted = await d.fake.waitFor(() => d.fake.botMessages(chat.id)[0], 10_000, "persisted message");
+      await d.bot.idle();
+      const gen = await generation(`${chat.id}:${q.message_id}`);
+      assert.equal(gen.status, "stopped");
+      assert.equal(persisted.text, gen.final_text!.trim(), "the persisted message is the text shown in the draft at the stop");
+      assert.equal(persisted.reply_to_message_id, q.message_id);
+      assert.equal(d.fake.callsOf("editMessageText").length, 0, "no edits: the draft carried the stream");
+
+      const c = d.fake.userSends(chat, dave, "the dragon slept", { replyTo: persisted.message_id });
+      const resumed = await d.fake.waitFor(() => d.fake.botMessages(chat.id).find((m) => m.reply_to_message_id === c.message_id), 20_000, "resumed");
+      await d.bot.idle();
+      const steer = await app.store.db.selectFrom("steers").selectAll().where("correction_message_id", "=", `${chat.id}:${c.message_id}`).executeTakeFirstOrThrow();
+      assert.equal(steer.prefix + steer.rejected, gen.final_text);
+      assert.ok(resumed.text.startsWith((steer.prefix + steer.chosen).trim()));
+    } finally {
+      await d.close();
+    }
   });
 });

@@ -25,6 +25,7 @@ describe("telegram adapter (scripted core)", () => {
   test("config refuses reactions Telegram cannot deliver; 👎 stops by default", () => {
     assert.throws(() => resolveTelegramConfig({ stopReactions: ["🛑"] }), /not one Telegram users can set/);
     assert.deepEqual(resolveTelegramConfig().stopReactions, ["👎"]);
+    assert.equal(resolveTelegramConfig().privateDrafts, true, "private chats stream as drafts by default");
   });
 
   test("private chat: every message is a question, streamed by edits, answering the user's message", async () => {
