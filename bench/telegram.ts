@@ -93,7 +93,9 @@ for (const r of core.replies) {
     const [c, m] = id.split(":").map(Number) as [number, number];
     return fake.message(c, m)?.text ?? "";
   });
-  if (visible.join("") !== r.shown || r.state === "failed") lost++;
+  // Telegram strips each message's surrounding whitespace: compare as a reader sees it.
+  const norm = (t: string) => t.replace(/\s+/g, " ").trim();
+  if (norm(visible.join(" ")) !== norm(r.shown) || r.state === "failed") lost++;
 }
 const endToEnd = core.replies
   .filter((r) => r.stoppedAt !== undefined)
