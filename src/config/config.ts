@@ -56,7 +56,9 @@ export const configSchema = z
     telegram: z.object({ stop_emoji: emoji, accept_emoji: emoji }).strict(),
     training: z
       .object({
+        enabled: z.boolean(),
         schedule: z.string().min(9),
+        base_model: z.string(),
         timezone: z.string().min(1),
         min_new_steers: z.number().int().min(1),
         objective: z.enum(["sft", "dpo", "sft+dpo"]),

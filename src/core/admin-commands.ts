@@ -14,6 +14,8 @@ export interface TrainingControl {
   retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome>;
   adapters(action: "list" | "activate" | "rollback", version?: string): Promise<Outcome>;
   describeActive(): Promise<string>;
+  /** Cancels the run going on in this process; false when there is none. */
+  cancel(): boolean;
 }
 
 const NOT_ADMIN: Outcome = { ok: false, notice: "Sorry, only admins can do that." };
@@ -24,15 +26,17 @@ export class AdminCommands {
     private readonly deps: {
       store: Store;
       permissions: Permissions;
-      engine: TextGenerator;
-      training?: TrainingControl;
+      engine: Pick<TextGenerator, "modelPath" | "fingerprint">;
+      /** The training pipeline, once attached (undefined in a build or run without it). */
+      training: () => TrainingControl | undefined;
       activeGenerations: () => number;
     },
   ) {}
 
   async status(actor: Actor): Promise<Outcome> {
     if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
-    const { store, engine, training } = this.deps;
+    const { store, engine } = this.deps;
+    const training = this.deps.training();
     const counts = await store.steers.countByState();
     const lastRun = await store.db.selectFrom("training_runs").select(["started_at"]).where("state", "=", "succeeded").orderBy("id", "desc").executeTakeFirst();
     const since = await store.steers.countApprovedSince(lastRun?.started_at ?? null);
@@ -65,7 +69,8 @@ export class AdminCommands {
 
   async retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome> {
     if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
-    if (!this.deps.training) {
+    const training = this.deps.training();
+    if (!training) {
       return {
         ok: false,
         notice:
@@ -73,12 +78,20 @@ export class AdminCommands {
           "Steers keep being collected; `steerbot export` hands them to an external trainer.",
       };
     }
-    return this.deps.training.retrain(actor, progress);
+    return training.retrain(actor, progress);
+  }
+
+  async cancelTraining(actor: Actor): Promise<Outcome> {
+    if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
+    const training = this.deps.training();
+    if (!training?.cancel()) return { ok: false, notice: "No training run is going in this bot." };
+    return { ok: true, notice: "Cancelling the training run; the live adapter stays as it is." };
   }
 
   async adapters(actor: Actor, action: "list" | "activate" | "rollback", version?: string): Promise<Outcome> {
     if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
-    if (this.deps.training) return this.deps.training.adapters(action, version);
+    const training = this.deps.training();
+    if (training) return training.adapters(action, version);
     if (action === "list") {
       const rows = await this.deps.store.db.selectFrom("adapters").select(["version", "state"]).orderBy("id").execute();
       return { ok: true, notice: rows.length ? rows.map((r) => `${r.version}: ${r.state}`).join("\n") : "No adapters yet." };

@@ -11,7 +11,7 @@
 import type { StreamDisplay } from "./stream-display.ts";
 import type { ChatMessage } from "./steer-record.ts";
 import type { Actor, ThreadRef } from "./ports.ts";
-import type { StreamedToken } from "./text-generator.ts";
+import type { StreamedToken, TextGenerator } from "./text-generator.ts";
 
 export type ReplyState = "generating" | "stopped" | "done";
 
@@ -41,6 +41,8 @@ export class Reply {
     readonly owner: Actor,
     /** The chat before this reply: the model's context and every steer's `context`. */
     readonly context: ChatMessage[],
+    /** The engine this reply generates with (kept across a hot-swap until it finishes). */
+    public engine: TextGenerator,
   ) {}
 
   /** Appends generated or typed tokens (their own offsets are ignored: they follow `text`). */

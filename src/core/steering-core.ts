@@ -29,30 +29,58 @@ export interface SteeringCoreDeps {
   engine: TextGenerator;
   config: AppConfig;
   log: Logger;
-  /** The training pipeline, when this build has one (admin /retrain, /adapters). */
-  training?: TrainingControl;
 }
 
 export class SteeringCore {
   readonly admin: AdminCommands;
   readonly permissions: Permissions;
+  /** The training pipeline behind /retrain and /adapters, attached once it is set up. */
+  training: TrainingControl | undefined;
   private readonly replies = new Map<string, Reply>(); // "platform:messageId" → reply
   private readonly lastReplyInThread = new Map<string, Reply>();
   private readonly liveReplies = new Set<Reply>();
   private readonly correctionsInFlight = new Set<string>();
   private readonly steerLimiter: RateLimiterMemory;
   private fingerprint: Promise<string> | undefined;
+  /** The model new replies use; replaced by {@link useEngine} when an adapter is swapped in. */
+  private engine: TextGenerator;
+  private adapterId: number | null = null;
 
   constructor(private readonly deps: SteeringCoreDeps) {
+    this.engine = deps.engine;
     this.permissions = new Permissions(deps.config.permissions);
     this.steerLimiter = new RateLimiterMemory({ points: deps.config.steer.per_user_per_minute, duration: 60 });
     this.admin = new AdminCommands({
       store: deps.store,
       permissions: this.permissions,
-      engine: deps.engine,
-      training: deps.training,
+      engine: { modelPath: deps.engine.modelPath, fingerprint: () => this.modelFingerprint() },
+      training: () => this.training,
       activeGenerations: () => [...this.liveReplies].filter((r) => r.state === "generating").length,
     });
+  }
+
+  /** The engine new replies are generated with. */
+  get currentEngine(): TextGenerator {
+    return this.engine;
+  }
+
+  /**
+   * Hot-swap: new replies use `next` (the same base model with another adapter) from now on;
+   * replies in flight finish on the engine they started with. Resolves with the previous
+   * engine once no live reply uses it any more, so the caller can dispose it.
+   */
+  async useEngine(next: TextGenerator, adapterId: number | null): Promise<TextGenerator> {
+    const previous = this.engine;
+    this.engine = next;
+    this.adapterId = adapterId;
+    for (;;) {
+      const busy = [...this.liveReplies].filter((r) => r.engine === previous && r.state === "generating");
+      if (busy.length === 0) break;
+      await Promise.all(busy.map((r) => r.running));
+    }
+    // Finished replies keep their engine only for a later steer; from now on they resume on the new one.
+    for (const r of this.liveReplies) if (r.engine === previous) r.engine = next;
+    return previous;
   }
 
   /** Replies generating right now. */
@@ -87,13 +115,14 @@ export class SteeringCore {
       const gen = await store.conversations.createGeneration({
         threadId: threadDbId,
         contextMessages: stored,
-        contextText: this.deps.engine.renderContext(context).text,
+        contextText: this.engine.renderContext(context).text,
         modelFingerprint: await this.modelFingerprint(),
+        adapterId: this.adapterId,
         sourceMessageId: req.sourceMessageId,
       });
       if (!gen) return { ok: true }; // the platform delivered this message twice
       if (!user.opted_out) await store.conversations.addMessage(threadDbId, { role: "user", text: req.text, author: req.actor.userId, platformMessageIds: [req.sourceMessageId] });
-      const reply = new Reply(gen.id, req.thread, threadDbId, req.actor, context);
+      const reply = new Reply(gen.id, req.thread, threadDbId, req.actor, context, this.engine);
       this.remember(reply);
       await this.stream(reply, req.surface);
       return { ok: true };
@@ -120,7 +149,7 @@ export class SteeringCore {
 
   /** Turns a correction into a stored steer and resumes; settles when the continuation ends. */
   async correct(req: CorrectRequest): Promise<Outcome> {
-    const { store, config, log, engine } = this.deps;
+    const { store, config, log } = this.deps;
     const reply = req.replyToMessageId
       ? this.replies.get(`${req.actor.platform}:${req.replyToMessageId}`)
       : this.lastReplyInThread.get(threadKey(req.thread));
@@ -141,7 +170,7 @@ export class SteeringCore {
       const aligned = alignCorrection(shown, req.correction, { maxChars: config.steer.max_correction_chars });
       if (!aligned.ok) return { ok: false, notice: aligned.message };
       const snapped = snapToTokens(aligned, reply.tokens);
-      const chosenTokens = this.tokensOf(snapped.chosen);
+      const chosenTokens = this.tokensOf(reply.engine, snapped.chosen);
       const shownTokens = reply.tokens.filter((t) => t.offset < shown.length);
       const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
       const trusted = this.permissions.isTrusted(req.actor, user.trust);
@@ -221,7 +250,7 @@ export class SteeringCore {
   // ---------------------------------------------------------------------------------------
 
   private modelFingerprint(): Promise<string> {
-    return (this.fingerprint ??= this.deps.engine.fingerprint());
+    return (this.fingerprint ??= this.engine.fingerprint());
   }
 
   private remember(reply: Reply): void {
@@ -240,12 +269,12 @@ export class SteeringCore {
   }
 
   /** Token ids and texts of a typed span (a correction), texts cut so they add up to the span. */
-  private tokensOf(text: string): StreamedToken[] {
-    const ids = this.deps.engine.tokenize(text);
+  private tokensOf(engine: TextGenerator, text: string): StreamedToken[] {
+    const ids = engine.tokenize(text);
     const out: StreamedToken[] = [];
     let prev = "";
     ids.forEach((id, i) => {
-      const upTo = i === ids.length - 1 ? text : this.deps.engine.detokenize(ids.slice(0, i + 1));
+      const upTo = i === ids.length - 1 ? text : engine.detokenize(ids.slice(0, i + 1));
       // A token ending inside a multi-byte character decodes to U+FFFD; its text waits for the next.
       const safe = upTo.endsWith("\uFFFD") && i < ids.length - 1 ? prev : upTo;
       out.push({ id, text: safe.slice(prev.length), offset: prev.length });
@@ -256,7 +285,8 @@ export class SteeringCore {
 
   /** Generates from the reply's current text, showing it on `surface`, until EOS, max tokens or a stop. */
   private async stream(reply: Reply, surface: ReplySurface): Promise<void> {
-    const { engine, config, store, log } = this.deps;
+    const { config, store, log } = this.deps;
+    const engine = reply.engine;
     const display = new StreamDisplay(surface, {
       intervalMs: Math.max(surface.minEditIntervalMs, config.stream.edit_interval_ms),
       onError: (err) => log.warn({ err, generation: reply.generationId }, "could not update the reply message; retrying at the next edit"),

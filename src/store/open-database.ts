@@ -22,8 +22,12 @@ export interface DatabaseTarget {
   dataDir: string;
 }
 
+/** Subscribes to NOTIFY on a channel; resolves to an unsubscribe function. */
+export type Listen = (channel: string, onPayload: (payload: string) => void) => Promise<() => Promise<void>>;
+
 export interface OpenedDatabase {
   db: Kysely<Database>;
+  listen: Listen;
   kind: "postgres" | "pglite";
   /** Where the data lives, safe to print (no password). */
   location: string;
@@ -51,7 +55,19 @@ export async function openDatabase(target: DatabaseTarget): Promise<OpenedDataba
       );
     }
     const u = new URL(target.databaseUrl);
-    return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), kind: "postgres", location: `postgres://${u.host}${u.pathname}` };
+    const url = target.databaseUrl;
+    // LISTEN needs a connection of its own that stays open (a pooled one would be handed back).
+    const listen: Listen = async (channel, onPayload) => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      client.on("notification", (n) => n.channel === channel && onPayload(n.payload ?? ""));
+      client.on("error", () => {}); // a dropped listener is re-created by its owner; never crash
+      await client.query(`listen "${channel.replace(/"/g, "")}"`);
+      return async () => {
+        await client.end().catch(() => {});
+      };
+    };
+    return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), listen, kind: "postgres", location: `postgres://${u.host}${u.pathname}` };
   }
   const dir = target.dataDir === "memory://" ? undefined : path.resolve(target.dataDir, "pglite");
   if (dir) mkdirSync(dir, { recursive: true });
@@ -61,7 +77,11 @@ export async function openDatabase(target: DatabaseTarget): Promise<OpenedDataba
   } catch (e) {
     throw new StoreError(`cannot open the embedded database in ${dir}: ${(e as Error).message}`);
   }
-  return { db: new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) }), kind: "pglite", location: dir ?? "memory" };
+  const listen: Listen = async (channel, onPayload) => {
+    const unsubscribe = await pglite.listen(channel, onPayload);
+    return async () => unsubscribe();
+  };
+  return { db: new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) }), listen, kind: "pglite", location: dir ?? "memory" };
 }
 
 /** Applies every pending migration; throws with the failing migration's name. */

@@ -92,6 +92,31 @@ export class SteerRepository {
     return q.execute();
   }
 
+  /**
+   * The steers training may use: approved ones whose author has not opted out (imported
+   * steers have no platform author and are always included).
+   */
+  async listForTraining(): Promise<SteerRow[]> {
+    return this.db
+      .selectFrom("steers")
+      .selectAll("steers")
+      .where("trust_state", "=", "approved")
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom("users")
+              .select("users.id")
+              .whereRef("users.platform", "=", "steers.platform")
+              .whereRef("users.platform_user_id", "=", "steers.author")
+              .where("users.opted_out", "=", true),
+          ),
+        ),
+      )
+      .orderBy("steers.id")
+      .execute();
+  }
+
   async setTrust(id: number, state: TrustState): Promise<SteerRow | undefined> {
     return this.db.updateTable("steers").set({ trust_state: state }).where("id", "=", id).returningAll().executeTakeFirst();
   }

@@ -7,29 +7,34 @@
 import type { Kysely } from "kysely";
 import type { Database } from "./database.ts";
 import { ConversationRepository } from "./conversation-repository.ts";
-import { migrateToLatest, openDatabase, type DatabaseTarget } from "./open-database.ts";
+import { migrateToLatest, openDatabase, type DatabaseTarget, type Listen } from "./open-database.ts";
 import { SteerRepository } from "./steer-repository.ts";
+import { TrainingRepository } from "./training-repository.ts";
 import { UserRepository } from "./user-repository.ts";
 
 export class Store {
   readonly steers: SteerRepository;
   readonly conversations: ConversationRepository;
   readonly users: UserRepository;
+  readonly training: TrainingRepository;
 
   private constructor(
     readonly db: Kysely<Database>,
+    /** NOTIFY subscriptions (adapter changes); on PGlite only within this process. */
+    readonly listen: Listen,
     readonly kind: "postgres" | "pglite",
     readonly location: string,
   ) {
     this.steers = new SteerRepository(db);
     this.conversations = new ConversationRepository(db);
     this.users = new UserRepository(db);
+    this.training = new TrainingRepository(db);
   }
 
   /** Opens the database and applies pending migrations (steerbot migrates at every start). */
   static async open(target: DatabaseTarget, opts: { migrate?: boolean } = {}): Promise<Store> {
-    const { db, kind, location } = await openDatabase(target);
-    const store = new Store(db, kind, location);
+    const { db, listen, kind, location } = await openDatabase(target);
+    const store = new Store(db, listen, kind, location);
     if (opts.migrate !== false) {
       try {
         await migrateToLatest(db);

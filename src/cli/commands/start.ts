@@ -11,10 +11,10 @@ import { TerminalPlayground } from "../../platforms/terminal/terminal-playground
 import { action, appContext, CliError, EXIT } from "../app-context.ts";
 import { ModelUnavailableError } from "../../engine/model-file.ts";
 
-async function loadApp() {
+async function loadApp(schedule: boolean) {
   const ctx = appContext();
   try {
-    return await createApp(ctx);
+    return await createApp({ ...ctx, schedule });
   } catch (e) {
     if (e instanceof ModelUnavailableError) {
       throw new CliError(
@@ -28,7 +28,7 @@ async function loadApp() {
 }
 
 async function playground(): Promise<void> {
-  const app = await loadApp();
+  const app = await loadApp(false);
   process.stdout.write(`steerbot playground — model ${app.engine.modelPath}, data in ${app.store.location}\n`);
   try {
     await new TerminalPlayground(app.core).run();
@@ -45,7 +45,7 @@ export function register(program: Command): void {
       action(async () => {
         const ctx = appContext();
         if (!ctx.secrets.discordToken && !ctx.secrets.telegramToken) return playground();
-        const app = await loadApp();
+        const app = await loadApp(true);
         const bots: { stop(): Promise<void> }[] = [];
         if (ctx.secrets.discordToken) {
           const { DiscordBot } = await import("../../platforms/discord/discord-bot.ts"); // SDKs load only when used

@@ -1,0 +1,267 @@
+/**
+ * The training pipeline: steers collected during the day become a better model by the next
+ * morning, with no restart and no risk to the live bot.
+ *
+ * Owns: one run from trigger to activation — the cross-instance lock (one run at a time),
+ * the "too few new steers" skip, the dataset (approved steers of people who did not opt out,
+ * a held-out split by a stable hash of the steer id), the native trainer run with progress,
+ * the evaluation gate (base, live and candidate on the held-out steers; activate only when the
+ * candidate beats the live one by the configured margin) and the summary with a loss-curve
+ * picture. A failed or killed run is recorded as `failed` and never touches the live adapter.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { dataDir, type AppConfig } from "../config/config.ts";
+import type { TrainingControl } from "../core/admin-commands.ts";
+import type { Actor, Outcome } from "../core/ports.ts";
+import type { SteerRecord } from "../core/steer-record.ts";
+import type { Logger } from "../log.ts";
+import { SteerRepository } from "../store/steer-repository.ts";
+import type { Store } from "../store/store.ts";
+import { AdapterRefusedError, fileSha256, type AdapterActivator } from "./adapter-activator.ts";
+import { evaluateSteers, type SteerEvaluationSummary } from "./evaluate-steers.ts";
+import { renderLossCurvePng } from "./loss-curve-png.ts";
+import { trainAdapter, type TrainProgress } from "./train-adapter.ts";
+
+export type Trigger = "cron" | "command" | "cli";
+
+export interface RunRequest {
+  trigger: Trigger;
+  actor?: Actor;
+  /** Short progress texts (an admin message being edited, a log line). */
+  progress?: (text: string) => Promise<void> | void;
+  /** Every trainer progress event (the CLI draws a progress bar from them). */
+  onTrainerProgress?: (p: TrainProgress) => void;
+}
+
+export interface RunOutcome extends Outcome {
+  runId?: number;
+  state: "succeeded" | "failed" | "skipped" | "busy" | "cancelled";
+  /** The loss-curve PNG of a finished run. */
+  lossCurvePng?: string;
+  adapterVersion?: string;
+  activated?: boolean;
+}
+
+export interface TrainingServiceDeps {
+  store: Store;
+  config: AppConfig;
+  log: Logger;
+  activator: AdapterActivator;
+  baseFingerprint: () => Promise<string>;
+}
+
+/** A steer's side of the split: stable across runs because it depends on its id only. */
+export function isHeldOut(steerId: number, fraction: number): boolean {
+  const h = createHash("sha256").update(`steer:${steerId}`).digest();
+  return h.readUInt32BE(0) / 2 ** 32 < fraction;
+}
+
+/** The number compared by the gate: preference accuracy, or the chosen log-prob when no steer has a rejected span. */
+function score(e: SteerEvaluationSummary): number {
+  return Number.isFinite(e.preferenceAccuracy) ? e.preferenceAccuracy : e.chosenLogprob;
+}
+
+export class TrainingService implements TrainingControl {
+  private current: AbortController | undefined;
+
+  constructor(private readonly deps: TrainingServiceDeps) {}
+
+  /** The F32/F16 model the trainer trains on (the served model may be a quantized file of it). */
+  get baseModel(): string {
+    return this.deps.config.training.base_model || this.deps.config.model.path;
+  }
+
+  async retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome> {
+    return this.run({ trigger: "command", actor, progress });
+  }
+
+  /** Cancels the run going on in this process, if any. */
+  cancel(): boolean {
+    if (!this.current) return false;
+    this.current.abort();
+    return true;
+  }
+
+  async run(req: RunRequest): Promise<RunOutcome> {
+    const { store, log } = this.deps;
+    const locked = await store.training.withRunLock(() => this.runLocked(req));
+    if (!locked.ran) {
+      const running = await store.training.runningRun();
+      const since = running ? ` (run #${running.id}, started ${running.started_at.toISOString().slice(0, 16).replace("T", " ")} UTC)` : "";
+      return { ok: false, state: "busy", notice: `A training run is already going${since}. Wait for it to finish.` };
+    }
+    log.info({ state: locked.value.state, run: locked.value.runId }, "training run ended");
+    return locked.value;
+  }
+
+  private async runLocked(req: RunRequest): Promise<RunOutcome> {
+    const { store, config } = this.deps;
+    const t = config.training;
+    const say = async (text: string) => {
+      try {
+        await req.progress?.(text);
+      } catch (e) {
+        this.deps.log.warn({ err: e }, "could not post training progress");
+      }
+    };
+    await store.training.failOrphanedRuns("the process running it ended before it finished");
+    const hyper = { rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, heldOutFraction: t.held_out_fraction, baseModel: this.baseModel };
+    const since = await store.training.lastSucceededAt();
+    const fresh = await store.steers.countApprovedSince(since);
+    if (fresh < t.min_new_steers) {
+      const runId = await store.training.createRun({ trigger: req.trigger, requestedBy: actorName(req.actor), objective: t.objective, hyperparameters: hyper, state: "skipped" });
+      const notice = `Skipped: ${fresh} new approved steer(s) since the last training; at least ${t.min_new_steers} are needed (training.min_new_steers).`;
+      await store.training.updateRun(runId, { error: notice, finished: true });
+      return { ok: true, state: "skipped", runId, notice };
+    }
+
+    const rows = await store.steers.listForTraining();
+    const train: SteerRecord[] = [];
+    const heldOut: SteerRecord[] = [];
+    for (const r of rows) (isHeldOut(r.id, t.held_out_fraction) ? heldOut : train).push(SteerRepository.toRecord(r));
+    const runId = await store.training.createRun({ trigger: req.trigger, requestedBy: actorName(req.actor), objective: t.objective, hyperparameters: hyper });
+    await store.training.updateRun(runId, { steer_count: train.length });
+    const version = `v${new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14)}-${runId}-${randomBytes(2).toString("hex")}`;
+    const adaptersDir = path.join(dataDir(config), "adapters");
+    mkdirSync(adaptersDir, { recursive: true });
+    const file = path.join(adaptersDir, `${version}.gguf`);
+    const abort = (this.current = new AbortController());
+    const logLines: string[] = [];
+    let lastSaid = 0;
+    try {
+      if (train.length === 0) throw new Error("every approved steer fell into the held-out split: collect more steers or lower training.held_out_fraction");
+      await say(`Training run #${runId}: ${train.length} steers (${heldOut.length} held out), objective ${t.objective}…`);
+      const result = await trainAdapter(
+        {
+          model: this.baseModel,
+          steers: train,
+          out: `${file}.partial`,
+          objective: t.objective,
+          rank: t.rank,
+          alpha: t.alpha,
+          epochs: t.epochs,
+          lr: t.learning_rate,
+          signal: abort.signal,
+        },
+        (p) => {
+          req.onTrainerProgress?.(p);
+          logLines.push(JSON.stringify(p));
+          if (logLines.length > 200) logLines.shift();
+          if (Date.now() - lastSaid > 5000) {
+            lastSaid = Date.now();
+            void say(`Training run #${runId}: step ${p.step}/${p.steps}, loss ${p.loss.toFixed(4)}, ${Math.round(p.tokensPerSecond)} tokens/s`);
+          }
+        },
+      );
+      copyFileSync(`${file}.partial`, file);
+      rmSync(`${file}.partial`, { force: true });
+      await store.training.updateRun(runId, { loss_curve: result.lossCurve.map((p) => ({ step: p.step, loss: p.loss })), log_tail: logLines.slice(-50).join("\n") });
+
+      await say(`Training run #${runId}: evaluating on ${heldOut.length} held-out steers…`);
+      const evalSet = heldOut.length ? heldOut : train;
+      const base = await evaluateSteers({ model: this.deps.config.model.path, steers: evalSet, signal: abort.signal });
+      const liveRow = await store.training.activeAdapter(await this.deps.baseFingerprint());
+      const live = liveRow ? await evaluateSteers({ model: this.deps.config.model.path, adapter: liveRow.file_path, steers: evalSet, signal: abort.signal }) : base;
+      const cand = await evaluateSteers({ model: this.deps.config.model.path, adapter: file, steers: evalSet, signal: abort.signal });
+      const metrics = {
+        heldOut: heldOut.length,
+        evaluatedOn: heldOut.length ? "held-out" : "training steers (no held-out steers yet)",
+        base: summary(base),
+        live: liveRow ? { version: liveRow.version, ...summary(live) } : null,
+        candidate: summary(cand),
+      };
+      const wins = heldOut.length > 0 && score(cand) >= score(live) + t.min_improvement;
+      const sha256 = await fileSha256(file);
+      const row = await store.training.addAdapter({ version, filePath: file, sha256, baseFingerprint: await this.deps.baseFingerprint(), trainingRunId: runId, state: wins ? "candidate" : "rejected", metrics });
+      let activated = false;
+      if (wins) {
+        try {
+          await this.deps.activator.loadChecked(row).then((e) => e.dispose());
+          await store.training.activate(row.base_fingerprint, version);
+          await this.deps.activator.swapTo(version);
+          activated = true;
+        } catch (e) {
+          await store.training.setAdapterState(row.id, "rejected");
+          if (!(e instanceof AdapterRefusedError)) throw e;
+          metrics.candidate = { ...metrics.candidate, refused: e.message } as typeof metrics.candidate;
+        }
+      }
+      await store.training.updateRun(runId, { state: "succeeded", eval_before: metrics.live ?? metrics.base, eval_after: metrics.candidate, finished: true });
+      const png = path.join(adaptersDir, `${version}-loss.png`);
+      writeFileSync(png, renderLossCurvePng(result.lossCurve));
+      const losses = result.lossCurve.map((p) => p.loss);
+      const notice = [
+        `Training run #${runId} done: adapter ${version} ${activated ? "is now live ✅" : "was not activated"}.`,
+        `Preference accuracy on ${heldOut.length} held-out steers: base ${pct(base.preferenceAccuracy)}, live ${pct(live.preferenceAccuracy)}, candidate ${pct(cand.preferenceAccuracy)} (needs +${pct(t.min_improvement)} over live).`,
+        heldOut.length === 0 ? "No held-out steers yet, so nothing is activated: collect more steers." : "",
+        `Loss ${losses[0]?.toFixed(4) ?? "?"} → ${losses.at(-1)?.toFixed(4) ?? "?"} over ${result.steps} steps, ${Math.round(result.tokensPerSecond)} tokens/s, ${Math.round(result.seconds)} s.`,
+      ]
+        .filter(Boolean)
+        .join("\n");
+      return { ok: true, state: "succeeded", runId, notice, lossCurvePng: png, adapterVersion: version, activated };
+    } catch (e) {
+      rmSync(`${file}.partial`, { force: true });
+      const cancelled = abort.signal.aborted;
+      const reason = cancelled ? "cancelled by an admin" : (e as Error).message;
+      await store.training.updateRun(runId, { state: cancelled ? "cancelled" : "failed", error: reason, log_tail: logLines.slice(-50).join("\n"), finished: true });
+      this.deps.log.error({ err: e, run: runId }, "training run failed");
+      return { ok: false, state: cancelled ? "cancelled" : "failed", runId, notice: `Training run #${runId} ${cancelled ? "was cancelled" : `failed: ${reason}`}. The live adapter is unchanged.` };
+    } finally {
+      this.current = undefined;
+    }
+  }
+
+  async adapters(action: "list" | "activate" | "rollback", version?: string): Promise<Outcome> {
+    const { store } = this.deps;
+    const base = await this.deps.baseFingerprint();
+    const rows = await store.training.adapters(base);
+    if (action === "list") {
+      if (rows.length === 0) return { ok: true, notice: "No adapters yet." };
+      return { ok: true, notice: rows.map((r) => `${r.version}: ${r.state}${accuracyOf(r.metrics)}`).join("\n") };
+    }
+    let target: string | null;
+    if (action === "activate") {
+      if (!version) return { ok: false, notice: "Name the adapter version to activate (see the list)." };
+      const row = rows.find((r) => r.version === version);
+      if (!row) return { ok: false, notice: `There is no adapter ${version} for this base model.` };
+      target = version;
+    } else {
+      // Rollback: the adapter active before the current one, or the base model.
+      const active = rows.find((r) => r.state === "active");
+      const earlier = rows.filter((r) => r.state === "retired" && (!active || r.id < active.id)).at(-1);
+      target = earlier?.version ?? null;
+    }
+    try {
+      if (target) await this.deps.activator.loadChecked(rows.find((r) => r.version === target)!).then((e) => e.dispose());
+    } catch (e) {
+      if (e instanceof AdapterRefusedError) return { ok: false, notice: `Refused: ${e.message}` };
+      throw e;
+    }
+    await store.training.activate(base, target);
+    await this.deps.activator.swapTo(target);
+    return { ok: true, notice: target ? `Adapter ${target} is now live.` : "Back to the base model (no adapter)." };
+  }
+
+  async describeActive(): Promise<string> {
+    return this.deps.activator.liveVersion ?? "none (base model)";
+  }
+}
+
+function summary(e: SteerEvaluationSummary) {
+  return { pairs: e.pairs, preferenceAccuracy: e.preferenceAccuracy, meanMargin: e.meanMargin, chosenLogprob: e.chosenLogprob };
+}
+
+function pct(x: number): string {
+  return Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : "n/a";
+}
+
+function accuracyOf(metrics: Record<string, unknown>): string {
+  const c = (metrics.candidate as { preferenceAccuracy?: number } | undefined)?.preferenceAccuracy;
+  return typeof c === "number" ? ` (held-out accuracy ${pct(c)})` : "";
+}
+
+function actorName(a?: Actor): string | undefined {
+  return a ? `${a.platform}:${a.userId}` : undefined;
+}
