@@ -4,9 +4,11 @@
  * Owns: choosing the variant (cpu or cuda), preparing a patched copy of the bundled llama.cpp
  * source (our `native/trainer/patches/*.diff`), running CMake against node-llama-cpp's prebuilt
  * ggml libraries of the same release, and caching the result under
- * `.cache/trainer/<release>-<hash of native/trainer>-<variant>/` so a rebuild happens only when
- * the trainer sources or the patch change. The CMake build directory is kept per release and
- * variant, so such a rebuild is incremental. A lock directory keeps concurrent processes
+ * `<cache>/trainer/<release>-<hash of native/trainer>-<variant>/` (`<cache>` is the project's
+ * build cache, see `cacheDir`) so a rebuild happens only when the trainer sources or the patch
+ * change. The CMake build directory is kept per release and variant, so such a rebuild is
+ * incremental. The CUDA variant links `@node-llama-cpp/linux-x64-cuda`'s prebuilt ggml (CUDA
+ * backend included): it compiles no CUDA code, so it needs no nvcc run. A lock directory keeps concurrent processes
  * (parallel test files) from building at the same time.
  *
  * Run `npm run build:trainer` to build ahead of time; otherwise the first training run builds.

@@ -169,7 +169,7 @@ describe("learning the colour task", () => {
 
   test("the adapter loads in node-llama-cpp, matches the trainer's scores and shifts generation to the chosen span", async () => {
     assert.ok(sftAdapter, "needs the sft adapter");
-    const held = colourSteers(12, true);
+    const held = colourSteers(8, true);
     const plain = await Engine.load({ model, threads: 1, sequences: 1, contextSize: 256, gpu: false });
     const tuned = await Engine.load({ model, threads: 1, sequences: 1, contextSize: 256, gpu: false, lora: sftAdapter });
     try {
