@@ -64,6 +64,7 @@ export class DiscordBot {
   readonly #seenReactions = new RecentKeys(5000);
   readonly #inFlight = new Set<Promise<void>>();
   #started = false;
+  #closing = false;
 
   constructor(options: DiscordBotOptions) {
     this.#token = options.token;
@@ -92,6 +93,7 @@ export class DiscordBot {
       settings: this.settings,
       metrics: this.metrics,
       botUserId: () => this.client.user?.id ?? "",
+      isClosed: () => this.#closing,
     };
     this.#conversation = new DiscordConversationHandler(deps);
     this.#admin = new DiscordAdminHandler(options.core, this.#log);
@@ -102,6 +104,7 @@ export class DiscordBot {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
+    this.#closing = false;
     const ready = new Promise<void>((resolve, reject) => {
       this.client.once(Events.ClientReady, () => resolve());
       this.client.once(Events.Invalidated, () => reject(new Error("discord: session invalidated")));
@@ -111,10 +114,13 @@ export class DiscordBot {
     this.#log.info({ user: this.client.user?.tag, guilds: this.client.guilds.cache.size }, "discord: connected");
   }
 
-  /** Waits briefly for running handlers, then closes the gateway connection. */
+  /** Ends running streams, waits briefly for their handlers, then closes the gateway connection. */
   async stop(): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
+    // Streams end at their next edit (SurfaceGoneError): the core stops those generations at
+    // the text shown instead of generating into a closed connection.
+    this.#closing = true;
     const running = [...this.#inFlight];
     if (running.length) {
       await Promise.race([Promise.allSettled(running), new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);

@@ -8,7 +8,9 @@
  * storage and throttling are decided by the core; this class only maps Discord to core calls.
  */
 import {
+  DiscordAPIError,
   MessageFlags,
+  RESTJSONErrorCodes,
   Routes,
   type ChatInputCommandInteraction,
   type Message,
@@ -32,6 +34,8 @@ interface Deps {
   settings: DiscordSettings;
   metrics: DiscordMetrics;
   botUserId: () => string;
+  /** True once the bot is shutting down: surfaces then end their streams. */
+  isClosed: () => boolean;
 }
 
 /** Maps conversation events (messages, reactions, /ask) to core.ask/stop/correct/accept. */
@@ -80,8 +84,14 @@ export class DiscordConversationHandler {
       return;
     }
 
-    // 3. A mention in a guild channel opens a thread on the question.
-    if (!mentioned || !text || !this.#channelAllowed(message)) return;
+    // 3. A mention in a guild channel opens a thread on the question; a question the core will
+    //    refuse gets its answer in place (a reply), not an empty thread.
+    if (!mentioned || !this.#channelAllowed(message)) return;
+    const here: ThreadRef = { platform: DISCORD, chatId: message.channelId, threadId: message.channelId };
+    if (!text || core.permissions?.allows("ask", actor, here) === false) {
+      await this.#ask({ actor, text, sourceMessageId: message.id, channelId: message.channelId, thread: here, replyTo: message.id });
+      return;
+    }
     const place = await this.#openThread(message.channelId, message.id, text);
     await this.#ask({
       actor,
@@ -195,6 +205,9 @@ export class DiscordConversationHandler {
       })) as { id: string };
       return { channelId: thread.id, inPlace: false };
     } catch (err) {
+      if (err instanceof DiscordAPIError && err.code === RESTJSONErrorCodes.ThreadAlreadyCreatedForMessage) {
+        return { channelId: messageId, inPlace: false }; // a thread's id is its starter message's id
+      }
       if (isMissingPermission(err)) {
         this.#d.log.warn(
           { channelId, messageId },
@@ -210,6 +223,7 @@ export class DiscordConversationHandler {
     const metrics = this.#d.metrics;
     return new DiscordReplySurface(this.#d.rest, channelId, {
       minEditIntervalMs: this.#d.settings.minEditIntervalMs,
+      isClosed: this.#d.isClosed,
       replyToMessageId: replyTo,
       onError: (op, err) => {
         metrics.surfaceErrors++;

@@ -35,6 +35,12 @@ export interface DiscordCore {
   isBotMessage(platform: string, messageId: string): boolean;
   openReplyIn(thread: ThreadRef): { messageIds: string[]; state: "generating" | "stopped" | "done" } | undefined;
   readonly admin: DiscordCoreAdmin;
+  /**
+   * The core's permission rules, when it exposes them (SteeringCore does). Used only to avoid
+   * opening an empty thread for a question the core will refuse; the refusal itself (and its
+   * wording) still comes from `ask`.
+   */
+  readonly permissions?: { allows(action: "ask", actor: Actor, thread?: ThreadRef): boolean };
 }
 
 /** Platform name used in every Actor, ThreadRef and request this adapter builds. */

@@ -29,6 +29,11 @@ export interface DiscordReplySurfaceOptions {
   minEditIntervalMs: number;
   /** Message the first message of this reply answers (shown as a Discord reply). */
   replyToMessageId?: string;
+  /**
+   * True once the bot is shutting down: every call then throws SurfaceGoneError, so the core
+   * ends the generation cleanly instead of generating into a closed connection.
+   */
+  isClosed?: () => boolean;
   /** Counts every send/edit that failed, by kind, for the benchmark and the logs. */
   onError?: (op: "send" | "edit", err: unknown) => void;
 }
@@ -50,6 +55,7 @@ export class DiscordReplySurface implements ReplySurface {
   }
 
   async send(text: string): Promise<string> {
+    this.#assertOpen();
     const replyTo = !this.#replied ? this.#options.replyToMessageId : undefined;
     this.#replied = true;
     try {
@@ -68,6 +74,7 @@ export class DiscordReplySurface implements ReplySurface {
   }
 
   async edit(messageId: string, text: string): Promise<void> {
+    this.#assertOpen();
     try {
       await this.#rest.patch(Routes.channelMessage(this.channelId, messageId), {
         body: { content: visible(text), allowed_mentions: { parse: [] } },
@@ -76,6 +83,10 @@ export class DiscordReplySurface implements ReplySurface {
       this.#options.onError?.("edit", err);
       throw translate(err, `edit message ${messageId} in channel ${this.channelId}`);
     }
+  }
+
+  #assertOpen(): void {
+    if (this.#options.isClosed?.()) throw new SurfaceGoneError("Discord: the bot is shutting down");
   }
 }
 

@@ -44,6 +44,8 @@ export interface ScriptedCoreOptions {
   charsPerTick?: number;
   tickMs?: number;
   admins?: string[];
+  /** When set, only these user ids may ask (exposed as `permissions`, like SteeringCore). */
+  askers?: string[];
 }
 
 /** A model-free core: deterministic streams, real throttling and splitting, recorded calls. */
@@ -66,6 +68,7 @@ export class ScriptedCore implements DiscordCore {
 
   async ask(req: AskRequest): Promise<Outcome> {
     this.calls.push({ kind: "ask", req });
+    if (this.#o.askers && !this.#o.askers.includes(req.actor.userId)) return { ok: false, notice: "You are not allowed to ask the bot here." };
     if (this.#seen.has(req.sourceMessageId)) return { ok: true };
     this.#seen.add(req.sourceMessageId);
     const reply = this.#start(req.thread, req.actor, req.surface, (this.#o.answer ?? defaultAnswer)(req.text), "");
@@ -116,6 +119,10 @@ export class ScriptedCore implements DiscordCore {
     const r = this.#latest(thread);
     return r ? { messageIds: [...r.messageIds], state: r.state } : undefined;
   }
+
+  readonly permissions = {
+    allows: (_action: "ask", actor: Actor): boolean => !this.#o.askers || this.#o.askers.includes(actor.userId),
+  };
 
   readonly admin = {
     status: async (actor: Actor): Promise<Outcome> =>

@@ -243,6 +243,38 @@ describe("discord adapter under pressure (scripted core)", () => {
     }
   });
 
+  it("a question the core refuses gets the refusal as a reply, and no thread", async () => {
+    const askers: string[] = [];
+    const core = new ScriptedCore({ askers });
+    const h = await startHarness(core);
+    try {
+      const { fake, alice, bob } = h;
+      askers.push(alice.id);
+      const q = fake.say(bob, fake.general, `${fake.mention} may I?`);
+      const notice = await fake.waitFor(() => fake.state.botMessagesIn(fake.general.id).find((m) => m.replyToId === q.id), 5000);
+      assert.match(notice.content, /not allowed to ask/);
+      assert.equal(fake.state.threadOf(q.id), undefined);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("stopping the bot mid-stream ends the generation at the next edit", async () => {
+    const core = new ScriptedCore({ answer: () => "long ".repeat(500), charsPerTick: 5, tickMs: 40 });
+    const h = await startHarness(core);
+    try {
+      const { fake, alice } = h;
+      const q = fake.say(alice, fake.general, `${fake.mention} go on forever`);
+      const thread = await fake.waitFor(() => fake.state.threadOf(q.id), 5000);
+      await fake.waitFor(() => fake.state.botMessagesIn(thread.id)[0], 5000);
+      await h.bot.stop();
+      assert.equal(core.replies[0].state, "stopped");
+      assert.equal(h.bot.metrics.handlerErrors, 0);
+    } finally {
+      await h.close();
+    }
+  });
+
   it("a deleted message ends the stream cleanly (SurfaceGoneError), nothing crashes", async () => {
     const core = new ScriptedCore({ answer: () => "gone ".repeat(300), charsPerTick: 5, tickMs: 40 });
     const h = await startHarness(core);
