@@ -28,6 +28,8 @@ import {
   type LlamaContext,
   type LlamaContextOptions,
   type LlamaModel,
+  type LlamaText,
+  SpecialTokensText,
   type Token,
 } from "node-llama-cpp";
 import type { ChatMessage } from "../core/steer-record.ts";
@@ -326,17 +328,26 @@ export class Engine {
    * `assistantPrefix`.
    */
   renderContext(messages: ChatMessage[], assistantPrefix = ""): RenderedContext {
-    const tokens = this.contextTokens(messages, assistantPrefix);
-    return { text: this.model.detokenize(tokens, true), tokens };
+    const rendered = this.render(messages, assistantPrefix);
+    // text from the template parts, not by detokenizing: SPM detokenization adds spaces around
+    // special tokens, so only the parts give the template's own text
+    const text = rendered.values
+      .map((v) => (typeof v === "string" ? v : v instanceof SpecialTokensText ? v.value : this.model.detokenize(v.tokenize(this.model.tokenizer), true)))
+      .join("");
+    return { text, tokens: rendered.tokenize(this.model.tokenizer) };
+  }
+
+  /** The chat wrapper's rendering of `messages` plus an open assistant turn holding `assistantPrefix`. */
+  private render(messages: readonly ChatMessage[], assistantPrefix: string): LlamaText {
+    const history = toHistory(messages);
+    history.push({ type: "model", response: assistantPrefix ? [assistantPrefix] : [] });
+    const state = this.chatWrapper.generateContextState({ chatHistory: history });
+    if (this.stopTokens.size === 0) this.collectStopTokens(state.stopGenerationTriggers);
+    return state.contextText;
   }
 
   private contextTokens(messages: readonly ChatMessage[], assistantPrefix: string, prefixTokens?: readonly number[]): Token[] {
-    const history = toHistory(messages);
-    const prefix = prefixTokens ? "" : assistantPrefix;
-    history.push({ type: "model", response: prefix ? [prefix] : [] });
-    const state = this.chatWrapper.generateContextState({ chatHistory: history });
-    if (this.stopTokens.size === 0) this.collectStopTokens(state.stopGenerationTriggers);
-    const tokens = state.contextText.tokenize(this.model.tokenizer);
+    const tokens = this.render(messages, prefixTokens ? "" : assistantPrefix).tokenize(this.model.tokenizer);
     return prefixTokens ? [...tokens, ...(prefixTokens as readonly Token[])] : tokens;
   }
 

@@ -128,6 +128,8 @@ test("continuing from an assistant prefix", async () => {
   assert.ok(rendered.text.endsWith(prefix), JSON.stringify(rendered.text));
   assert.ok(rendered.text.includes("<|im_start|>assistant\n"), "ChatML template with an open assistant turn");
   assert.ok(!rendered.text.endsWith("<|im_end|>\n"));
+  // the text is exactly the prompt: tokenizing it (special tokens parsed) gives the same tokens
+  assert.deepEqual(engine.model.tokenize(rendered.text, true), rendered.tokens);
   const r = await engine.generate({ messages: chat, assistantPrefix: prefix, maxTokens: 10, temperature: 0 });
   assert.equal(r.timings.promptTokens, rendered.tokens.length);
   assert.ok(!r.text.startsWith(prefix));
