@@ -40,10 +40,9 @@ export interface AppOptions {
   schedule?: boolean;
 }
 
-export async function createApp(opts: AppOptions): Promise<App> {
-  const { config, secrets, log } = opts;
-  const store = opts.store ?? (await Store.open({ databaseUrl: secrets.databaseUrl, dataDir: dataDir(config) }));
-  const loadEngine = (lora?: string) =>
+/** Loads the configured model, optionally with a LoRA adapter applied. */
+export function engineLoader(config: AppConfig): (lora?: string) => Promise<Engine> {
+  return (lora) =>
     Engine.load({
       model: config.model.path,
       threads: config.model.threads || undefined,
@@ -52,6 +51,12 @@ export async function createApp(opts: AppOptions): Promise<App> {
       modelsDir: path.join(dataDir(config), "models"),
       lora,
     });
+}
+
+export async function createApp(opts: AppOptions): Promise<App> {
+  const { config, secrets, log } = opts;
+  const store = opts.store ?? (await Store.open({ databaseUrl: secrets.databaseUrl, dataDir: dataDir(config) }));
+  const loadEngine = engineLoader(config);
   let engine: Engine;
   try {
     const interrupted = await store.conversations.markInterrupted();

@@ -6,6 +6,7 @@
  * (arguments, configuration, files).
  */
 import { Command } from "commander";
+import { register as registerAdapters } from "./commands/adapters.ts";
 import { register as registerAlign } from "./commands/align.ts";
 import { register as registerDiscord } from "./commands/discord.ts";
 import { register as registerEval } from "./commands/eval.ts";
@@ -34,6 +35,7 @@ for (const register of [
   registerFixtureModel,
   registerTrain,
   registerEval,
+  registerAdapters,
   registerDiscord,
 ])
   register(program);

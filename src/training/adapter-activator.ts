@@ -8,10 +8,9 @@
  * instance once the replies still streaming on it have finished. Memory stays bounded however
  * many swaps happen, because nothing of an old adapter outlives its model.
  */
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import type { SteeringCore } from "../core/steering-core.ts";
 import type { Engine } from "../engine/engine.ts";
+import { fileSha256 } from "../engine/model-file.ts";
 import type { Logger } from "../log.ts";
 import type { AdapterRow } from "../store/database.ts";
 import type { Store } from "../store/store.ts";
@@ -20,10 +19,35 @@ export class AdapterRefusedError extends Error {
   override readonly name = "AdapterRefusedError";
 }
 
-export async function fileSha256(file: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
+
+/**
+ * Checks an adapter and loads it into a new engine: refuses (AdapterRefusedError) a missing,
+ * changed, truncated or unloadable file. The engine is returned unused; dispose it if not swapped in.
+ */
+export async function checkAdapter(
+  adapter: Pick<AdapterRow, "version" | "file_path" | "sha256">,
+  loadEngine: (adapterPath?: string) => Promise<Engine>,
+): Promise<Engine> {
+  let sha: string;
+  try {
+    sha = await fileSha256(adapter.file_path);
+  } catch (e) {
+    throw new AdapterRefusedError(`adapter ${adapter.version}: cannot read ${adapter.file_path} (${(e as Error).message})`);
+  }
+  if (sha !== adapter.sha256) throw new AdapterRefusedError(`adapter ${adapter.version}: checksum mismatch (file changed or truncated since training)`);
+  let engine: Engine;
+  try {
+    engine = await loadEngine(adapter.file_path);
+  } catch (e) {
+    throw new AdapterRefusedError(`adapter ${adapter.version}: does not load (${(e as Error).message})`);
+  }
+  try {
+    await engine.generate({ messages: [{ role: "user", content: "ping" }], maxTokens: 2, temperature: 0 });
+  } catch (e) {
+    await engine.dispose();
+    throw new AdapterRefusedError(`adapter ${adapter.version}: load test failed (${(e as Error).message})`);
+  }
+  return engine;
 }
 
 export interface AdapterActivatorDeps {
@@ -42,32 +66,9 @@ export class AdapterActivator {
 
   constructor(private readonly deps: AdapterActivatorDeps) {}
 
-  /**
-   * Checks an adapter and loads it into a new engine: refuses (AdapterRefusedError) a missing,
-   * changed, truncated or unloadable file. The engine is returned unused; dispose it if not swapped in.
-   */
-  async loadChecked(adapter: Pick<AdapterRow, "version" | "file_path" | "sha256">): Promise<Engine> {
-    let sha: string;
-    try {
-      sha = await fileSha256(adapter.file_path);
-    } catch (e) {
-      throw new AdapterRefusedError(`adapter ${adapter.version}: cannot read ${adapter.file_path} (${(e as Error).message})`);
-    }
-    if (sha !== adapter.sha256) throw new AdapterRefusedError(`adapter ${adapter.version}: checksum mismatch (file changed or truncated since training)`);
-    let engine: Engine;
-    try {
-      engine = await this.deps.loadEngine(adapter.file_path);
-    } catch (e) {
-      throw new AdapterRefusedError(`adapter ${adapter.version}: does not load (${(e as Error).message})`);
-    }
-    try {
-      const probe = await engine.generate({ messages: [{ role: "user", content: "ping" }], maxTokens: 2, temperature: 0 });
-      if (probe.tokens.some((t) => t.text.includes("\uFFFD\uFFFD\uFFFD"))) throw new Error("garbled output");
-    } catch (e) {
-      await engine.dispose();
-      throw new AdapterRefusedError(`adapter ${adapter.version}: load test failed (${(e as Error).message})`);
-    }
-    return engine;
+  /** {@link checkAdapter} with this app's engine loader. */
+  loadChecked(adapter: Pick<AdapterRow, "version" | "file_path" | "sha256">): Promise<Engine> {
+    return checkAdapter(adapter, this.deps.loadEngine);
   }
 
   /** Swaps the core onto `version` (null = base model). Serialised: one swap at a time. */
