@@ -307,6 +307,17 @@ export class Engine {
     return this.lora;
   }
 
+  /**
+   * Caps the CPU threads evaluations may use from the next token on, or restores the loaded
+   * count with `undefined`. Spinning llama.cpp threads must never outnumber free cores, so a
+   * trainer running on the same machine should take cores away from generation for its
+   * duration (on 2 cores: generation at 1 thread while training, 2 otherwise). The cap is per
+   * process (node-llama-cpp's Llama instance), so it also limits other engines in it.
+   */
+  setThreadLimit(limit?: number): void {
+    this.llama.maxThreads = limit === undefined ? Math.max(this.threads, cpuCores()) : Math.max(1, Math.floor(limit));
+  }
+
   /** sha256 of the model file: identifies the base model of stored steers and adapters. */
   fingerprint(): Promise<string> {
     return fileSha256(this.modelPath);
