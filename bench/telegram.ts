@@ -3,7 +3,7 @@
  * (runner + auto-retry) into the fake Bot API with Telegram-like per-chat limits on.
  *
  * Run: `npx tsx bench/telegram.ts [--chats 20] [--group-replies 5] [--chars 1200] [--limit 1]
- *       [--window-ms 1000] [--retry-after 1] [--stop-fraction 0.5] [--latency-ms 30]`
+ *       [--window-ms 1000] [--retry-after 1] [--stop-fraction 0.5] [--latency-ms 30] [--storm 40]`
  *
  * Private chats stream by edits here (stopped by reaction), so every reply is measured alike.
  * `--chats` private chats each ask one question; one group has `--group-replies` questions
@@ -14,7 +14,8 @@
  *   - edits/s: successful editMessageText calls per second across all chats;
  *   - stop latency: 👎 reaction injected into the fake → core.stop settled (update delivery by
  *     long polling included), and inside the bot (handler start → settled), median/max, ms;
- *   - 429s answered by the fake and absorbed by auto-retry, and failures surfaced to users: a
+ *   - 429s answered by the fake (the bot paces each chat to its limit, so `--storm N` forces N
+ *     429s on top, 2 s into the run) and absorbed by auto-retry, and failures surfaced to users: a
  *     call that still failed after the retries, or a final message text that differs from what
  *     the core generated (done) or showed at the stop (stopped). Target 0.
  */
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     "retry-after": { type: "string", default: "1" },
     "stop-fraction": { type: "string", default: "0.5" },
     "latency-ms": { type: "string", default: "30" },
+    storm: { type: "string", default: "40" },
   },
 });
 const chats = Number(values.chats);
@@ -70,6 +72,7 @@ for (let i = 0; i < groupReplies; i++) {
   asked.push({ chat: group, user, messageId: m.message_id as number, stop: i < Math.round(groupReplies * stopFraction) });
 }
 const t0 = Date.now();
+if (Number(values.storm) > 0) setTimeout(() => fake.storm(Number(values.storm), Number(values["retry-after"])), 2000);
 
 // Stop some replies by their askers 2–5 s into the stream.
 const injectedAt = new Map<string, number>();
@@ -132,7 +135,7 @@ await fake.close();
 const failures = result.rateLimitSurfaced + result.apiFailures + result.repliesWithWrongFinalText + result.handlerErrors;
 process.stdout.write(
   [
-    `telegram bench: ${chats} private chats + ${groupReplies} replies in one group, ${chars} chars each, limit ${values.limit} per ${values["window-ms"]} ms per chat (retry_after ${values["retry-after"]} s), ${values["latency-ms"]} ms per call`,
+    `telegram bench: ${chats} private chats + ${groupReplies} replies in one group, ${chars} chars each, limit ${values.limit} per ${values["window-ms"]} ms per chat (retry_after ${values["retry-after"]} s), ${values["latency-ms"]} ms per call, storm of ${values.storm} 429s`,
     `  edits/s (all chats)          ${result.editsPerSecond} (${result.edits} edits in ${result.streamSeconds} s of streaming)`,
     `  stop latency (${result.stops} stops)     median ${result.stopLatencyMedianMs} ms, max ${result.stopLatencyMaxMs} ms (reaction injected → stop settled)`,
     `  stop latency inside the bot  median ${result.stopLatencyInBotMedianMs} ms, max ${result.stopLatencyInBotMaxMs} ms`,

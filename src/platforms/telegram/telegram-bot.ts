@@ -76,7 +76,7 @@ export class TelegramBot {
     this.log = opts.log;
     this.bot = new Bot(opts.token, opts.apiRoot ? { client: { apiRoot: opts.apiRoot } } : {});
     this.installApiTransformers();
-    this.pacer = new ChatPacer(this.config.chatMinIntervalMs);
+    this.pacer = new ChatPacer(this.config.chatMinIntervalMs, this.config.groupChatMinIntervalMs);
     this.actors = new TelegramActors(this.bot.api, this.log);
     this.installHandlers();
   }
@@ -353,6 +353,9 @@ export class TelegramBot {
     const req = { platform: TELEGRAM, messageId: key, actor };
     let out: Outcome;
     if (stop) {
+      // Edits of this message still queued behind the chat's limit were never shown: drop them
+      // so the core cuts now instead of after the queue (the stop point does not move).
+      this.pacer.cancel(r.chat.id, key);
       out = await this.core.stop(req);
       this.metrics.stopLatencyMs.push(performance.now() - t0);
     } else {
@@ -368,7 +371,10 @@ export class TelegramBot {
     const key = draftKey(s.chat.id, s.draft_id);
     if (!this.core.isBotMessage(TELEGRAM, key)) return;
     const actor: Actor = { platform: TELEGRAM, userId: String(s.chat.id), displayName: s.chat.username ? `@${s.chat.username}` : s.chat.first_name, roles: [] };
+    const t0 = performance.now();
+    this.pacer.cancel(s.chat.id, key);
     const out = await this.core.stop({ platform: TELEGRAM, messageId: key, actor });
+    this.metrics.stopLatencyMs.push(performance.now() - t0);
     if (out.notice) await this.send(s.chat.id, out.notice, undefined, s.message_thread_id);
   }
 
@@ -376,7 +382,9 @@ export class TelegramBot {
 
   private surfaceFor(msg: Message): ReplySurface {
     const threadId = msg.is_topic_message ? msg.message_thread_id : undefined;
-    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs: this.config.minEditIntervalMs };
+    // The core need not plan edits faster than the chat can take them.
+    const minEditIntervalMs = Math.max(this.config.minEditIntervalMs, this.pacer.gapFor(msg.chat.id));
+    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs };
     if (this.config.privateDrafts && msg.chat.type === "private") return new TelegramDraftSurface({ ...base, registry: this.drafts });
     return new TelegramReplySurface(base);
   }

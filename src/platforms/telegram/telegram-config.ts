@@ -20,8 +20,10 @@ export interface TelegramConfig {
   acceptReactions: string[];
   /** Minimum time between two edits of one message (the core throttles to this). */
   minEditIntervalMs: number;
-  /** Minimum time between two sends/edits in one chat, across all replies there. */
+  /** Minimum time between two sends/edits in one private chat, across all replies there. */
   chatMinIntervalMs: number;
+  /** The same in groups and supergroups (Telegram allows a bot about 20 messages a minute there). */
+  groupChatMinIntervalMs: number;
   /**
    * Stream private-chat replies as drafts (`sendMessageDraft`, Bot API 9.3+, with Telegram's own
    * stop button) and persist each as a real message when its generation ends; corrections and
@@ -43,6 +45,7 @@ export const DEFAULT_TELEGRAM_CONFIG: TelegramConfig = {
   acceptReactions: ["👍"],
   minEditIntervalMs: 1000,
   chatMinIntervalMs: 1000,
+  groupChatMinIntervalMs: 3000,
   privateDrafts: true,
   maxRetryAttempts: 8,
   mode: "polling",

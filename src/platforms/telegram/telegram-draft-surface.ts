@@ -107,6 +107,7 @@ export class TelegramDraftSurface implements ReplySurface {
     try {
       await this.o.pacer.run(target.chatId, () =>
         this.o.api.editMessageText(target.chatId, target.messageId, visibleText(text), { link_preview_options: { is_disabled: true } }),
+        messageId,
       );
     } catch (err) {
       if (classifyApiError(err) === "not-modified") return;
@@ -127,6 +128,7 @@ export class TelegramDraftSurface implements ReplySurface {
           keep_on_stop: true,
           ...(state.threadId !== undefined ? { message_thread_id: state.threadId } : {}),
         }),
+        draftKey(state.chatId, state.draftId),
       );
     } catch (err) {
       throw translate(err, `draft in chat ${state.chatId}`);

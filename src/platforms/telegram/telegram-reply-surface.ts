@@ -66,6 +66,7 @@ export class TelegramReplySurface implements ReplySurface {
     try {
       await this.o.pacer.run(chatId, () =>
         this.o.api.editMessageText(chatId, id, visibleText(text), { link_preview_options: { is_disabled: true } }),
+        messageId,
       );
     } catch (err) {
       if (classifyApiError(err) === "not-modified") return;

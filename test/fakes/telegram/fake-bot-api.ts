@@ -435,7 +435,20 @@ export class FakeBotApi extends EventEmitter {
     }
   }
 
+  /** The next `count` sends/edits (any chat) are answered 429 with this `retry_after`, seconds. */
+  storm(count: number, retryAfter = 1): void {
+    this.stormLeft = count;
+    this.stormRetryAfter = retryAfter;
+  }
+  private stormLeft = 0;
+  private stormRetryAfter = 1;
+
   private checkRate(chatId: number): void {
+    if (this.stormLeft > 0) {
+      this.stormLeft--;
+      this.throttled++;
+      throw new ApiError(429, `Too Many Requests: retry after ${this.stormRetryAfter}`, { retry_after: this.stormRetryAfter });
+    }
     const rl = this.rateLimit;
     if (!rl) return;
     const t = Date.now();

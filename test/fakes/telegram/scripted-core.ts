@@ -48,6 +48,8 @@ export class ScriptedCore implements TelegramCore {
     { id: "s2", preview: "another steer" },
   ];
   private readonly seenSources = new Set<string>();
+  /** Send/edit failures other than a gone surface (the core logs and retries these). */
+  readonly editErrors: unknown[] = [];
 
   constructor(private readonly o: ScriptedCoreOptions = {}) {}
 
@@ -197,9 +199,16 @@ export class ScriptedCore implements TelegramCore {
     for (let i = 0; i < text.length || parts.length === 0; i += max) parts.push(text.slice(i, i + max));
     const shownParts: string[] = [];
     for (let i = 0; i < reply.shown.length; i += max) shownParts.push(reply.shown.slice(i, i + max));
-    for (let i = 0; i < parts.length; i++) {
-      if (i >= reply.messageIds.length) reply.messageIds.push(await reply.surface.send(parts[i]!));
-      else if (parts[i] !== shownParts[i]) await reply.surface.edit(reply.messageIds[i]!, parts[i]!);
+    try {
+      for (let i = 0; i < parts.length; i++) {
+        if (i >= reply.messageIds.length) reply.messageIds.push(await reply.surface.send(parts[i]!));
+        else if (parts[i] !== shownParts[i]) await reply.surface.edit(reply.messageIds[i]!, parts[i]!);
+      }
+    } catch (err) {
+      // Like the core: a failed edit shows nothing new; the next round tries again.
+      if (err instanceof SurfaceGoneError) throw err;
+      this.editErrors.push(err);
+      return;
     }
     reply.shown = text;
   }

@@ -36,7 +36,7 @@ export interface Harness<C extends TelegramCore> {
  * Fast timings: edits every 100 ms, no chat pacing, 1 s long polls. Private chats stream by
  * edits (stopped by reaction) unless a test turns drafts on.
  */
-export const FAST: Partial<TelegramConfig> = { minEditIntervalMs: 100, chatMinIntervalMs: 0, pollTimeoutSeconds: 1, privateDrafts: false };
+export const FAST: Partial<TelegramConfig> = { minEditIntervalMs: 100, chatMinIntervalMs: 0, groupChatMinIntervalMs: 0, pollTimeoutSeconds: 1, privateDrafts: false };
 
 export async function startHarness<C extends TelegramCore>(
   core: C,
