@@ -3,12 +3,14 @@
  * into the fake Discord with Discord-like rate limits on.
  *
  * Run: `npx tsx bench/discord.ts [--threads 20] [--chars 1200] [--limit 5] [--window-ms 5000]
- *       [--stop-fraction 0.5] [--storm 40]`
+ *       [--stop-fraction 0.5] [--storm 40] [--core scripted|real] [--max-tokens 300]`
  *
- * The core is the scripted stand-in (test/fakes/discord/scripted-core.ts): it produces text at a
- * steady "token rate" (about 80 characters a second, a small model on a CPU) and follows the
- * core's streaming rules, so the numbers measure the adapter and discord.js's REST queue, not a
- * model. Reports:
+ * `--core scripted` (default): the scripted stand-in (test/fakes/discord/scripted-core.ts)
+ * produces text at a steady "token rate" (about 80 characters a second, a small model on a CPU)
+ * and follows the core's streaming rules, so the numbers measure the adapter and discord.js's
+ * REST queue, not a model. `--core real`: the real SteeringCore with the tiny generated model
+ * and in-memory PGlite (test/helpers/app.ts); it also reports engine abort latency (abort
+ * signal fired → generation returned). Reports:
  *   - edits/s: successful message edits per second across all threads (and per message);
  *   - stop latency: stop reaction received by the bot → core.stop settled (generation aborted
  *     and the message cut), median and max, ms;
@@ -22,6 +24,8 @@ import { DiscordBot } from "../src/platforms/discord/discord-bot.ts";
 import { RecordingLog } from "../test/fakes/discord/discord-harness.ts";
 import { FakeDiscord } from "../test/fakes/discord/fake-discord.ts";
 import { ScriptedCore } from "../test/fakes/discord/scripted-core.ts";
+import { createTestApp } from "../test/helpers/app.ts";
+import type { DiscordCore } from "../src/platforms/discord/discord-core.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,6 +35,8 @@ const { values } = parseArgs({
     "window-ms": { type: "string", default: "5000" },
     "stop-fraction": { type: "string", default: "0.5" },
     storm: { type: "string", default: "40" },
+    core: { type: "string", default: "scripted" },
+    "max-tokens": { type: "string", default: "300" },
   },
 });
 const N = Number(values.threads);
@@ -40,9 +46,26 @@ const stopFraction = Number(values["stop-fraction"]);
 const fake = new FakeDiscord({ rateLimit: { limit: Number(values.limit), windowMs: Number(values["window-ms"]) } });
 await fake.listen();
 const users = Array.from({ length: N }, (_, i) => fake.addUser(`user${i}`));
-const core = new ScriptedCore({ answer: (q) => `${q}: ${"lorem ipsum dolor sit amet ".repeat(Math.ceil(chars / 27))}`.slice(0, chars), charsPerTick: 8, tickMs: 100 });
+const real = values.core === "real";
+const scripted = new ScriptedCore({ answer: (q) => `${q}: ${"lorem ipsum dolor sit amet ".repeat(Math.ceil(chars / 27))}`.slice(0, chars), charsPerTick: 8, tickMs: 100 });
+const app = real
+  ? await createTestApp({ db: "pglite", config: { generation: { max_tokens: Number(values["max-tokens"]) }, model: { context_size: 4096 } } })
+  : undefined;
+const core: DiscordCore = app ? app.core : scripted;
+// Engine abort latency (real core): abort signal fired → generate() returned.
+const abortLatencyMs: number[] = [];
+if (app) {
+  const generate = app.engine.generate.bind(app.engine);
+  app.engine.generate = async (options) => {
+    let abortedAt = 0;
+    options.signal?.addEventListener("abort", () => (abortedAt = performance.now()));
+    const out = await generate(options);
+    if (abortedAt) abortLatencyMs.push(performance.now() - abortedAt);
+    return out;
+  };
+}
 const log = new RecordingLog();
-const bot = new DiscordBot({ token: fake.token, core, log, rest: { api: fake.apiUrl } });
+const bot = new DiscordBot({ token: fake.token, core, log, config: app?.config, rest: { api: fake.apiUrl } });
 await bot.start();
 
 const t0 = Date.now();
@@ -60,19 +83,33 @@ await Promise.all(
     fake.react(users[i], first.id, "🛑");
   }),
 );
-await fake.waitFor(
-  () => core.replies.length === N && core.replies.every((r) => r.state !== "generating"),
-  180_000,
-  "all replies finished",
-);
+// A reply has finished when its generation row (real) or scripted reply is no longer streaming.
+async function finished(): Promise<boolean> {
+  if (!app) return scripted.replies.length === N && scripted.replies.every((r) => r.state !== "generating");
+  const rows = await app.store.db.selectFrom("generations").select(["status"]).execute();
+  return rows.length === N && rows.every((r) => r.status !== "streaming");
+}
+for (const end = Date.now() + 600_000; !(await finished()); ) {
+  if (Date.now() > end) throw new Error("bench: replies did not finish in 10 minutes");
+  await new Promise((r) => setTimeout(r, 200));
+}
 // Let any edit still queued behind a rate limit land before reading what users see.
 await new Promise((r) => setTimeout(r, 1500));
 const elapsed = (Date.now() - t0) / 1000;
 
+// What users see must equal what was generated (done) or kept (stopped).
 let lost = 0;
-for (const r of core.replies) {
-  const visible = fake.state.botMessagesIn(r.thread.threadId).map((m) => m.content).join("");
-  const expected = r.state === "done" ? r.target : r.shown;
+for (const q of questions) {
+  const thread = fake.state.threadOf(q.id);
+  const visible = thread ? fake.state.botMessagesIn(thread.id).map((m) => m.content).join("") : "";
+  let expected: string | undefined;
+  if (app) {
+    const g = await app.store.db.selectFrom("generations").select(["final_text"]).where("source_message_id", "=", q.id).executeTakeFirst();
+    expected = g?.final_text ?? undefined;
+  } else {
+    const r = scripted.replies.find((x) => x.thread.threadId === thread?.id);
+    expected = r && (r.state === "done" ? r.target : r.shown);
+  }
   if (visible !== expected) lost++;
 }
 const edits = fake.requests.filter((r) => r.method === "PATCH" && r.path.startsWith("/channels/") && r.status === 200);
@@ -98,6 +135,12 @@ const result = {
   stops: stops.length,
   stopLatencyMedianMs: Number(median(stops).toFixed(1)),
   stopLatencyMaxMs: stops.length ? Number(stops[stops.length - 1].toFixed(1)) : NaN,
+  ...(app
+    ? {
+        engineAbortMedianMs: Number(median([...abortLatencyMs].sort((a, b) => a - b)).toFixed(1)),
+        engineAbortMaxMs: abortLatencyMs.length ? Number(Math.max(...abortLatencyMs).toFixed(1)) : NaN,
+      }
+    : {}),
   rateLimit429Answered: fake.limiter.limitedCount,
   rateLimitWaits: bot.metrics.rateLimitsAbsorbed,
   rateLimit429SurfacedToUsers: bot.metrics.rateLimitsSurfaced,
@@ -105,14 +148,16 @@ const result = {
   handlerErrors: bot.metrics.handlerErrors,
 };
 await bot.stop();
+await app?.close();
 await fake.close();
 
 process.stdout.write(
   [
-    `discord bench: ${N} threads, ${chars} chars each, limit ${values.limit}/${values["window-ms"]}ms per channel bucket`,
+    `discord bench (${real ? `real core, tiny model, max ${values["max-tokens"]} tokens` : `scripted core, ${chars} chars`}): ${N} threads, limit ${values.limit}/${values["window-ms"]}ms per channel bucket, ${values.storm} forced 429s`,
     `  edits/s (all threads)        ${result.editsPerSecond} (${result.edits} edits in ${result.streamSeconds} s of streaming)`,
     `  edit gap per message         median ${result.medianEditGapPerMessageMs} ms, min ${result.minEditGapPerMessageMs} ms`,
-    `  stop latency (${result.stops} stops)    median ${result.stopLatencyMedianMs} ms, max ${result.stopLatencyMaxMs} ms`,
+    `  stop latency (${result.stops} stops)    median ${result.stopLatencyMedianMs} ms, max ${result.stopLatencyMaxMs} ms (reaction received → core.stop settled: aborted and cut)`,
+    ...(app ? [`  engine abort latency         median ${result.engineAbortMedianMs} ms, max ${result.engineAbortMaxMs} ms (abort signal → generation returned)`] : []),
     `  429s answered by Discord     ${result.rateLimit429Answered} (rate-limit waits in discord.js: ${result.rateLimitWaits})`,
     `  429s surfaced to users       ${result.rateLimit429SurfacedToUsers} (target 0)`,
     `  replies with a lost edit     ${result.repliesWithLostEdits} (target 0)`,

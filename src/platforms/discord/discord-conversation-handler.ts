@@ -154,8 +154,11 @@ export class DiscordConversationHandler {
     const member = guild?.members.cache.get(user.id) ?? null;
     const actor = discordActor({ id: user.id, username: user.username ?? user.id, globalName: user.globalName }, member, guild?.id);
     if (isStop) {
+      // Latency is measured only for stops that end a running generation (not a finished one).
+      const open = core.openReplyIn(this.#threadOf(reaction.message));
+      const running = open?.state === "generating" && open.messageIds.includes(messageId);
       const outcome = await core.stop({ platform: DISCORD, messageId, actor });
-      if (outcome.ok) this.#d.metrics.stopLatencyMs.push(performance.now() - receivedAt);
+      if (outcome.ok && running) this.#d.metrics.stopLatencyMs.push(performance.now() - receivedAt);
       if (outcome.notice) await this.#notify(reaction.message, user.id, outcome.notice);
     } else {
       const outcome = await core.accept({ platform: DISCORD, messageId, actor });
