@@ -69,10 +69,10 @@ interface Measured {
   output: string;
 }
 
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string; peakRssMiB: number; wallSeconds: number }> {
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<{ code: number; stdout: string; stderr: string; peakRssMiB: number; wallSeconds: number }> {
   return new Promise((resolve, reject) => {
     const t = performance.now();
-    const child = spawn("/usr/bin/time", ["-v", cmd, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("/usr/bin/time", ["-v", cmd, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -91,7 +91,8 @@ try {
   const words = ["river", "stone", "light", "garden", "window", "morning", "paper", "silver", "market", "letter", "mountain", "harbor"];
   let seed = 12345;
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
-  const text = Array.from({ length: nCtx * (nWindows + 2) * 2 }, () => words[Math.floor(rand() * words.length)]).join(" ");
+  // llama-finetune cuts windows of nCtx tokens with a stride of nCtx/2: about nWindows of them
+  const text = Array.from({ length: Math.round((nCtx * (nWindows + 1)) / 2) + 8 }, () => words[Math.floor(rand() * words.length)]).join(" ");
   const textFile = path.join(work, "text.txt");
   writeFileSync(textFile, text);
   const dataFile = path.join(work, "windows.jsonl");
@@ -137,6 +138,7 @@ try {
       ["-m", modelPath, "-f", textFile, "-c", String(nCtx), "-b", String(nCtx), "-ub", String(nCtx), "-t", String(threads), "-tb", String(threads),
         "-ngl", "0", "--epochs", "1", "-val-split", "0", "-o", path.join(work, "finetuned.gguf")],
       { LLAMA_GRAPH_NODES_SCALE: "4" },
+      build.ggmlLibDir, // ggml_backend_load_all() looks for the CPU backends in the working directory
     );
     if (ft.code !== 0) throw new Error(`llama-finetune failed:\n${ft.stderr.slice(-3000)}`);
     // progress lines: "train: [...] data=0000007/0000007 loss=... t=00:01:02 ETA=..."
