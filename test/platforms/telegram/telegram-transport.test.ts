@@ -93,6 +93,25 @@ describe("telegram adapter (scripted core)", () => {
     assert.equal((h.core.calls.find((c) => c.kind === "ask")!.req as AskRequest).text, "tell me");
   });
 
+  test("a stop in a busy, paced group is not held up by the queue of other replies' edits", async () => {
+    const h = await harness(new ScriptedCore({ answer: longAnswer(400), wordMs: 10 }), { config: { groupChatMinIntervalMs: 400 } });
+    const group = h.fake.addChat({ id: -100502, type: "supergroup", title: "busy" });
+    const askers = [alice, bob, admin];
+    for (const u of askers) h.fake.userSends(group, u, `/ask from ${u.first_name}`);
+    const mine = await h.fake.waitFor(() => {
+      const ms = h.fake.botMessages(group.id);
+      return ms.length === 3 && ms.every((m) => m.versions.length >= 2) ? ms.find((m) => m.reply_to_message_id === 2) : undefined;
+    }, 15_000, "three replies streaming");
+    const owner = askers[1]!; // message 2 is Bob's question
+    h.fake.userReacts(group, owner, mine.message_id, ["👎"]);
+    const reply = await h.fake.waitFor(() => h.core.replies.find((r) => r.state === "stopped"), 5000, "stop");
+    const latency = h.bot.metrics.stopLatencyMs[0]!;
+    assert.ok(latency < 300, `stop took ${latency} ms with a 400 ms group gap and 3 replies queued`);
+    assert.equal(reply.asker.userId, String(owner.id));
+    await h.bot.idle();
+    assert.equal(h.fake.message(group.id, mine.message_id)!.text, reply.shown.trim(), "the message shows the stop point");
+  });
+
   test("reply with a quote, reply without, and (private) the next message after a stop become corrections", async () => {
     const h = await harness(new ScriptedCore({ answer: longAnswer(300), wordMs: 5 }));
     const chat = h.fake.privateChat(alice);

@@ -1,0 +1,36 @@
+/**
+ * ChatPacer: per-chat spacing, chats independent, and dropping a stopped message's queued edits.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ChatPacer, EditSkippedError } from "../../../src/platforms/telegram/chat-pacer.ts";
+
+test("calls in one chat are spaced by its gap; other chats and groups use their own", async () => {
+  const p = new ChatPacer(100, 250);
+  const at: Record<string, number[]> = { a: [], b: [], g: [] };
+  const t0 = Date.now();
+  const mark = (k: string) => async () => void at[k]!.push(Date.now() - t0);
+  await Promise.all([p.run(1, mark("a")), p.run(1, mark("a")), p.run(1, mark("a")), p.run(2, mark("b")), p.run(-5, mark("g")), p.run(-5, mark("g"))]);
+  assert.ok(at.a![1]! - at.a![0]! >= 95 && at.a![2]! - at.a![1]! >= 95, `private spacing ${at.a}`);
+  assert.ok(at.b![0]! < 50, "another chat is not held up");
+  assert.ok(at.g![1]! - at.g![0]! >= 245, `group spacing ${at.g}`);
+});
+
+test("cancel drops only the queued calls of one message; the one in flight finishes", async () => {
+  const p = new ChatPacer(50);
+  const done: string[] = [];
+  const call = (name: string, ms = 0) => async () => {
+    await new Promise((r) => setTimeout(r, ms));
+    done.push(name);
+    return name;
+  };
+  const first = p.run(7, call("m1-edit1", 30), "m1");
+  const other = p.run(7, call("m2-edit"), "m2");
+  const queued = p.run(7, call("m1-edit2"), "m1");
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(p.cancel(7, "m1"), 1);
+  await assert.rejects(queued, EditSkippedError);
+  assert.equal(await first, "m1-edit1");
+  assert.equal(await other, "m2-edit");
+  assert.deepEqual(done, ["m1-edit1", "m2-edit"]);
+});
