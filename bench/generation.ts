@@ -82,8 +82,6 @@ const rows: Row[] = [];
 
 for (const threads of threadCounts) {
   llama.maxThreads = threads;
-  const rawCtx = await rawModel.createContext({ contextSize: 2048, threads, sequences: 1 });
-  const rawSeq = rawCtx.getSequence();
   t0 = performance.now();
   const engine = await Engine.load({
     model: modelPath,
@@ -94,6 +92,10 @@ for (const threads of threadCounts) {
     logLevel: LlamaLogLevel.error,
   });
   const engineLoadMs = performance.now() - t0;
+  // the raw context gets the engine's shape (sequences, per-sequence size), so the ratio
+  // measures the engine's own per-token work; run with --sequences 1 to see the shape's cost
+  const rawCtx = await rawModel.createContext({ contextSize: engine.contextSize, threads, sequences: engine.sequences });
+  const rawSeq = rawCtx.getSequence();
   const prompt = engine.renderContext(messages, "").tokens as Token[];
   const row: Row = { threads, raw: [], engine: [], rawCpu: [], engineCpu: [], engineLoadMs };
 
@@ -136,8 +138,16 @@ for (const threads of threadCounts) {
   await rawRun(); // warm-up (page in the weights)
   await engineRun();
   for (let r = 0; r < rounds; r++) {
-    const raw = await rawRun();
-    const eng = await engineRun();
+    // alternate the order so drifting background load does not favour one side
+    let raw: Rate;
+    let eng: Rate;
+    if (r % 2 === 0) {
+      raw = await rawRun();
+      eng = await engineRun();
+    } else {
+      eng = await engineRun();
+      raw = await rawRun();
+    }
     row.raw.push(raw.wall);
     row.rawCpu.push(raw.cpu);
     row.engine.push(eng.wall);
@@ -147,7 +157,7 @@ for (const threads of threadCounts) {
   process.stdout.write(
     `threads ${threads}: raw ${row.raw.map(fmt).join(" ")} | engine ${row.engine.map(fmt).join(" ")} tokens/s ` +
       `→ median raw ${fmt(median(row.raw))}, engine ${fmt(median(row.engine))}, ratio ${(median(row.engine) / median(row.raw)).toFixed(3)} ` +
-      `(engine load ${(engineLoadMs / 1000).toFixed(2)} s); per CPU-second raw ${fmt(median(row.rawCpu))}, engine ${fmt(median(row.engineCpu))}, ` +
+      `(engine load ${(engineLoadMs / 1000).toFixed(2)} s, ${engine.sequences} sequences × ${engine.contextSize} tokens); per CPU-second raw ${fmt(median(row.rawCpu))}, engine ${fmt(median(row.engineCpu))}, ` +
       `ratio ${(median(row.engineCpu) / median(row.rawCpu)).toFixed(3)}\n`,
   );
   await engine.dispose();
