@@ -237,8 +237,9 @@ export class DiscordConversationHandler {
   }
 
   #threadOf(message: Message | PartialMessage): ThreadRef {
-    const ch = message.channel;
-    const parent = message.guildId && ch.isThread() ? (ch.parentId ?? message.channelId) : message.channelId;
+    // A partial message (a reaction on an uncached one) may come with a partial channel.
+    const ch = message.channel as Message["channel"] | null | undefined;
+    const parent = message.guildId && ch?.isThread?.() ? (ch.parentId ?? message.channelId) : message.channelId;
     return { platform: DISCORD, chatId: parent, threadId: message.channelId };
   }
 

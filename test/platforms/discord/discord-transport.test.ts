@@ -92,6 +92,26 @@ describe("discord adapter transport (scripted core)", () => {
     }
   });
 
+  it("a stop reaction on a message no longer in discord.js's cache (partial) still stops", async () => {
+    const slow = new ScriptedCore({ answer: () => "tick ".repeat(400), charsPerTick: 5, tickMs: 40 });
+    const h2 = await startHarness(slow);
+    try {
+      const { fake, alice } = h2;
+      const q = fake.say(alice, fake.general, `${fake.mention} uncached`);
+      const thread = await fake.waitFor(() => fake.state.threadOf(q.id), 5000);
+      const first = await fake.waitFor(() => fake.state.botMessagesIn(thread.id)[0], 5000);
+      // (The fake stores the message before the bot has its id back: wait until the core knows it.)
+      await fake.waitFor(() => slow.isBotMessage("discord", first.id), 5000);
+      const channel = h2.bot.client.channels.cache.get(thread.id);
+      assert.ok(channel?.isTextBased());
+      channel.messages.cache.clear();
+      fake.react(alice, first.id, "🛑");
+      await fake.waitFor(() => slow.replies[0].state === "stopped", 5000, "stopped");
+    } finally {
+      await h2.close();
+    }
+  });
+
   it("after a stop, the next plain message in the thread is a correction", async () => {
     const slow = new ScriptedCore({ answer: () => "step ".repeat(300), charsPerTick: 5, tickMs: 40 });
     const h2 = await startHarness(slow);
@@ -100,6 +120,7 @@ describe("discord adapter transport (scripted core)", () => {
       const q = fake.say(alice, fake.general, `${fake.mention} steps?`);
       const thread = await fake.waitFor(() => fake.state.threadOf(q.id), 5000);
       const first = await fake.waitFor(() => fake.state.botMessagesIn(thread.id)[0], 5000);
+      await fake.waitFor(() => slow.isBotMessage("discord", first.id), 5000);
       fake.react(alice, first.id, "🛑");
       await fake.waitFor(() => slow.replies[0].state === "stopped", 5000);
       fake.say(alice, thread, "Skip the steps.");
@@ -179,6 +200,24 @@ describe("discord adapter transport (scripted core)", () => {
     await fake.waitFor(() => core.reviews.length === 1, 5000);
     assert.deepEqual(core.reviews[0], { steerId: "s1", verdict: "approve", by: admin.id });
     await fake.waitFor(() => listed.components.length === 1, 5000, "row of s1 removed");
+  });
+
+  it("/retrain, /adapters and /optout answer ephemerally with the core's notice", async () => {
+    const { fake, admin, alice } = h;
+    const retrain = fake.slash(admin, fake.general, "retrain");
+    const r = await fake.waitFor(() => fake.state.interactionMessages(retrain.id).find((m) => /Trained/.test(m.content)), 5000);
+    assert.equal(r.ephemeralFor, admin.id);
+    assert.ok(r.versions.some((v) => v.content === "training: epoch 1/1"), "progress was shown");
+    const adapters = fake.slash(admin, fake.general, "adapters", [
+      { type: 3, name: "action", value: "activate" },
+      { type: 3, name: "version", value: "v2" },
+    ]);
+    const a = await fake.waitFor(() => fake.state.interactionMessages(adapters.id).find((m) => m.content), 5000);
+    assert.equal(a.content, "adapters activate v2: v1 (active)");
+    const optout = fake.slash(alice, fake.general, "optout");
+    const o = await fake.waitFor(() => fake.state.interactionMessages(optout.id).find((m) => m.content), 5000);
+    assert.equal(o.content, "You are opted out.");
+    assert.equal(o.ephemeralFor, alice.id);
   });
 
   it("/forget asks for confirmation with a button only the asker can press", async () => {
