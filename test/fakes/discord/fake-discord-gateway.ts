@@ -28,6 +28,7 @@ export class FakeDiscordGateway {
   /** IDENTIFY payloads received (tests check intents). */
   readonly identifies: Record<string, unknown>[] = [];
   heartbeatIntervalMs = 15_000;
+  #resumes = 0;
 
   constructor(state: FakeDiscordState, token: string) {
     this.#state = state;
@@ -97,6 +98,7 @@ export class FakeDiscordGateway {
         return;
       }
       case 6:
+        this.#resumes++;
         session.identified = true;
         this.#dispatchTo(session, "RESUMED", {});
         return;
@@ -117,6 +119,16 @@ export class FakeDiscordGateway {
   /** Sends one dispatch event to every identified connection. */
   dispatch(t: string, d: unknown): void {
     for (const s of this.#sessions) if (s.identified) this.#dispatchTo(s, t, d);
+  }
+
+  /** Drops every connection abruptly (a network blip); clients reconnect and RESUME. */
+  dropAll(): void {
+    for (const s of this.#sessions) s.ws.terminate();
+  }
+
+  /** RESUME payloads received. */
+  get resumeCount(): number {
+    return this.#resumes;
   }
 
   close(): void {

@@ -232,6 +232,16 @@ describe("discord adapter transport (scripted core)", () => {
     await fake.waitFor(() => ask.content === "Forgotten: 0 steers deleted." && ask.components.length === 0, 5000);
   });
 
+  it("survives a dropped gateway connection: resumes and keeps answering", async () => {
+    const { fake, alice } = h;
+    fake.gateway.dropAll();
+    await fake.waitFor(() => fake.gateway.resumeCount > 0 && fake.gateway.readyCount > 0, 15_000, "resumed");
+    const q = fake.say(alice, fake.general, `${fake.mention} still there?`);
+    const thread = await fake.waitFor(() => fake.state.threadOf(q.id), 5000);
+    await fake.waitFor(() => core.replies.find((r) => r.thread.threadId === thread.id && r.state === "done"), 10_000);
+    assert.equal(h.bot.metrics.handlerErrors, 0);
+  });
+
   it("registers the slash commands in a guild", async () => {
     const n = await h.bot.registerCommands({ guildId: h.fake.state.guildId });
     assert.equal(n, commandDefinitions().length);
