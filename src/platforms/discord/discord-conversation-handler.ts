@@ -113,6 +113,15 @@ export class DiscordConversationHandler {
       await interaction.reply({ content: "I don't answer questions in this channel.", flags: MessageFlags.Ephemeral });
       return;
     }
+    // A question the core will refuse is not echoed publicly: the refusal goes to the asker alone.
+    const parentId = channel?.isThread() ? (channel.parentId ?? interaction.channelId) : interaction.channelId;
+    const here: ThreadRef = { platform: DISCORD, chatId: parentId, threadId: interaction.channelId };
+    if (this.#d.core.permissions?.allows("ask", actor, here) === false) {
+      await interaction.deferReply({ flags: MessageFlags.Ephemeral });
+      const outcome = await this.#d.core.ask({ thread: here, actor, text: question, sourceMessageId: interaction.id, surface: this.#surface(interaction.channelId, undefined) });
+      await interaction.editReply({ content: (outcome.notice ?? "You are not allowed to ask here.").slice(0, 2000) });
+      return;
+    }
     const res = await interaction.reply({
       content: `**${actor.displayName}** asked: ${question}`.slice(0, 2000),
       allowedMentions: { parse: [] },
@@ -122,8 +131,7 @@ export class DiscordConversationHandler {
     let channelId = interaction.channelId;
     let thread: ThreadRef;
     if (inPlace || !echoed) {
-      const parent = channel?.isThread() ? (channel.parentId ?? interaction.channelId) : interaction.channelId;
-      thread = { platform: DISCORD, chatId: parent, threadId: interaction.channelId };
+      thread = here;
     } else {
       const place = await this.#openThread(interaction.channelId, echoed.id, question);
       channelId = place.channelId;

@@ -303,6 +303,10 @@ describe("discord adapter under pressure (scripted core)", () => {
       const notice = await fake.waitFor(() => fake.state.botMessagesIn(fake.general.id).find((m) => m.replyToId === q.id), 5000);
       assert.match(notice.content, /not allowed to ask/);
       assert.equal(fake.state.threadOf(q.id), undefined);
+      const it = fake.slash(bob, fake.general, "ask", [{ type: 3, name: "question", value: "and now?" }]);
+      const answer = await fake.waitFor(() => fake.state.interactionMessages(it.id).find((m) => m.content), 5000);
+      assert.match(answer.content, /not allowed to ask/);
+      assert.equal(answer.ephemeralFor, bob.id, "the refusal is shown to bob alone, nothing is echoed");
     } finally {
       await h.close();
     }
