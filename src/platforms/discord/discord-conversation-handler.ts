@@ -54,13 +54,16 @@ export class DiscordConversationHandler {
     const isDM = !message.guildId;
     const channel = message.channel;
     const inThread = !isDM && channel.isThread();
-    const mentioned = message.mentions.users.has(me);
+    // An explicit mention in the text: a reply pings its author (the bot) without being a question.
+    const mentioned = new RegExp(`<@!?${me}>`).test(message.content);
     const text = stripMention(message.content, me);
     const actor = discordActor(message.author, message.member, message.guildId);
 
-    // 1. A reply to one of the bot's messages is a correction of that reply.
+    // 1. A reply to one of the bot's messages is a correction of that reply. A reply to a bot
+    //    message the core no longer knows (too old, or before a restart) goes to the core too,
+    //    which answers with how to go on instead of the bot treating it as a new question.
     const replyTo = message.reference?.messageId;
-    if (replyTo && core.isBotMessage(DISCORD, replyTo)) {
+    if (replyTo && (core.isBotMessage(DISCORD, replyTo) || message.mentions.repliedUser?.id === me)) {
       await this.#correct(message, actor, text, replyTo);
       return;
     }

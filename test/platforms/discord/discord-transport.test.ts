@@ -307,6 +307,11 @@ describe("discord adapter under pressure (scripted core)", () => {
       const answer = await fake.waitFor(() => fake.state.interactionMessages(it.id).find((m) => m.content), 5000);
       assert.match(answer.content, /not allowed to ask/);
       assert.equal(answer.ephemeralFor, bob.id, "the refusal is shown to bob alone, nothing is echoed");
+      // A reply to a bot message the core does not know is no new question: the core says why.
+      const r = fake.say(bob, fake.general, "no, I meant this", { replyTo: notice.id });
+      const why = await fake.waitFor(() => fake.state.botMessagesIn(fake.general.id).find((m) => m.replyToId === r.id), 5000);
+      assert.equal(why.content, "Nothing to correct here.");
+      assert.equal(fake.state.threadOf(r.id), undefined);
     } finally {
       await h.close();
     }
