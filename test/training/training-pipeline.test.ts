@@ -1,0 +1,147 @@
+/**
+ * The training loop end to end, with no restart: imported steers → /retrain (the admin
+ * command every platform maps to) → the real native trainer → evaluation gate → hot-swap →
+ * the next reply uses the adapter. Plus the failure paths: a second request while a run is
+ * going, a killed trainer, a corrupt adapter, replies streaming through a swap, and memory
+ * across many swaps.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { truncateSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+import type { Actor } from "../../src/core/ports.ts";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { RecordingSurface } from "../helpers/recording-surface.ts";
+import { tinyModelPath } from "../helpers/tiny-model.ts";
+import { CHOSEN, colourSteers } from "./colour-task.ts";
+
+const admin: Actor = { platform: "test", userId: "admin" };
+const stranger: Actor = { platform: "test", userId: "stranger" };
+
+async function replyTo(app: TestApp, text: string, id: string): Promise<string> {
+  const surface = new RecordingSurface();
+  await app.core.ask({ thread: { platform: "test", chatId: "c", threadId: id }, actor: admin, text, sourceMessageId: id, surface });
+  return surface.visible;
+}
+
+for (const db of ["pglite", "postgres"] as const) {
+  describe(`training pipeline on ${db}`, () => {
+    let app: TestApp;
+    before(async () => {
+      app = await createTestApp({
+        db,
+        config: {
+          permissions: { admins: { users: ["admin"] } },
+          generation: { max_tokens: 8 },
+          training: { base_model: await tinyModelPath(), min_new_steers: 10, objective: "sft", epochs: 4, learning_rate: 0.01, rank: 8, alpha: 16, held_out_fraction: 0.25, min_improvement: 0.05 },
+        },
+      });
+      // The colour task: every steer corrects "…the colour is <wrong>" to " blue".
+      await app.store.steers.importRecords([...colourSteers(60, false), ...colourSteers(20, true)]);
+    });
+    after(async () => app?.close());
+
+    it("refuses /retrain to non-admins", async () => {
+      const out = await app.core.admin.retrain(stranger, async () => {});
+      assert.deepEqual(out, { ok: false, notice: "Sorry, only admins can do that." });
+    });
+
+    it("trains, gates, swaps in the adapter, and the next reply changes — with no restart", async () => {
+      const prompt = "Tell me about the castle and the helmet.";
+      const before = await replyTo(app, prompt, "before");
+      const engineBefore = app.core.currentEngine;
+      const progress: string[] = [];
+      // Two requests at once: one run, the other is told a run is going.
+      const [a, b] = await Promise.all([
+        app.core.admin.retrain(admin, async (t) => void progress.push(t)),
+        new Promise((r) => setTimeout(r, 300)).then(() => app.core.admin.retrain(admin, async () => {})),
+      ]);
+      const [ran, refused] = (a as { state?: string }).state === "busy" ? [b, a] : [a, b];
+      assert.match(refused.notice!, /already going/);
+      assert.equal(ran.ok, true, ran.notice);
+      assert.match(ran.notice!, /is now live/);
+      assert.ok(progress.some((p) => /Training run #\d+: \d+ steers/.test(p)));
+      const runs = await app.store.db.selectFrom("training_runs").selectAll().execute();
+      assert.equal(runs.filter((r) => r.state === "succeeded").length, 1, "two requests, one run");
+      const adapters = await app.store.training.adapters();
+      assert.equal(adapters.length, 1);
+      assert.equal(adapters[0]!.state, "active");
+      const metrics = adapters[0]!.metrics as { base: { preferenceAccuracy: number }; candidate: { preferenceAccuracy: number } };
+      assert.ok(metrics.candidate.preferenceAccuracy >= metrics.base.preferenceAccuracy + 0.05, JSON.stringify(metrics));
+      assert.notEqual(app.core.currentEngine, engineBefore, "a new engine (with the adapter) serves new replies");
+      assert.equal(app.activator.liveVersion, adapters[0]!.version);
+
+      // The generation is recorded with the adapter, and the output changed as the steers taught.
+      const after = await replyTo(app, prompt, "after");
+      assert.notEqual(after, before);
+      const gen = await app.store.db.selectFrom("generations").select("adapter_id").where("source_message_id", "=", "after").executeTakeFirstOrThrow();
+      assert.equal(gen.adapter_id, adapters[0]!.id);
+      const taught = await app.core.currentEngine.generate({
+        messages: [{ role: "user", content: "Describe the kettle, then the parrot." }],
+        assistantPrefix: "The kettle is next to the parrot, and the colour is",
+        maxTokens: 1,
+        temperature: 0,
+      });
+      assert.equal(taught.text, CHOSEN, "the adapter answers as the steers taught on a held-out context");
+    });
+
+    it("a killed trainer leaves the run failed and the live adapter unchanged", async () => {
+      const live = app.activator.liveVersion;
+      await app.store.steers.importRecords(colourSteers(12, false, 7)); // enough new steers for another run
+      const running = app.training.run({ trigger: "cli" });
+      // Kill the native trainer as soon as it is running.
+      for (let i = 0; i < 600; i++) {
+        try {
+          execFileSync("pkill", ["-KILL", "-f", "steer-train train"]);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      const out = await running;
+      assert.equal(out.state, "failed", out.notice);
+      assert.match(out.notice!, /live adapter is unchanged/);
+      const run = await app.store.db.selectFrom("training_runs").selectAll().where("id", "=", out.runId!).executeTakeFirstOrThrow();
+      assert.equal(run.state, "failed");
+      assert.ok(run.error && run.error.length > 0);
+      assert.equal(app.activator.liveVersion, live);
+      assert.equal((await app.store.training.adapters()).filter((a) => a.state === "active").length, 1);
+    });
+
+    it("refuses a corrupt or truncated adapter file", async () => {
+      const [row] = await app.store.training.adapters();
+      await app.core.admin.adapters(admin, "rollback"); // base model live again
+      assert.equal(app.activator.liveVersion, null);
+      truncateSync(row!.file_path, 1000);
+      const out = await app.core.admin.adapters(admin, "activate", row!.version);
+      assert.equal(out.ok, false);
+      assert.match(out.notice!, /Refused: .*checksum mismatch/);
+      assert.equal(app.activator.liveVersion, null);
+    });
+
+    it("finishes replies streaming through a swap, and memory stays bounded over 30 swaps", async () => {
+      // 10 replies streaming while the engine is swapped under them.
+      const surfaces = Array.from({ length: 10 }, () => new RecordingSurface(2000, 0, 5));
+      const replies = surfaces.map((s, i) =>
+        app.core.ask({ thread: { platform: "test", chatId: "c", threadId: `swap-${i}` }, actor: admin, text: `Story ${i}`, sourceMessageId: `swap-${i}`, surface: s }),
+      );
+      await app.activator.swapTo(null);
+      const outs = await Promise.all(replies);
+      assert.ok(outs.every((o) => o.ok));
+      const gens = await app.store.db.selectFrom("generations").select(["status", "final_text"]).where("source_message_id", "like", "swap-%").execute();
+      assert.equal(gens.length, 10);
+      assert.ok(gens.every((g) => g.status === "done"), JSON.stringify(gens.map((g) => g.status)));
+      surfaces.forEach((s) => assert.ok(s.visible.length > 0));
+
+      const rss = () => {
+        (globalThis as { gc?: () => void }).gc?.();
+        return process.memoryUsage().rss;
+      };
+      await app.activator.swapTo(null);
+      const first = rss();
+      for (let i = 0; i < 30; i++) await app.activator.swapTo(null);
+      const last = rss();
+      assert.ok(last < first * 1.1, `RSS after 30 swaps ${Math.round(last / 2 ** 20)} MiB vs ${Math.round(first / 2 ** 20)} MiB after the first`);
+    });
+  });
+}
