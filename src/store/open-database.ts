@@ -25,9 +25,16 @@ export interface DatabaseTarget {
 /** Subscribes to NOTIFY on a channel; resolves to an unsubscribe function. */
 export type Listen = (channel: string, onPayload: (payload: string) => void) => Promise<() => Promise<void>>;
 
+/**
+ * Takes a session-level advisory lock if it is free; resolves to its release function, or
+ * undefined when another session (another process, another request) holds it.
+ */
+export type TryLock = (key: number) => Promise<(() => Promise<void>) | undefined>;
+
 export interface OpenedDatabase {
   db: Kysely<Database>;
   listen: Listen;
+  tryLock: TryLock;
   kind: "postgres" | "pglite";
   /** Where the data lives, safe to print (no password). */
   location: string;
@@ -67,7 +74,23 @@ export async function openDatabase(target: DatabaseTarget): Promise<OpenedDataba
         await client.end().catch(() => {});
       };
     };
-    return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), listen, kind: "postgres", location: `postgres://${u.host}${u.pathname}` };
+    // A session lock must be released on the session that took it: a connection of its own
+    // held for as long as the lock is, never one of the pool's.
+    const tryLock: TryLock = async (key) => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      client.on("error", () => {});
+      const got = await client.query<{ ok: boolean }>("select pg_try_advisory_lock($1) as ok", [key]);
+      if (!got.rows[0]?.ok) {
+        await client.end().catch(() => {});
+        return undefined;
+      }
+      return async () => {
+        await client.query("select pg_advisory_unlock($1)", [key]).catch(() => {});
+        await client.end().catch(() => {});
+      };
+    };
+    return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), listen, tryLock, kind: "postgres", location: `postgres://${u.host}${u.pathname}` };
   }
   const dir = target.dataDir === "memory://" ? undefined : path.resolve(target.dataDir, "pglite");
   if (dir) mkdirSync(dir, { recursive: true });
@@ -81,7 +104,19 @@ export async function openDatabase(target: DatabaseTarget): Promise<OpenedDataba
     const unsubscribe = await pglite.listen(channel, onPayload);
     return async () => unsubscribe();
   };
-  return { db: new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) }), listen, kind: "pglite", location: dir ?? "memory" };
+  // PGlite is one session in one process: advisory locks there are re-entrant for every
+  // request of this process, so the in-process set decides, and the database lock documents it.
+  const held = new Set<number>();
+  const tryLock: TryLock = async (key) => {
+    if (held.has(key)) return undefined;
+    held.add(key);
+    await pglite.query("select pg_advisory_lock($1)", [key]);
+    return async () => {
+      held.delete(key);
+      await pglite.query("select pg_advisory_unlock($1)", [key]).catch(() => {});
+    };
+  };
+  return { db: new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) }), listen, tryLock, kind: "pglite", location: dir ?? "memory" };
 }
 
 /** Applies every pending migration; throws with the failing migration's name. */

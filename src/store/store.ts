@@ -7,7 +7,7 @@
 import type { Kysely } from "kysely";
 import type { Database } from "./database.ts";
 import { ConversationRepository } from "./conversation-repository.ts";
-import { migrateToLatest, openDatabase, type DatabaseTarget, type Listen } from "./open-database.ts";
+import { migrateToLatest, openDatabase, type DatabaseTarget, type Listen, type TryLock } from "./open-database.ts";
 import { SteerRepository } from "./steer-repository.ts";
 import { TrainingRepository } from "./training-repository.ts";
 import { UserRepository } from "./user-repository.ts";
@@ -22,19 +22,20 @@ export class Store {
     readonly db: Kysely<Database>,
     /** NOTIFY subscriptions (adapter changes); on PGlite only within this process. */
     readonly listen: Listen,
+    readonly tryLock: TryLock,
     readonly kind: "postgres" | "pglite",
     readonly location: string,
   ) {
     this.steers = new SteerRepository(db);
     this.conversations = new ConversationRepository(db);
     this.users = new UserRepository(db);
-    this.training = new TrainingRepository(db);
+    this.training = new TrainingRepository(db, tryLock);
   }
 
   /** Opens the database and applies pending migrations (steerbot migrates at every start). */
   static async open(target: DatabaseTarget, opts: { migrate?: boolean } = {}): Promise<Store> {
-    const { db, listen, kind, location } = await openDatabase(target);
-    const store = new Store(db, listen, kind, location);
+    const { db, listen, tryLock, kind, location } = await openDatabase(target);
+    const store = new Store(db, listen, tryLock, kind, location);
     if (opts.migrate !== false) {
       try {
         await migrateToLatest(db);

@@ -7,6 +7,7 @@
  */
 import { sql, type Kysely } from "kysely";
 import type { AdapterRow, AdapterState, Database, RunState } from "./database.ts";
+import type { TryLock } from "./open-database.ts";
 
 /** Advisory lock key of "a training run is going" (any constant shared by all instances). */
 const RUN_LOCK_KEY = 0x5733_7261; // "W3ra"
@@ -15,22 +16,23 @@ export const ADAPTER_CHANNEL = "steerbot_adapters";
 export type TrainingRunRow = Awaited<ReturnType<TrainingRepository["latestRun"]>>;
 
 export class TrainingRepository {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly tryLock: TryLock,
+  ) {}
 
   /**
    * Runs `fn` while holding the run lock on one connection; returns undefined (without
    * running) when another process or request holds it.
    */
   async withRunLock<T>(fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
-    return this.db.connection().execute(async (conn) => {
-      const got = await sql<{ ok: boolean }>`select pg_try_advisory_lock(${RUN_LOCK_KEY}) as ok`.execute(conn);
-      if (!got.rows[0]?.ok) return { ran: false as const };
-      try {
-        return { ran: true as const, value: await fn() };
-      } finally {
-        await sql`select pg_advisory_unlock(${RUN_LOCK_KEY})`.execute(conn);
-      }
-    });
+    const release = await this.tryLock(RUN_LOCK_KEY);
+    if (!release) return { ran: false };
+    try {
+      return { ran: true, value: await fn() };
+    } finally {
+      await release();
+    }
   }
 
   async runningRun() {

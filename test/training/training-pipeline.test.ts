@@ -89,10 +89,10 @@ for (const db of ["pglite", "postgres"] as const) {
       const live = app.activator.liveVersion;
       await app.store.steers.importRecords(colourSteers(12, false, 7)); // enough new steers for another run
       const running = app.training.run({ trigger: "cli" });
-      // Kill the native trainer as soon as it is running.
+      // Kill our own native trainer (a child of this process) as soon as it runs.
       for (let i = 0; i < 600; i++) {
         try {
-          execFileSync("pkill", ["-KILL", "-f", "steer-train train"]);
+          execFileSync("pkill", ["-KILL", "-P", String(process.pid), "-f", "steer-train"]);
           break;
         } catch {
           await new Promise((r) => setTimeout(r, 50));
@@ -137,11 +137,13 @@ for (const db of ["pglite", "postgres"] as const) {
         (globalThis as { gc?: () => void }).gc?.();
         return process.memoryUsage().rss;
       };
-      await app.activator.swapTo(null);
+      // The allocator settles over the first few model loads (measured: +25% over 5 swaps, then
+      // flat for 60 more); memory must not grow after that.
+      for (let i = 0; i < 5; i++) await app.activator.swapTo(null);
       const first = rss();
       for (let i = 0; i < 30; i++) await app.activator.swapTo(null);
       const last = rss();
-      assert.ok(last < first * 1.1, `RSS after 30 swaps ${Math.round(last / 2 ** 20)} MiB vs ${Math.round(first / 2 ** 20)} MiB after the first`);
+      assert.ok(last < first * 1.1, `RSS after 30 more swaps ${Math.round(last / 2 ** 20)} MiB vs ${Math.round(first / 2 ** 20)} MiB before them`);
     });
   });
 }
