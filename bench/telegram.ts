@@ -3,14 +3,17 @@
  * (runner + auto-retry) into the fake Bot API with Telegram-like per-chat limits on.
  *
  * Run: `npx tsx bench/telegram.ts [--chats 20] [--group-replies 5] [--chars 1200] [--limit 1]
- *       [--window-ms 1000] [--retry-after 1] [--stop-fraction 0.5] [--latency-ms 30] [--storm 40]`
+ *       [--window-ms 1000] [--retry-after 1] [--stop-fraction 0.5] [--latency-ms 30] [--storm 40]
+ *       [--core scripted|real] [--max-tokens 300]`
  *
  * Private chats stream by edits here (stopped by reaction), so every reply is measured alike.
  * `--chats` private chats each ask one question; one group has `--group-replies` questions
  * streaming into the same chat at once (they share its limit). The core is the scripted
  * stand-in (test/fakes/telegram/scripted-core.ts): about 80 characters a second per reply, a
  * small model on a CPU, following the core's streaming rules, so the figures measure the
- * adapter, grammY and the limits, not a model. Reports:
+ * adapter, grammY and the limits, not a model. `--core real` runs the real SteeringCore on the
+ * tiny generated model with PGlite instead (the tiny model is fast, so most replies end before
+ * the stops; the stop figures then come from the few still streaming). Reports:
  *   - edits/s: successful editMessageText calls per second across all chats;
  *   - stop latency: 👎 reaction injected into the fake → core.stop settled (update delivery by
  *     long polling included), and inside the bot (handler start → settled), median/max, ms;
@@ -24,6 +27,8 @@ import { TelegramBot } from "../src/platforms/telegram/telegram-bot.ts";
 import { silentLog } from "../src/platforms/telegram/telegram-log.ts";
 import { FakeBotApi, makeUser, type FakeChat } from "../test/fakes/telegram/fake-bot-api.ts";
 import { ScriptedCore } from "../test/fakes/telegram/scripted-core.ts";
+import type { TelegramCore } from "../src/platforms/telegram/telegram-core-port.ts";
+import { createTestApp } from "../test/helpers/app.ts";
 
 const { values } = parseArgs({
   options: {
@@ -36,6 +41,8 @@ const { values } = parseArgs({
     "stop-fraction": { type: "string", default: "0.5" },
     "latency-ms": { type: "string", default: "30" },
     storm: { type: "string", default: "40" },
+    core: { type: "string", default: "scripted" },
+    "max-tokens": { type: "string", default: "300" },
   },
 });
 const chats = Number(values.chats);
@@ -48,7 +55,9 @@ const fake = await new FakeBotApi({
   latencyMs: Number(values["latency-ms"]),
 }).start();
 const lorem = "lorem ipsum dolor sit amet consectetur adipiscing elit ";
-const core = new ScriptedCore({ answer: (q) => `${q}: ${lorem.repeat(Math.ceil(chars / lorem.length))}`.slice(0, chars), wordMs: 70 });
+const scripted = new ScriptedCore({ answer: (q) => `${q}: ${lorem.repeat(Math.ceil(chars / lorem.length))}`.slice(0, chars), wordMs: 70 });
+const realApp = values.core === "real" ? await createTestApp({ db: "pglite", config: { generation: { max_tokens: Number(values["max-tokens"]) } } }) : undefined;
+const core: TelegramCore = realApp?.core ?? scripted;
 const bot = new TelegramBot({ token: fake.token, core, log: silentLog, apiRoot: fake.apiRoot, config: { pollTimeoutSeconds: 5, privateDrafts: false } });
 await bot.start();
 
@@ -85,22 +94,37 @@ await Promise.all(
     fake.userReacts(a.chat, a.user, first.message_id, ["👎"]);
   }),
 );
-await fake.waitFor(() => core.replies.length === asked.length && core.replies.every((r) => r.state !== "generating") || undefined, 300_000, "all replies finished");
+await fake.waitFor(
+  () => (realApp ? asked.every((a) => fake.botMessages(a.chat.id).some((m) => m.reply_to_message_id === a.messageId)) : scripted.replies.length === asked.length && scripted.replies.every((r) => r.state !== "generating")) || undefined,
+  300_000,
+  "all replies started",
+);
+await bot.idle();
+if (realApp) await realApp.core.idle();
 await bot.idle();
 const elapsed = (Date.now() - t0) / 1000;
 
 // What users see vs what the core generated or showed at the stop.
 let lost = 0;
-for (const r of core.replies) {
+const norm = (t: string) => t.replace(/\s+/g, " ").trim();
+if (realApp) {
+  // Real core: what users see must be the stored final text (the stop point for stopped ones).
+  for (const a of asked) {
+    const gen = await realApp.store.db.selectFrom("generations").selectAll().where("source_message_id", "=", `${a.chat.id}:${a.messageId}`).executeTakeFirst();
+    const first = fake.botMessages(a.chat.id).find((m) => m.reply_to_message_id === a.messageId);
+    const parts = first ? fake.botMessages(a.chat.id).filter((m) => m.message_id >= first.message_id && (a.chat.type === "private" || m === first)) : [];
+    if (!gen || norm(parts.map((m) => m.text).join(" ")) !== norm(gen.final_text ?? "")) lost++;
+  }
+}
+for (const r of scripted.replies) {
   const visible = r.messageIds.map((id) => {
     const [c, m] = id.split(":").map(Number) as [number, number];
     return fake.message(c, m)?.text ?? "";
   });
   // Telegram strips each message's surrounding whitespace: compare as a reader sees it.
-  const norm = (t: string) => t.replace(/\s+/g, " ").trim();
   if (norm(visible.join(" ")) !== norm(r.shown) || r.state === "failed") lost++;
 }
-const endToEnd = core.replies
+const endToEnd = scripted.replies
   .filter((r) => r.stoppedAt !== undefined)
   .map((r) => r.stoppedAt! - (injectedAt.get(r.messageIds[0]!) ?? r.stoppedAt!))
   .sort((a, b) => a - b);
@@ -112,7 +136,8 @@ const median = (xs: number[]) => (xs.length ? xs[Math.floor(xs.length / 2)]! : N
 const result = {
   chats,
   groupReplies,
-  replies: core.replies.length,
+  core: values.core,
+  replies: asked.length,
   seconds: Number(elapsed.toFixed(1)),
   streamSeconds: Number(streamSeconds.toFixed(1)),
   edits: edits.length,
@@ -131,13 +156,16 @@ const result = {
 };
 await bot.stop();
 await fake.close();
+await realApp?.close();
 
 const failures = result.rateLimitSurfaced + result.apiFailures + result.repliesWithWrongFinalText + result.handlerErrors;
 process.stdout.write(
   [
-    `telegram bench: ${chats} private chats + ${groupReplies} replies in one group, ${chars} chars each, limit ${values.limit} per ${values["window-ms"]} ms per chat (retry_after ${values["retry-after"]} s), ${values["latency-ms"]} ms per call, storm of ${values.storm} 429s`,
+    `telegram bench (${values.core} core): ${chats} private chats + ${groupReplies} replies in one group, ${chars} chars each, limit ${values.limit} per ${values["window-ms"]} ms per chat (retry_after ${values["retry-after"]} s), ${values["latency-ms"]} ms per call, storm of ${values.storm} 429s`,
     `  edits/s (all chats)          ${result.editsPerSecond} (${result.edits} edits in ${result.streamSeconds} s of streaming)`,
-    `  stop latency (${result.stops} stops)     median ${result.stopLatencyMedianMs} ms, max ${result.stopLatencyMaxMs} ms (reaction injected → stop settled)`,
+    realApp
+      ? `  stops handled                ${bot.metrics.stopLatencyMs.length} (reaction → core.stop settled is below)`
+      : `  stop latency (${result.stops} stops)     median ${result.stopLatencyMedianMs} ms, max ${result.stopLatencyMaxMs} ms (reaction injected → stop settled)`,
     `  stop latency inside the bot  median ${result.stopLatencyInBotMedianMs} ms, max ${result.stopLatencyInBotMaxMs} ms`,
     `  429s answered / retried      ${result.rateLimit429Answered} / ${result.rateLimit429Retried}`,
     `  failures surfaced to users   ${failures} (target 0: 429 after retries ${result.rateLimitSurfaced}, other API ${result.apiFailures}, wrong final text ${result.repliesWithWrongFinalText}, handler errors ${result.handlerErrors})`,

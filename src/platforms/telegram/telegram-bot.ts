@@ -19,7 +19,7 @@ import { run, sequentialize, type RunnerHandle } from "@grammyjs/runner";
 import { Bot, webhookCallback, type Context } from "grammy";
 import type { Message, ReactionType } from "grammy/types";
 import type { Actor, Correction, Outcome, ReplySurface, ThreadRef } from "../../core/ports.ts";
-import { ChatPacer } from "./chat-pacer.ts";
+import { ChatPacer, noteAttempt } from "./chat-pacer.ts";
 import { installAdminCommands, TELEGRAM_COMMANDS, threadOf } from "./telegram-admin-commands.ts";
 import { TelegramActors } from "./telegram-actors.ts";
 import { resolveTelegramConfig, type TelegramConfig } from "./telegram-config.ts";
@@ -141,6 +141,7 @@ export class TelegramBot {
         if (!signal?.aborted) this.log.warn({ method, err: String(err) }, method === "getUpdates" ? "telegram: fetching updates failed; retrying" : "telegram: API call failed");
         throw err;
       }
+      noteAttempt(signal as AbortSignal | undefined, !res.ok && res.error_code === 429);
       if (!res.ok) {
         const what = { method, code: res.error_code, description: res.description };
         if (res.error_code === 429) {
@@ -216,12 +217,16 @@ export class TelegramBot {
       if (!text) return this.reply(ctx, "Usage: /ask <your question>");
       await this.startAsk(ctx, ctx.msg, text);
     });
-    this.bot.command("start", (ctx) =>
-      this.reply(
+    this.bot.command("start", (ctx) => {
+      const drafts = this.config.privateDrafts && ctx.chat.type === "private";
+      const stopHow = drafts ? "press the stop button under my draft" : `react ${this.config.stopReactions[0]} to my message`;
+      return this.reply(
         ctx,
-        `Ask me anything. While I answer, react ${this.config.stopReactions[0]} to stop me, then reply to my message with a short correction; I continue from it. React ${this.config.acceptReactions[0]} to say an answer is good.`,
-      ),
-    );
+        `Ask me anything. While I answer, ${stopHow} to stop me where I went wrong, then reply to my message with a short correction ` +
+          `(quote the part that is wrong, write s/old/new/, or just write how it should go on); I continue from it. ` +
+          `React ${this.config.acceptReactions[0]} to say an answer is good.`,
+      );
+    });
     installAdminCommands(this.bot, {
       core: this.core,
       actors: this.actors,
@@ -353,10 +358,15 @@ export class TelegramBot {
     const req = { platform: TELEGRAM, messageId: key, actor };
     let out: Outcome;
     if (stop) {
-      // Edits of this message still queued behind the chat's limit were never shown: drop them
-      // so the core cuts now instead of after the queue (the stop point does not move).
-      this.pacer.cancel(r.chat.id, key);
-      out = await this.core.stop(req);
+      // Edits of this message still queued behind the chat's limit (or waiting out a 429) were
+      // never shown: drop them, and refuse new ones while the core cuts, so the stop is applied
+      // now and no text the person has not seen appears after their reaction.
+      const release = this.pacer.hold(r.chat.id, key);
+      try {
+        out = await this.core.stop(req);
+      } finally {
+        release();
+      }
       this.metrics.stopLatencyMs.push(performance.now() - t0);
     } else {
       out = await this.core.accept(req);
@@ -372,8 +382,8 @@ export class TelegramBot {
     if (!this.core.isBotMessage(TELEGRAM, key)) return;
     const actor: Actor = { platform: TELEGRAM, userId: String(s.chat.id), displayName: s.chat.username ? `@${s.chat.username}` : s.chat.first_name, roles: [] };
     const t0 = performance.now();
-    this.pacer.cancel(s.chat.id, key);
-    const out = await this.core.stop({ platform: TELEGRAM, messageId: key, actor });
+    const release = this.pacer.hold(s.chat.id, key);
+    const out = await this.core.stop({ platform: TELEGRAM, messageId: key, actor }).finally(release);
     this.metrics.stopLatencyMs.push(performance.now() - t0);
     if (out.notice) await this.send(s.chat.id, out.notice, undefined, s.message_thread_id);
   }

@@ -11,7 +11,7 @@ import type { ReplySurface } from "../../core/ports.ts";
 import type { ChatPacer } from "./chat-pacer.ts";
 import { classifyApiError } from "./telegram-api-errors.ts";
 import { draftKey, messageKey, parseMessageKey } from "./telegram-ids.ts";
-import { TELEGRAM_MAX_MESSAGE_LENGTH, translate, visibleText } from "./telegram-reply-surface.ts";
+import { TELEGRAM_MAX_MESSAGE_LENGTH, translate, visibleText, type GrammySignal } from "./telegram-reply-surface.ts";
 
 interface DraftState {
   chatId: number;
@@ -105,8 +105,8 @@ export class TelegramDraftSurface implements ReplySurface {
     const target = state ? { chatId: state.chatId, messageId: state.realMessageId! } : parseMessageKey(messageId);
     if (state) state.text = text;
     try {
-      await this.o.pacer.run(target.chatId, () =>
-        this.o.api.editMessageText(target.chatId, target.messageId, visibleText(text), { link_preview_options: { is_disabled: true } }),
+      await this.o.pacer.run(target.chatId, (signal) =>
+        this.o.api.editMessageText(target.chatId, target.messageId, visibleText(text), { link_preview_options: { is_disabled: true } }, signal as GrammySignal),
         messageId,
       );
     } catch (err) {
@@ -122,12 +122,12 @@ export class TelegramDraftSurface implements ReplySurface {
 
   private async showDraft(state: DraftState, text: string): Promise<void> {
     try {
-      await this.o.pacer.run(state.chatId, () =>
+      await this.o.pacer.run(state.chatId, (signal) =>
         this.o.api.sendMessageDraft(state.chatId, state.draftId, text, {
           can_stop: true,
           keep_on_stop: true,
           ...(state.threadId !== undefined ? { message_thread_id: state.threadId } : {}),
-        }),
+        }, signal as GrammySignal),
         draftKey(state.chatId, state.draftId),
       );
     } catch (err) {

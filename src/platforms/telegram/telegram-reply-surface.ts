@@ -13,6 +13,9 @@ import { classifyApiError } from "./telegram-api-errors.ts";
 import { messageKey, parseMessageKey } from "./telegram-ids.ts";
 
 export const TELEGRAM_MAX_MESSAGE_LENGTH = 4096;
+
+/** grammY's Node build types signals with the abort-controller shim; a native one works at run time. */
+export type GrammySignal = Parameters<Api["editMessageText"]>[4];
 /** Telegram refuses empty messages; a reply that has produced nothing visible yet shows this. */
 export const EMPTY_PLACEHOLDER = "…";
 
@@ -64,8 +67,8 @@ export class TelegramReplySurface implements ReplySurface {
   async edit(messageId: string, text: string): Promise<void> {
     const { chatId, messageId: id } = parseMessageKey(messageId);
     try {
-      await this.o.pacer.run(chatId, () =>
-        this.o.api.editMessageText(chatId, id, visibleText(text), { link_preview_options: { is_disabled: true } }),
+      await this.o.pacer.run(chatId, (signal) =>
+        this.o.api.editMessageText(chatId, id, visibleText(text), { link_preview_options: { is_disabled: true } }, signal as GrammySignal),
         messageId,
       );
     } catch (err) {

@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ChatPacer, EditSkippedError } from "../../../src/platforms/telegram/chat-pacer.ts";
+import { ChatPacer, EditSkippedError, noteAttempt } from "../../../src/platforms/telegram/chat-pacer.ts";
 
 test("calls in one chat are spaced by its gap; other chats and groups use their own", async () => {
   const p = new ChatPacer(100, 250);
@@ -28,9 +28,56 @@ test("cancel drops only the queued calls of one message; the one in flight finis
   const other = p.run(7, call("m2-edit"), "m2");
   const queued = p.run(7, call("m1-edit2"), "m1");
   await new Promise((r) => setTimeout(r, 5));
-  assert.equal(p.cancel(7, "m1"), 1);
+  assert.equal(p.cancel(7, "m1"), 2, "the queued one dropped, the one in flight marked");
   await assert.rejects(queued, EditSkippedError);
   assert.equal(await first, "m1-edit1");
   assert.equal(await other, "m2-edit");
   assert.deepEqual(done, ["m1-edit1", "m2-edit"]);
+});
+
+test("cancel aborts the call in flight only while it waits out a 429", async () => {
+  const p = new ChatPacer(0);
+  // A call that was answered 429 and now waits retry_after (as auto-retry does, on the signal).
+  const waiting = p.run(
+    9,
+    (signal) =>
+      new Promise((_resolve, reject) => {
+        noteAttempt(signal, true);
+        signal.addEventListener("abort", () => reject(new Error("Request aborted while waiting between retries")));
+      }),
+    "m1",
+  );
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(p.cancel(9, "m1"), 1);
+  await assert.rejects(waiting, EditSkippedError);
+
+  // A call whose request is out (no 429 seen) is left alone: the user may see its text.
+  let release!: () => void;
+  const sending = p.run(9, (signal) => {
+    noteAttempt(signal, false);
+    return new Promise<string>((resolve) => (release = () => resolve("shown")));
+  }, "m1");
+  await new Promise((r) => setTimeout(r, 5));
+  p.cancel(9, "m1");
+  release();
+  assert.equal(await sending, "shown");
+
+  // ...but if Telegram then answers it 429, it is dropped instead of retried.
+  const later = p.run(9, (signal) =>
+    new Promise((_resolve, reject) => {
+      signal.addEventListener("abort", () => reject(new Error("aborted")));
+      setTimeout(() => noteAttempt(signal, true), 20);
+    }), "m1");
+  await new Promise((r) => setTimeout(r, 5));
+  p.cancel(9, "m1");
+  await assert.rejects(later, EditSkippedError);
+});
+
+test("hold refuses a message's new calls until released; other messages go on", async () => {
+  const p = new ChatPacer(0);
+  const release = p.hold(3, "m1");
+  await assert.rejects(p.run(3, async () => "x", "m1"), EditSkippedError);
+  assert.equal(await p.run(3, async () => "other", "m2"), "other");
+  release();
+  assert.equal(await p.run(3, async () => "again", "m1"), "again");
 });
