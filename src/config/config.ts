@@ -53,7 +53,17 @@ export const configSchema = z
       })
       .strict(),
     discord: z.object({ stop_emoji: emoji, accept_emoji: emoji }).strict(),
-    telegram: z.object({ stop_emoji: emoji, accept_emoji: emoji }).strict(),
+    telegram: z
+      .object({
+        stop_emoji: emoji,
+        accept_emoji: emoji,
+        private_drafts: z.boolean(),
+        chat_min_interval_ms: z.number().int().min(0).max(60_000),
+        group_chat_min_interval_ms: z.number().int().min(0).max(60_000),
+        mode: z.enum(["polling", "webhook"]),
+        webhook: z.object({ port: z.number().int().min(1).max(65535), host: z.string(), path: z.string().startsWith("/"), url: z.string() }).strict(),
+      })
+      .strict(),
     training: z
       .object({
         enabled: z.boolean(),
@@ -80,6 +90,8 @@ export type AppConfig = z.infer<typeof configSchema>;
 export interface Secrets {
   discordToken?: string;
   telegramToken?: string;
+  /** Checked on every Telegram webhook call (X-Telegram-Bot-Api-Secret-Token). */
+  telegramWebhookSecret?: string;
   databaseUrl?: string;
 }
 
@@ -170,6 +182,7 @@ export function loadConfig(opts: LoadOptions = {}): { config: AppConfig; secrets
   const secrets: Secrets = {
     discordToken: env.DISCORD_TOKEN || undefined,
     telegramToken: env.TELEGRAM_TOKEN || undefined,
+    telegramWebhookSecret: env.TELEGRAM_WEBHOOK_SECRET || undefined,
     databaseUrl: env.DATABASE_URL || undefined,
   };
   return { config: parsed.data, secrets };

@@ -98,4 +98,6 @@ export interface AcceptRequest {
 export interface Outcome {
   ok: boolean;
   notice?: string;
+  /** Files to show with the notice (e.g. the PNG loss curve of a training run). */
+  attachments?: string[];
 }

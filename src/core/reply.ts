@@ -26,6 +26,8 @@ export class Reply {
   /** Steers stored on this reply so far (the next one's ordinal). */
   steers = 0;
   abort = new AbortController();
+  /** Set while a stop is being cut; a correction arriving meanwhile waits for it. */
+  cutting: Promise<void> | undefined;
   /** Settles when the running generation has ended. */
   running: Promise<void> = Promise.resolve();
   display: StreamDisplay | undefined;

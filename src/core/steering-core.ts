@@ -92,6 +92,11 @@ export class SteeringCore {
     return this.replies.has(`${platform}:${messageId}`);
   }
 
+  /** The state of the reply a platform message belongs to (undefined: not a live reply). */
+  replyState(platform: string, messageId: string): Reply["state"] | undefined {
+    return this.replies.get(`${platform}:${messageId}`)?.state;
+  }
+
   openReplyIn(thread: ThreadRef): { messageIds: string[]; state: Reply["state"] } | undefined {
     const r = this.lastReplyInThread.get(threadKey(thread));
     return r && { messageIds: [...r.messageIds], state: r.state };
@@ -165,6 +170,7 @@ export class SteeringCore {
         return { ok: false, notice: `You are steering very fast: please wait ${Math.ceil(limit.msBeforeNext / 1000)} s and send it again.` };
       }
       if (reply.state === "generating") await this.cut(reply); // a correction while generating stops at what was shown
+      else if (reply.cutting) await reply.cutting; // a stop is being cut right now: align against its result
 
       const shown = reply.text;
       const aligned = alignCorrection(shown, req.correction, { maxChars: config.steer.max_correction_chars });
@@ -339,8 +345,13 @@ export class SteeringCore {
   }
 
   /** Aborts generation and cuts the reply to exactly the text the person saw. */
-  private async cut(reply: Reply): Promise<void> {
+  private cut(reply: Reply): Promise<void> {
     reply.state = "stopped";
+    reply.cutting = this.doCut(reply).finally(() => (reply.cutting = undefined));
+    return reply.cutting;
+  }
+
+  private async doCut(reply: Reply): Promise<void> {
     const display = reply.display;
     const shown = display ? await display.freeze() : reply.text.length;
     reply.abort.abort();

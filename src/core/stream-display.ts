@@ -80,15 +80,19 @@ export class StreamDisplay {
   }
 
   /**
-   * Stops displaying more: waits for an edit in flight (what it shows has been seen) and
-   * cancels the scheduled one. Returns the shown length, the stop point.
+   * Stops displaying more and returns the stop point: what had been *confirmed* shown when
+   * the stop arrived. An edit already in flight may still land; {@link cutTo} then takes the
+   * message back to the stop point, so text the person never saw stays out. Only a new
+   * message sent in that instant (it cannot be unsent) moves the stop point to include it.
    */
   async freeze(): Promise<number> {
+    const stopAt = this.shownLength;
+    const messagesAtStop = this.messages.length;
     this.frozen = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.flushing;
-    return this.shownLength;
+    return this.messages.length > messagesAtStop ? this.shownLength : stopAt;
   }
 
   /**
@@ -157,6 +161,7 @@ export class StreamDisplay {
 
   /** One round of sends/edits bringing the display up to the current text. */
   private async flush(): Promise<void> {
+    if (this.frozen) return; // a round queued before a stop must not show more
     const text = this.text;
     const chunks = this.chunks(text);
     try {

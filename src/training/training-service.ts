@@ -19,6 +19,7 @@ import type { SteerRecord } from "../core/steer-record.ts";
 import type { Logger } from "../log.ts";
 import { SteerRepository } from "../store/steer-repository.ts";
 import type { Store } from "../store/store.ts";
+import { cpuCores } from "../engine/engine.ts";
 import { fileSha256 } from "../engine/model-file.ts";
 import { AdapterRefusedError, type AdapterActivator } from "./adapter-activator.ts";
 import { evaluateSteers, type SteerEvaluationSummary } from "./evaluate-steers.ts";
@@ -51,6 +52,11 @@ export interface TrainingServiceDeps {
   log: Logger;
   activator: AdapterActivator;
   baseFingerprint: () => Promise<string>;
+  /**
+   * Caps the bot's generation threads while the trainer runs (undefined restores them):
+   * spinning llama.cpp threads must never outnumber the cores.
+   */
+  limitGenerationThreads?: (limit?: number) => void;
 }
 
 /** A steer's side of the split: stable across runs because it depends on its id only. */
@@ -133,6 +139,7 @@ export class TrainingService implements TrainingControl {
     let lastSaid = 0;
     try {
       if (train.length === 0) throw new Error("every approved steer fell into the held-out split: collect more steers or lower training.held_out_fraction");
+      this.deps.limitGenerationThreads?.(Math.max(1, Math.floor(cpuCores() / 2)));
       await say(`Training run #${runId}: ${train.length} steers (${heldOut.length} held out), objective ${t.objective}…`);
       const result = await trainAdapter(
         {
@@ -201,7 +208,7 @@ export class TrainingService implements TrainingControl {
       ]
         .filter(Boolean)
         .join("\n");
-      return { ok: true, state: "succeeded", runId, notice, lossCurvePng: png, adapterVersion: version, activated };
+      return { ok: true, state: "succeeded", runId, notice, attachments: [png], lossCurvePng: png, adapterVersion: version, activated };
     } catch (e) {
       rmSync(`${file}.partial`, { force: true });
       const cancelled = abort.signal.aborted;
@@ -211,6 +218,7 @@ export class TrainingService implements TrainingControl {
       return { ok: false, state: cancelled ? "cancelled" : "failed", runId, notice: `Training run #${runId} ${cancelled ? "was cancelled" : `failed: ${reason}`}. The live adapter is unchanged.` };
     } finally {
       this.current = undefined;
+      this.deps.limitGenerationThreads?.(undefined);
     }
   }
 

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { truncateSync } from "node:fs";
+import { readFileSync, truncateSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { Actor } from "../../src/core/ports.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
@@ -61,6 +61,9 @@ for (const db of ["pglite", "postgres"] as const) {
       assert.equal(ran.ok, true, ran.notice);
       assert.match(ran.notice!, /is now live/);
       assert.ok(progress.some((p) => /Training run #\d+: \d+ steers/.test(p)));
+      const png = ran.attachments?.[0];
+      assert.ok(png?.endsWith("-loss.png"), "the summary carries the loss-curve picture");
+      assert.deepEqual([...readFileSync(png!).subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10], "a PNG file");
       const runs = await app.store.db.selectFrom("training_runs").selectAll().execute();
       assert.equal(runs.filter((r) => r.state === "succeeded").length, 1, "two requests, one run");
       const adapters = await app.store.training.adapters();

@@ -59,7 +59,19 @@ export function register(program: Command): void {
           const bot = new TelegramBot({
             token: ctx.secrets.telegramToken,
             core: app.core,
-            config: { stopReactions: [t.stop_emoji], acceptReactions: [t.accept_emoji], minEditIntervalMs: app.config.stream.edit_interval_ms },
+            config: {
+              stopReactions: [t.stop_emoji],
+              acceptReactions: [t.accept_emoji],
+              minEditIntervalMs: app.config.stream.edit_interval_ms,
+              privateDrafts: t.private_drafts,
+              chatMinIntervalMs: t.chat_min_interval_ms,
+              groupChatMinIntervalMs: t.group_chat_min_interval_ms,
+              mode: t.mode,
+              webhook:
+                t.mode === "webhook"
+                  ? { port: t.webhook.port, host: t.webhook.host, path: t.webhook.path, url: t.webhook.url || undefined, secretToken: ctx.secrets.telegramWebhookSecret }
+                  : undefined,
+            },
             log: app.log,
           });
           await bot.start();

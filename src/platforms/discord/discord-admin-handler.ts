@@ -133,8 +133,9 @@ export class DiscordAdminHandler {
     await interaction.editReply({ content: `${interaction.message.content}\n${line}`.slice(-2000), components: rows as never });
   }
 
-  async #show(interaction: ChatInputCommandInteraction, outcome: { ok: boolean; notice?: string }): Promise<void> {
-    await interaction.editReply({ content: (outcome.notice ?? (outcome.ok ? "Done." : "Not allowed.")).slice(0, 2000) });
+  async #show(interaction: ChatInputCommandInteraction, outcome: { ok: boolean; notice?: string; attachments?: string[] }): Promise<void> {
+    // Pictures (the training loss curve) travel as files with the answer.
+    await interaction.editReply({ content: (outcome.notice ?? (outcome.ok ? "Done." : "Not allowed.")).slice(0, 2000), files: outcome.attachments ?? [] });
   }
 }
 

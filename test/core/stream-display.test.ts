@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { chunkEnd, StreamDisplay } from "../../src/core/stream-display.ts";
+import { RecordingSurface } from "../helpers/recording-surface.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("stream display", () => {
+  it("edits at most once per interval and only when the text changed", async () => {
+    const surface = new RecordingSurface(2000, 0, 0);
+    const d = new StreamDisplay(surface, { intervalMs: 50 });
+    let text = "";
+    for (let i = 0; i < 40; i++) {
+      text += `w${i} `;
+      d.update(text);
+      await sleep(5);
+    }
+    await d.finish(text);
+    assert.equal(surface.visible, text);
+    assert.ok(surface.edits <= 6, `${surface.edits} edits for ~200 ms of streaming at one per 50 ms`);
+    const before = surface.edits;
+    await d.finish(text);
+    assert.equal(surface.edits, before, "no edit when nothing changed");
+  });
+
+  it("splits before the message limit at a line or word break and shows everything", async () => {
+    const surface = new RecordingSurface(100, 0, 0);
+    const d = new StreamDisplay(surface, { intervalMs: 0 });
+    const text = Array.from({ length: 60 }, (_, i) => `word${i}`).join(" ") + "\n" + "x".repeat(250);
+    d.update(text);
+    await d.finish(text);
+    assert.equal(surface.visible, text);
+    for (const id of surface.order) assert.ok(surface.messages.get(id)!.length <= 100);
+    assert.ok(surface.order.length >= 5);
+    assert.equal(chunkEnd("aaaa bb cc", 0, 7), 5, "breaks after a space in the second half");
+    assert.equal(chunkEnd("ab😀cd", 0, 3), 2, "never splits a surrogate pair");
+  });
+
+  it("stops at the text confirmed shown and takes an edit in flight back to it", async () => {
+    const surface = new RecordingSurface(2000, 0, 40); // each edit takes 40 ms
+    const d = new StreamDisplay(surface, { intervalMs: 0 });
+    d.update("Hello");
+    await sleep(60); // "Hello" is shown
+    assert.equal(surface.visible, "Hello");
+    d.update("Hello world, this was never seen");
+    await sleep(10); // the edit is in flight now
+    const stopAt = await d.freeze();
+    assert.equal(stopAt, 5, "the stop point is what was confirmed shown when the stop came");
+    assert.equal(surface.visible, "Hello world, this was never seen", "the in-flight edit landed");
+    await d.cutTo(stopAt);
+    assert.equal(surface.visible, "Hello", "and was taken back");
+    d.update("Hello again"); // updates after a stop change nothing
+    await sleep(20);
+    assert.equal(surface.visible, "Hello");
+  });
+});
