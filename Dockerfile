@@ -1,26 +1,51 @@
-# steerbot — CPU image. Build: docker build -t steerbot .
+# steerbot images. Two targets:
+#   docker build -t steerbot .                      CPU (the default, last stage)
+#   docker build --target cuda -t steerbot:cuda .   NVIDIA GPU: generation and the trainer on CUDA
 # Run:  docker run -e DISCORD_TOKEN=… -e DATABASE_URL=… -v steerbot-data:/app/data steerbot
+#       docker run --gpus all … steerbot:cuda
 # (Without tokens `steerbot start` is the terminal playground: add -it.)
 
+# --- dependencies, shared by both targets -------------------------------------------------
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
-# git/cmake/g++: the bundled llama.cpp source is checked out and the native trainer built from it.
-RUN apt-get update && apt-get install -y --no-install-recommends git cmake g++ make python3 ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates python3 \
     && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm i --no-save tsx@4.23.15
+RUN npm ci --no-audit --no-fund
 
-FROM node:20-bookworm-slim AS runtime
+# --- CUDA: the trainer links node-llama-cpp's prebuilt CUDA ggml (no CUDA kernels compiled) --
+FROM nvidia/cuda:12.4.1-devel-ubuntu22.04 AS cuda
 WORKDIR /app
-RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates git cmake g++ make \
+    && curl -fsSL https://deb.nodesource.com/setup_20.x | bash - && apt-get install -y nodejs \
     && rm -rf /var/lib/apt/lists/*
-ENV NODE_ENV=production STEERBOT_CACHE_DIR=/app/cache
+ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cuda
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json tsconfig.json ./
 COPY bin ./bin
 COPY src ./src
+COPY native ./native
 COPY migrations ./migrations
 COPY config ./config
-VOLUME ["/app/data", "/app/cache"]
+RUN npm run build:trainer
+VOLUME ["/app/data"]
+ENTRYPOINT ["node", "bin/steerbot.js"]
+CMD ["start"]
+
+# --- CPU ----------------------------------------------------------------------------------
+FROM node:20-bookworm-slim AS cpu
+WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends git cmake g++ make ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cpu
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json tsconfig.json ./
+COPY bin ./bin
+COPY src ./src
+COPY native ./native
+COPY migrations ./migrations
+COPY config ./config
+RUN npm run build:trainer
+VOLUME ["/app/data"]
 ENTRYPOINT ["node", "bin/steerbot.js"]
 CMD ["start"]
