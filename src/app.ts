@@ -69,7 +69,14 @@ export async function createApp(opts: AppOptions): Promise<App> {
   const core = new SteeringCore({ store, engine, config, log });
   const baseFingerprint = () => engine.fingerprint();
   const activator = new AdapterActivator({ store, core, log, loadEngine, baseFingerprint });
-  const training = new TrainingService({ store, config, log, activator, baseFingerprint });
+  const training = new TrainingService({
+    store,
+    config,
+    log,
+    activator,
+    baseFingerprint,
+    limitGenerationThreads: (limit) => (core.currentEngine as Engine).setThreadLimit(limit),
+  });
   core.training = training;
 
   try {
