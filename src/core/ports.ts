@@ -101,3 +101,28 @@ export interface Outcome {
   /** Files to show with the notice (e.g. the PNG loss curve of a training run). */
   attachments?: string[];
 }
+
+/** The admin and privacy commands every platform maps its commands to. */
+export interface AdminPort {
+  status(actor: Actor): Promise<Outcome>;
+  pendingSteers(actor: Actor): Promise<Outcome & { steers?: { id: string; preview: string }[] }>;
+  reviewSteer(actor: Actor, steerId: string, verdict: "approve" | "reject"): Promise<Outcome>;
+  retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome>;
+  adapters(actor: Actor, action: "list" | "activate" | "rollback", version?: string): Promise<Outcome>;
+  optOut(actor: Actor): Promise<Outcome>;
+  forget(actor: Actor, confirmed: boolean): Promise<Outcome>;
+}
+
+/**
+ * What a platform adapter calls in the core. `SteeringCore` satisfies it; adapters depend on
+ * this contract, not on the core's implementation.
+ */
+export interface CorePort {
+  ask(req: AskRequest): Promise<Outcome>;
+  stop(req: StopRequest): Promise<Outcome>;
+  correct(req: CorrectRequest): Promise<Outcome>;
+  accept(req: AcceptRequest): Promise<Outcome>;
+  isBotMessage(platform: string, messageId: string): boolean;
+  openReplyIn(thread: ThreadRef): { messageIds: string[]; state: "generating" | "stopped" | "done" } | undefined;
+  readonly admin: AdminPort;
+}
