@@ -4,7 +4,7 @@
  * LLAMA_GRAPH_NODES_SCALE=4, without which it aborts on this shape), same fixture model,
  * same window length, same threads, one after the other in one run.
  *
- * Run: `npx tsx bench/train.ts [--shape qwen2-0.5b|tiny] [--ctx 128] [--windows 8] [--threads N]
+ * Run: `npx tsx bench/train.ts [--shape qwen2-0.5b|tiny] [--ctx 256] [--windows 4] [--threads N]
  *       [--rank 16] [--targets q,k,v,o,gate,up,down] [--skip-finetune]`
  *
  * Reports tokens/s of both (training loop only, model load excluded), their ratio, peak
@@ -28,8 +28,8 @@ const { values } = parseArgs({
   options: {
     shape: { type: "string", default: "qwen2-0.5b" },
     vocab: { type: "string", default: "qwen2" },
-    ctx: { type: "string", default: "128" },
-    windows: { type: "string", default: "8" },
+    ctx: { type: "string", default: "256" },
+    windows: { type: "string", default: "4" },
     threads: { type: "string" },
     rank: { type: "string", default: "16" },
     targets: { type: "string", default: "q,k,v,o,gate,up,down" },
@@ -148,10 +148,13 @@ try {
     if (!m) throw new Error(`cannot parse llama-finetune progress: ${last}`);
     const ndata = Number(m[2]);
     const secs = Number(m[3]) * 3600 + Number(m[4]) * 60 + Number(m[5]);
-    const ftTps = (ndata * nCtx) / Math.max(1, secs);
+    // llama.cpp pads the context (to 256): the windows are n_ctx tokens, not necessarily --ctx
+    const ftCtx = Number(/llama_context: n_ctx\s*=\s*(\d+)/.exec(ft.stderr)?.[1] ?? nCtx);
+    if (ftCtx !== nCtx) process.stdout.write(`note: llama-finetune padded its windows to ${ftCtx} tokens (ours: ${nCtx}); use --ctx ${ftCtx} for equal windows\n`);
+    const ftTps = (ndata * ftCtx) / Math.max(1, secs);
     const ftFlops = 6 * params * ftTps;
     process.stdout.write(
-      `llama-finetune full (same source, graph budget x4): ${ftTps.toFixed(1)} tokens/s (${ndata} windows in ${secs} s), ` +
+      `llama-finetune full (same source, graph budget x4): ${ftTps.toFixed(1)} tokens/s (${ndata} windows x ${ftCtx} in ${secs} s), ` +
         `peak RSS ${ft.peakRssMiB.toFixed(0)} MiB, ${(ftFlops / 1e9).toFixed(1)} GFLOP/s = ${((100 * ftFlops) / peakFlops).toFixed(1)}% of peak\n`,
     );
     process.stdout.write(
