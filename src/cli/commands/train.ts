@@ -66,9 +66,10 @@ export function register(program: Command): void {
   program
     .command("train")
     .description("Train a LoRA adapter from steers (masked SFT and/or localized DPO)")
-    .requiredOption("--steers <file>", "steers JSONL file")
-    .requiredOption("--model <file>", "base model GGUF (F32 or F16)")
-    .requiredOption("--out <file>", "adapter GGUF to write")
+    .option("--from-db", "run the whole pipeline on the stored steers: train, evaluate, gate, activate (settings from the config)")
+    .option("--steers <file>", "steers JSONL file")
+    .option("--model <file>", "base model GGUF (F32 or F16)")
+    .option("--out <file>", "adapter GGUF to write")
     .option("--objective <name>", "sft, dpo or sft+dpo", parseObjective, "sft" as TrainObjective)
     .option("--rank <r>", "LoRA rank", positiveInt, 16)
     .option("--alpha <a>", "LoRA alpha", positiveNumber, 32)
@@ -80,9 +81,52 @@ export function register(program: Command): void {
     .option("--beta <b>", "DPO beta", positiveNumber, 0.1)
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
     .option("--json", "print the result as one JSON object")
-    .action(async (opts: TrainCliOptions) => {
+    .action(async (opts: TrainCliOptions & { fromDb?: boolean }) => {
+      if (opts.fromDb) {
+        process.exitCode = await trainFromDb();
+        return;
+      }
+      const missing = (["steers", "model", "out"] as const).filter((k) => !opts[k]);
+      if (missing.length) {
+        process.stderr.write(`steerbot train: ${missing.map((m) => `--${m}`).join(", ")} required (or --from-db)\n`);
+        process.exitCode = 2;
+        return;
+      }
       process.exitCode = await runTrain(opts);
     });
+}
+
+/** `train --from-db`: the pipeline the nightly job and /retrain run, with a progress bar. */
+async function trainFromDb(): Promise<number> {
+  const { appContext } = await import("../app-context.ts");
+  const { createApp } = await import("../../app.ts");
+  const app = await createApp(appContext());
+  const bar = new cliProgress.SingleBar(
+    { format: "training |{bar}| {value}/{total} steps | loss {loss} | {tps} tok/s | eta {eta_formatted}", stream: process.stderr, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  try {
+    const out = await app.training.run({
+      trigger: "cli",
+      progress: (text) => {
+        if (!started) process.stderr.write(`${text}\n`);
+      },
+      onTrainerProgress: (p) => {
+        const payload = { loss: p.loss.toFixed(4), tps: Math.round(p.tokensPerSecond) };
+        if (!started) bar.start(p.steps, 0, payload);
+        started = true;
+        bar.update(p.step, payload);
+      },
+    });
+    if (started) bar.stop();
+    process.stdout.write(`${out.notice ?? out.state}\n`);
+    if (out.attachments?.length) process.stdout.write(`loss curve: ${out.attachments.join(", ")}\n`);
+    return out.state === "succeeded" || out.state === "skipped" ? 0 : 1;
+  } finally {
+    if (started) bar.stop();
+    await app.close();
+  }
 }
 
 async function runTrain(opts: TrainCliOptions): Promise<number> {
