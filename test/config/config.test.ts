@@ -11,7 +11,7 @@ describe("config", () => {
     assert.equal(config.store.data_dir, "./data");
     assert.equal(config.model.threads, 0);
     assert.equal(config.discord.stop_emoji, "🛑");
-    assert.deepEqual(secrets, { discordToken: undefined, telegramToken: undefined, databaseUrl: undefined });
+    assert.deepEqual(secrets, { discordToken: undefined, telegramToken: undefined, telegramWebhookSecret: undefined, databaseUrl: undefined });
   });
 
   it("layers a local file and STEERBOT_ env variables", () => {
@@ -41,8 +41,8 @@ describe("config", () => {
     const local = path.join(dir, "local.yaml");
     writeFileSync(local, "discord:\n  token: abc\n");
     assert.throws(() => loadConfig({ env: { STEERBOT_CONFIG: local } }), /discord\.token looks like a secret/);
-    const { secrets } = loadConfig({ env: { DISCORD_TOKEN: "d", TELEGRAM_TOKEN: "t", DATABASE_URL: "postgres://u:p@h/db" } });
-    assert.deepEqual(secrets, { discordToken: "d", telegramToken: "t", databaseUrl: "postgres://u:p@h/db" });
+    const { secrets } = loadConfig({ env: { DISCORD_TOKEN: "d", TELEGRAM_TOKEN: "t", TELEGRAM_WEBHOOK_SECRET: "w", DATABASE_URL: "postgres://u:p@h/db" } });
+    assert.deepEqual(secrets, { discordToken: "d", telegramToken: "t", telegramWebhookSecret: "w", databaseUrl: "postgres://u:p@h/db" });
     assert.equal(redactUrl("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
   });
 
