@@ -1,5 +1,7 @@
 /**
- * Generation benchmark: raw node-llama-cpp versus our Engine, same model, same thread count.
+ * Generation benchmark: raw node-llama-cpp versus our Engine versus the whole conversation core
+ * (the playground's path: SteeringCore.ask streaming into a display, no terminal), same model,
+ * same thread count.
  *
  * Run: `npx tsx bench/generation.ts [--shape qwen2-0.5b|tiny] [--tokens 64] [--rounds 3] [--threads 1,2] [--sequences N]`
  *
@@ -16,6 +18,12 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
 import { Engine, cpuCores } from "../src/engine/engine.ts";
+import { loadConfig } from "../src/config/config.ts";
+import { SteeringCore } from "../src/core/steering-core.ts";
+import type { TextGenerator } from "../src/core/text-generator.ts";
+import { createLogger } from "../src/log.ts";
+import { Store } from "../src/store/store.ts";
+import { RecordingSurface } from "../test/helpers/recording-surface.ts";
 import { writeFixtureModel, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
 import { cacheDir } from "../src/engine/llama-source.ts";
 
@@ -65,6 +73,7 @@ interface Row {
   threads: number;
   raw: number[];
   engine: number[];
+  core: number[];
   /** tokens per CPU-second of this process: robust to other load on the machine at 1 thread */
   rawCpu: number[];
   engineCpu: number[];
@@ -79,6 +88,8 @@ const cpuSeconds = () => {
   return (u.user + u.system) / 1e6;
 };
 const rows: Row[] = [];
+const store = await Store.open({ dataDir: "memory://" });
+let askNo = 0;
 
 for (const threads of threadCounts) {
   llama.maxThreads = threads;
@@ -97,7 +108,40 @@ for (const threads of threadCounts) {
   const rawCtx = await rawModel.createContext({ contextSize: engine.contextSize, threads, sequences: engine.sequences });
   const rawSeq = rawCtx.getSequence();
   const prompt = engine.renderContext(messages, "").tokens as Token[];
-  const row: Row = { threads, raw: [], engine: [], rawCpu: [], engineCpu: [], engineLoadMs };
+  const row: Row = { threads, raw: [], engine: [], core: [], rawCpu: [], engineCpu: [], engineLoadMs };
+
+  // The core path: the engine wrapped only to timestamp each token after the core handled it.
+  let coreN = 0;
+  let coreFirst = 0;
+  let coreLast = 0;
+  const timed: TextGenerator = {
+    modelPath: engine.modelPath,
+    fingerprint: () => engine.fingerprint(),
+    tokenize: (t) => engine.tokenize(t),
+    detokenize: (ids) => engine.detokenize(ids),
+    renderContext: (m, p) => engine.renderContext(m, p),
+    generate: (o) =>
+      engine.generate({
+        ...o,
+        onToken: (t) => {
+          const r = o.onToken?.(t);
+          coreLast = performance.now();
+          if (coreN++ === 0) coreFirst = coreLast;
+          return r;
+        },
+      }),
+  };
+  const { config } = loadConfig({
+    env: {},
+    overrides: { generation: { max_tokens: nTokens, temperature: 0, system_prompt: "" }, stream: { edit_interval_ms: 1000 }, permissions: { default_trust: "approved" } },
+  });
+  const core = new SteeringCore({ store, engine: timed, config, log: createLogger("silent") });
+  const coreRun = async (): Promise<number> => {
+    coreN = 0;
+    const n = ++askNo;
+    await core.ask({ thread: { platform: "bench", chatId: "c", threadId: `t${n}` }, actor: { platform: "bench", userId: "u" }, text: messages[0]!.content, sourceMessageId: `q${n}`, surface: new RecordingSurface() });
+    return ((coreN - 1) * 1000) / (coreLast - coreFirst);
+  };
 
   const rawRun = async (): Promise<Rate> => {
     await rawSeq.clearHistory();
@@ -137,6 +181,7 @@ for (const threads of threadCounts) {
 
   await rawRun(); // warm-up (page in the weights)
   await engineRun();
+  await coreRun();
   for (let r = 0; r < rounds; r++) {
     // alternate the order so drifting background load does not favour one side
     let raw: Rate;
@@ -152,11 +197,12 @@ for (const threads of threadCounts) {
     row.rawCpu.push(raw.cpu);
     row.engine.push(eng.wall);
     row.engineCpu.push(eng.cpu);
+    row.core.push(await coreRun());
   }
   rows.push(row);
   process.stdout.write(
     `threads ${threads}: raw ${row.raw.map(fmt).join(" ")} | engine ${row.engine.map(fmt).join(" ")} tokens/s ` +
-      `→ median raw ${fmt(median(row.raw))}, engine ${fmt(median(row.engine))}, ratio ${(median(row.engine) / median(row.raw)).toFixed(3)} ` +
+      `| core ${row.core.map(fmt).join(" ")} → median raw ${fmt(median(row.raw))}, engine ${fmt(median(row.engine))}, ratio ${(median(row.engine) / median(row.raw)).toFixed(3)}, core/raw ${(median(row.core) / median(row.raw)).toFixed(3)} ` +
       `(engine load ${(engineLoadMs / 1000).toFixed(2)} s, ${engine.sequences} sequences × ${engine.contextSize} tokens); per CPU-second raw ${fmt(median(row.rawCpu))}, engine ${fmt(median(row.engineCpu))}, ` +
       `ratio ${(median(row.engineCpu) / median(row.rawCpu)).toFixed(3)}\n`,
   );
@@ -164,12 +210,14 @@ for (const threads of threadCounts) {
   await rawCtx.dispose();
 }
 await rawModel.dispose();
+await store.close();
 
 process.stdout.write(`\nraw model load ${(rawLoadMs / 1000).toFixed(2)} s\n`);
-process.stdout.write("threads | raw tok/s | engine tok/s | engine/raw | raw tok/cpu-s | engine tok/cpu-s | engine/raw (cpu)\n");
+process.stdout.write("threads | raw tok/s | engine tok/s | engine/raw | core tok/s | core/raw | raw tok/cpu-s | engine tok/cpu-s | engine/raw (cpu)\n");
 for (const r of rows) {
   process.stdout.write(
     `${String(r.threads).padStart(7)} | ${fmt(median(r.raw)).padStart(9)} | ${fmt(median(r.engine)).padStart(12)} | ${(median(r.engine) / median(r.raw)).toFixed(3).padStart(10)} | ` +
+      `${fmt(median(r.core)).padStart(10)} | ${(median(r.core) / median(r.raw)).toFixed(3).padStart(8)} | ` +
       `${fmt(median(r.rawCpu)).padStart(13)} | ${fmt(median(r.engineCpu)).padStart(16)} | ${(median(r.engineCpu) / median(r.rawCpu)).toFixed(3)}\n`,
   );
 }
