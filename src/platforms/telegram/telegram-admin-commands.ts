@@ -2,10 +2,14 @@
  * The admin and privacy commands: /status, /pending, /retrain, /adapters, /optout, /forget.
  *
  * Owns: parsing those commands, the inline keyboards they show (approve/reject a pending steer,
- * confirm /forget) and answering the button presses. Who may do what is the core's decision:
- * the adapter passes the actor and shows the core's notice, so a refused user sees the refusal.
+ * confirm /forget) and answering the button presses. /retrain shows progress by editing one
+ * message, then the result notice, then each file the run attached (the loss curve) as a photo.
+ * Who may do what is the core's decision: the adapter passes the actor and shows the core's
+ * notice, so a refused user sees the refusal.
  */
-import { InlineKeyboard, type Bot, type Context } from "grammy";
+import { existsSync } from "node:fs";
+import { basename } from "node:path";
+import { InlineKeyboard, InputFile, type Bot, type Context } from "grammy";
 import type { Actor } from "../../core/ports.ts";
 import type { TelegramActors } from "./telegram-actors.ts";
 import type { TelegramCore } from "./telegram-core-port.ts";
@@ -108,7 +112,12 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
     d.track(
       d.core.admin
         .retrain(actor, progress)
-        .then((out) => (out.notice ? d.reply(ctx, out.notice) : !out.ok ? d.reply(ctx, "Refused.") : undefined))
+        .then(async (out) => {
+          if (out.notice) await d.reply(ctx, out.notice);
+          else if (!out.ok) await d.reply(ctx, "Refused.");
+          // Files the run attached (the loss-curve PNG), each as a photo after the notice.
+          for (const path of out.attachments ?? []) await sendPhoto(ctx, path, d.log);
+        })
         .catch((err) => d.log.error({ err: String(err) }, "telegram: /retrain failed")),
     );
   });
@@ -145,6 +154,20 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
 
   // Any other button (stale keyboards): answer so the client stops spinning.
   bot.on("callback_query:data", (ctx) => ctx.answerCallbackQuery());
+}
+
+/** Sends a file as a photo in the command's chat and topic; a failure is logged, never thrown. */
+async function sendPhoto(ctx: Context, path: string, log: TelegramLog): Promise<void> {
+  // A missing file would fail inside grammY's upload stream; say so plainly instead.
+  if (!existsSync(path)) return log.warn({ path }, "telegram: attachment not sent: no such file");
+  try {
+    await ctx.replyWithPhoto(new InputFile(path, basename(path)), {
+      ...threadOf(ctx),
+      ...(ctx.msg ? { reply_parameters: { message_id: ctx.msg.message_id, allow_sending_without_reply: true } } : {}),
+    });
+  } catch (err) {
+    log.warn({ path, err: String(err) }, "telegram: attachment not sent");
+  }
 }
 
 export function threadOf(ctx: Context): { message_thread_id?: number } {

@@ -2,8 +2,9 @@
  * A fake Telegram Bot API server on 127.0.0.1 for tests and the benchmark.
  *
  * Owns: the part of the Bot API steerbot uses (getMe, getUpdates long polling, sendMessage,
- * editMessageText, sendMessageDraft, setMessageReaction, deleteMessage, createForumTopic,
- * answerCallbackQuery, setMyCommands, getChatMember, setWebhook/deleteWebhook), a record of
+ * editMessageText, sendMessageDraft, sendPhoto (multipart upload, as grammY sends an
+ * `InputFile`), setMessageReaction, deleteMessage, createForumTopic, answerCallbackQuery,
+ * setMyCommands, getChatMember, setWebhook/deleteWebhook), a record of
  * every message state a user would have seen, injection of user updates (messages, replies with
  * quotes, reactions, button presses, draft stops, duplicates), and fault injection (per-chat 429
  * with `retry_after`, bot removed from a chat, one-off failures).
@@ -44,6 +45,17 @@ export interface FakeMessage {
   reply_to_message_id?: number;
   deleted: boolean;
   reply_markup?: unknown;
+  /** A photo message (sendPhoto): `text` is then its caption. */
+  photo?: FakePhoto;
+}
+
+/** A photo the bot uploaded, with the bytes it sent. */
+export interface FakePhoto {
+  file_id: string;
+  filename: string;
+  bytes: Buffer;
+  width: number;
+  height: number;
 }
 
 export interface FakeDraft {
@@ -89,7 +101,7 @@ interface Waiter {
 
 /** Telegram's default when `allowed_updates` was never given: everything but these. */
 const NOT_DEFAULT_UPDATES = new Set(["chat_member", "message_reaction", "message_reaction_count"]);
-const RATE_LIMITED = new Set(["sendMessage", "editMessageText", "sendMessageDraft"]);
+const RATE_LIMITED = new Set(["sendMessage", "editMessageText", "sendMessageDraft", "sendPhoto"]);
 
 class ApiError extends Error {
   constructor(
@@ -356,15 +368,18 @@ export class FakeBotApi extends EventEmitter {
     const [, token, method] = m as unknown as [string, string, string];
     if (token !== this.token) return send(res, 401, { ok: false, error_code: 401, description: "Unauthorized" });
     let payload: Record<string, unknown> = {};
+    let files = new Map<string, { filename: string; bytes: Buffer }>();
+    const multipart = /^multipart\/form-data;\s*boundary=(.+)$/i.exec(req.headers["content-type"] ?? "");
     try {
-      payload = body.length ? (JSON.parse(body) as Record<string, unknown>) : {};
+      if (multipart) ({ fields: payload, files } = parseMultipart(body, multipart[1]!.replace(/^"|"$/g, "")));
+      else payload = body.length ? (JSON.parse(body.toString("utf8")) as Record<string, unknown>) : {};
     } catch {
-      return send(res, 400, { ok: false, error_code: 400, description: "Bad Request: can't parse JSON" });
+      return send(res, 400, { ok: false, error_code: 400, description: "Bad Request: can't parse request body" });
     }
     const call: ApiCall = { method, payload, at: Date.now() };
     if (method !== "getUpdates") this.calls.push(call);
     try {
-      const result = await this.dispatch(method, payload, req, res);
+      const result = await this.dispatch(method, payload, req, res, files);
       if (res.writableEnded || res.destroyed) return;
       send(res, 200, { ok: true, result });
     } catch (e) {
@@ -376,7 +391,13 @@ export class FakeBotApi extends EventEmitter {
     }
   }
 
-  private async dispatch(method: string, p: Record<string, unknown>, req: http.IncomingMessage, res: http.ServerResponse): Promise<unknown> {
+  private async dispatch(
+    method: string,
+    p: Record<string, unknown>,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    uploads: Map<string, { filename: string; bytes: Buffer }>,
+  ): Promise<unknown> {
     const failure = this.failures.find((f) => f.method === method && f.times > 0);
     if (failure) {
       failure.times--;
@@ -399,6 +420,8 @@ export class FakeBotApi extends EventEmitter {
         return this.editMessageText(p);
       case "sendMessageDraft":
         return this.sendMessageDraft(p);
+      case "sendPhoto":
+        return this.sendPhoto(p, uploads);
       case "deleteMessage": {
         const msg = this.requireMessage(p, "Bad Request: message to delete not found");
         msg.deleted = true;
@@ -558,6 +581,50 @@ export class FakeBotApi extends EventEmitter {
     return this.toApiMessage(msg);
   }
 
+  private nextFileId = 1;
+
+  /** Photos the bot sent, in order (their messages are also in `messages`). */
+  readonly photos: (FakePhoto & { chatId: number; message_id: number })[] = [];
+
+  private sendPhoto(p: Record<string, unknown>, uploads: Map<string, { filename: string; bytes: Buffer }>): unknown {
+    const chat = this.requireChat(p);
+    const ref = String(p.photo ?? "");
+    let photo: FakePhoto | undefined;
+    if (ref.startsWith("attach://")) {
+      const file = uploads.get(ref.slice("attach://".length));
+      if (!file) throw new ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified");
+      const size = imageSize(file.bytes);
+      if (!size) throw new ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED");
+      photo = { file_id: `photo-${this.nextFileId++}`, filename: file.filename, bytes: file.bytes, ...size };
+    } else {
+      // Re-sending a file_id the fake handed out before.
+      photo = this.photos.find((x) => x.file_id === ref);
+      if (!photo) throw new ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified");
+    }
+    const caption = String(p.caption ?? "").trim();
+    if (caption.length > 1024) throw new ApiError(400, "Bad Request: message caption is too long");
+    const threadId = p.message_thread_id === undefined ? undefined : Number(p.message_thread_id);
+    if (threadId !== undefined && !chat.is_forum) throw new ApiError(400, "Bad Request: message thread not found");
+    const rp = typeof p.reply_parameters === "object" ? (p.reply_parameters as { message_id?: number }) : undefined;
+    const message_id = this.allocMessageId(chat.id);
+    const msg: FakeMessage = {
+      chatId: chat.id,
+      message_id,
+      from: this.bot,
+      text: caption,
+      versions: [caption],
+      date: now(),
+      message_thread_id: threadId,
+      reply_to_message_id: rp?.message_id,
+      deleted: false,
+      reply_markup: p.reply_markup,
+      photo,
+    };
+    this.messages.set(`${chat.id}:${message_id}`, msg);
+    this.photos.push({ ...photo, chatId: chat.id, message_id });
+    return this.toApiMessage(msg);
+  }
+
   private sendMessageDraft(p: Record<string, unknown>): true {
     const chat = this.requireChat(p);
     if (chat.type !== "private") throw new ApiError(400, "Bad Request: drafts can be sent only to private chats");
@@ -599,7 +666,12 @@ export class FakeBotApi extends EventEmitter {
 
   private toApiMessage(m: FakeMessage): Record<string, unknown> {
     const chat = this.chats.get(m.chatId)!;
-    const out: Record<string, unknown> = { message_id: m.message_id, from: m.from, chat, date: m.date, text: m.text };
+    const out: Record<string, unknown> = { message_id: m.message_id, from: m.from, chat, date: m.date };
+    if (m.photo) {
+      const { file_id, width, height, bytes } = m.photo;
+      out.photo = [{ file_id, file_unique_id: file_id, width, height, file_size: bytes.length }];
+      if (m.text) out.caption = m.text;
+    } else out.text = m.text;
     if (m.message_thread_id !== undefined) {
       out.message_thread_id = m.message_thread_id;
       out.is_topic_message = true;
@@ -613,13 +685,64 @@ function now(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-function readBody(req: http.IncomingMessage): Promise<string> {
+function readBody(req: http.IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
   });
+}
+
+/**
+ * A multipart/form-data body as grammY writes it: plain fields (objects JSON-encoded) and file
+ * parts named by the `attach://<name>` references in the fields.
+ */
+function parseMultipart(body: Buffer, boundary: string): { fields: Record<string, unknown>; files: Map<string, { filename: string; bytes: Buffer }> } {
+  const fields: Record<string, unknown> = {};
+  const files = new Map<string, { filename: string; bytes: Buffer }>();
+  const delim = Buffer.from(`--${boundary}`);
+  let at = body.indexOf(delim);
+  if (at < 0) throw new Error("no boundary");
+  for (;;) {
+    let start = at + delim.length;
+    if (body.subarray(start, start + 2).toString() === "--") break; // closing delimiter
+    if (body.subarray(start, start + 2).toString() === "\r\n") start += 2;
+    const next = body.indexOf(delim, start);
+    if (next < 0) throw new Error("unterminated part");
+    let end = next;
+    if (body.subarray(end - 2, end).toString() === "\r\n") end -= 2;
+    const part = body.subarray(start, end);
+    const sep = part.indexOf("\r\n\r\n");
+    if (sep < 0) throw new Error("part without headers");
+    const headers = part.subarray(0, sep).toString("utf8");
+    const data = part.subarray(sep + 4);
+    const disposition = /content-disposition:\s*form-data\s*;([^\r\n]*)/i.exec(headers)?.[1] ?? "";
+    const name = /(?:^|;)\s*name="([^"]*)"/.exec(disposition)?.[1];
+    const filename = /filename="?([^";]*)"?/.exec(disposition)?.[1];
+    if (name === undefined) throw new Error("part without a name");
+    if (filename !== undefined) files.set(name, { filename, bytes: Buffer.from(data) });
+    else {
+      const v = data.toString("utf8");
+      fields[name] = /^[[{]/.test(v) ? JSON.parse(v) : v;
+    }
+    at = next;
+  }
+  return { fields, files };
+}
+
+/** Width and height of a PNG or JPEG; undefined for anything Telegram would not take as a photo. */
+function imageSize(b: Buffer): { width: number; height: number } | undefined {
+  if (b.length >= 24 && b.subarray(0, 8).equals(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]))) return { width: b.readUInt32BE(16), height: b.readUInt32BE(20) };
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8) {
+    for (let i = 2; i + 9 < b.length; ) {
+      if (b[i] !== 0xff) return undefined;
+      const marker = b[i + 1]!;
+      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) return { height: b.readUInt16BE(i + 5), width: b.readUInt16BE(i + 7) };
+      i += 2 + b.readUInt16BE(i + 2);
+    }
+  }
+  return undefined;
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown): void {
