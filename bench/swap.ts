@@ -4,10 +4,10 @@
  *
  * Run: `npx tsx bench/swap.ts [--shape tiny|qwen2-0.5b] [--swaps 30]`
  *
- * Uses a fixture model (generated into the cache when missing) and a random rank-8 LoRA on
- * every q/o projection. The baseline printed beside the swap time is a plain model load in
- * the same run, since the swap loads a fresh model instance (that is what frees the old
- * adapter).
+ * Uses a fixture model (generated into the cache when missing) and a distinct random rank-8
+ * LoRA per swap. The baseline printed beside the swap time is a plain model load in the same
+ * run: most swaps only create a context on the loaded model, every few a fresh model is
+ * loaded to free the adapters piled up on the old one.
  */
 import { existsSync, mkdtempSync } from "node:fs";
 import os from "node:os";
@@ -16,16 +16,13 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../src/config/config.ts";
 import { createApp } from "../src/app.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { SeededRandom } from "../src/engine/fixture/seeded-random.ts";
 import { writeFixtureModel, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
-import { GgmlType, gv } from "../src/engine/gguf/gguf-types.ts";
-import { GgufWriter } from "../src/engine/gguf/gguf-writer.ts";
-import { readGgufHeader } from "../src/engine/gguf/gguf-reader.ts";
 import { cacheDir } from "../src/engine/llama-source.ts";
 import { fileSha256 } from "../src/engine/model-file.ts";
 import { createLogger } from "../src/log.ts";
 import { Store } from "../src/store/store.ts";
 import { RecordingSurface } from "../test/helpers/recording-surface.ts";
+import { writeRandomLora } from "../test/helpers/random-lora.ts";
 
 const { values } = parseArgs({ options: { shape: { type: "string", default: "tiny" }, swaps: { type: "string", default: "30" } } });
 const shape = values.shape as FixtureShapeName;
@@ -33,26 +30,6 @@ const model = path.join(cacheDir("models"), `bench-qwen2-${shape}-s1-f32.gguf`);
 if (!existsSync(model)) {
   console.log(`writing fixture model ${model}…`);
   await writeFixtureModel({ out: model, vocab: "qwen2", shape, seed: 1, type: "f32" });
-}
-
-/** A random LoRA (rank 8) on every attn_q / attn_output of the model, read from its header. */
-async function writeAdapter(file: string, seed: number): Promise<void> {
-  const header = await readGgufHeader(model);
-  const arch = String(header.metadata.get("general.architecture")?.value ?? "llama");
-  const w = new GgufWriter();
-  w.set("general.architecture", gv.str(arch));
-  w.set("general.type", gv.str("adapter"));
-  w.set("adapter.type", gv.str("lora"));
-  w.set("adapter.lora.alpha", gv.f32(16));
-  const rng = new SeededRandom(seed);
-  const r = 8;
-  for (const t of header.tensors) {
-    if (!/\.(attn_q|attn_output)\.weight$/.test(t.name)) continue;
-    const [nIn, nOut] = [Number(t.dims[0]), Number(t.dims[1])];
-    w.addTensor(`${t.name}.lora_a`, [nIn, r], GgmlType.F32, Float32Array.from({ length: nIn * r }, () => rng.normal() / Math.sqrt(nIn)));
-    w.addTensor(`${t.name}.lora_b`, [r, nOut], GgmlType.F32, Float32Array.from({ length: r * nOut }, () => rng.normal() * 0.01));
-  }
-  w.write(file);
 }
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "steerbot-swap-"));
@@ -75,7 +52,7 @@ let rssAfterFirst = 0;
 const swaps = Number(values.swaps);
 for (let i = 1; i <= swaps; i++) {
   const file = path.join(dir, `a${i}.gguf`);
-  await writeAdapter(file, i);
+  writeRandomLora(model, file, i);
   const version = `bench-${i}`;
   await store.training.addAdapter({ version, filePath: file, sha256: await fileSha256(file), baseFingerprint: base, trainingRunId: null, state: "candidate", metrics: {} });
   // "Adapter ready": written and registered. Activate, then serve the first reply with it.

@@ -28,6 +28,8 @@ export class Reply {
   abort = new AbortController();
   /** Set while a stop is being cut; a correction arriving meanwhile waits for it. */
   cutting: Promise<void> | undefined;
+  /** Settles when the current stream (generation and its last edits) has ended. */
+  streamed: Promise<void> = Promise.resolve();
   /** Settles when the running generation has ended. */
   running: Promise<void> = Promise.resolve();
   display: StreamDisplay | undefined;

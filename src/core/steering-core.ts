@@ -76,7 +76,8 @@ export class SteeringCore {
     for (;;) {
       const busy = [...this.liveReplies].filter((r) => r.engine === previous && r.state === "generating");
       if (busy.length === 0) break;
-      await Promise.all(busy.map((r) => r.running));
+      await Promise.all(busy.map((r) => r.streamed));
+      await new Promise((r) => setImmediate(r)); // let a cut or a finishing edit move the state on
     }
     // Finished replies keep their engine only for a later steer; from now on they resume on the new one.
     for (const r of this.liveReplies) if (r.engine === previous) r.engine = next;
@@ -290,7 +291,13 @@ export class SteeringCore {
   }
 
   /** Generates from the reply's current text, showing it on `surface`, until EOS, max tokens or a stop. */
-  private async stream(reply: Reply, surface: ReplySurface): Promise<void> {
+  private stream(reply: Reply, surface: ReplySurface): Promise<void> {
+    const streamed = this.streamOnce(reply, surface);
+    reply.streamed = streamed.catch(() => {});
+    return streamed;
+  }
+
+  private async streamOnce(reply: Reply, surface: ReplySurface): Promise<void> {
     const { config, store, log } = this.deps;
     const engine = reply.engine;
     const display = new StreamDisplay(surface, {
@@ -340,6 +347,7 @@ export class SteeringCore {
       return;
     }
     await display.finish(reply.text);
+    if ((reply.state as Reply["state"]) === "stopped") return; // stopped while the last edits went out: cut() owns the ending
     reply.state = "done";
     await this.saveReply(reply, "done", { generatedTokens: result.tokens.length });
   }

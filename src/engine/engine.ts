@@ -221,6 +221,12 @@ export class Engine {
   private pool!: SequencePool;
   private readonly stopTokens = new Set<Token>();
   private disposed = false;
+  /**
+   * Bookkeeping of the model instance this engine shares with the engines derived from it
+   * ({@link withAdapter}): the model is freed with the last of them, and node-llama-cpp keeps
+   * every adapter loaded on it until then.
+   */
+  private shared = { engines: 1, adapterFiles: new Set<string>() };
 
   private constructor(
     readonly llama: Llama,
@@ -279,6 +285,7 @@ export class Engine {
       await model.dispose();
       throw err;
     }
+    for (const a of engine.lora) engine.shared.adapterFiles.add(a.filePath);
     return engine;
   }
 
@@ -305,6 +312,33 @@ export class Engine {
   /** The loaded LoRA adapters. */
   get adapters(): readonly LoraAdapterSpec[] {
     return this.lora;
+  }
+
+  /**
+   * A new engine on the same model instance with other LoRA adapters (none: the base model):
+   * only a new context is created, so it is ready in milliseconds instead of a model load.
+   * Adapters stay in memory until the model is freed ({@link adapterFilesLoaded} tells how
+   * many), so a caller swapping often should load a fresh model now and then.
+   */
+  async withAdapter(lora?: EngineLoadOptions["lora"]): Promise<Engine> {
+    this.ensureOpen();
+    const next = new Engine(this.llama, this.model, this.modelPath, this.chatWrapper, this.threads, this.contextSize, this.sequences, normalizeLora(lora));
+    next.shared = this.shared;
+    this.shared.engines++;
+    try {
+      await next.openContext();
+    } catch (err) {
+      next.disposed = true;
+      this.shared.engines--;
+      throw err;
+    }
+    for (const a of next.lora) this.shared.adapterFiles.add(a.filePath);
+    return next;
+  }
+
+  /** Distinct adapter files loaded on this model instance so far (held until the model is freed). */
+  get adapterFilesLoaded(): number {
+    return this.shared.adapterFiles.size;
   }
 
   /**
@@ -551,7 +585,7 @@ export class Engine {
     this.disposed = true;
     this.pool.close();
     await this.context.dispose();
-    await this.model.dispose();
+    if (--this.shared.engines === 0) await this.model.dispose();
   }
 }
 

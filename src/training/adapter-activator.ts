@@ -3,10 +3,12 @@
  *
  * Owns: the checks before an adapter goes live (the file's sha256 equals the stored one, the
  * adapter loads, and the model generates with it) and the swap itself. node-llama-cpp applies
- * adapters when a context is created and frees them only with the model, so each swap loads a
- * fresh model instance with the new adapter (the file is mmap'd: cheap) and disposes the old
- * instance once the replies still streaming on it have finished. Memory stays bounded however
- * many swaps happen, because nothing of an old adapter outlives its model.
+ * adapters when a context is created and frees them only with the model. So a swap creates a
+ * new context with the new adapter on the model already loaded (milliseconds), and once
+ * {@link MAX_ADAPTERS_PER_MODEL} adapter files have been loaded on that model, a fresh model
+ * instance is loaded in the background with just the live adapter; the old one — and every
+ * adapter on it — is freed when the replies still streaming on it have finished. Memory stays
+ * bounded however many swaps happen, and no swap waits for a model load.
  */
 import type { SteeringCore } from "../core/steering-core.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -50,6 +52,9 @@ export async function checkAdapter(
   return engine;
 }
 
+/** Adapter files loaded on one model instance before it is reloaded (in the background) to free them. */
+export const MAX_ADAPTERS_PER_MODEL = 4;
+
 export interface AdapterActivatorDeps {
   store: Store;
   core: SteeringCore;
@@ -62,19 +67,50 @@ export interface AdapterActivatorDeps {
 export class AdapterActivator {
   /** The adapter live in this process (null: the base model). */
   liveVersion: string | null = null;
+  /** The adapter the last requested swap goes to (a NOTIFY for it must not swap again). */
+  private target: string | null = null;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: AdapterActivatorDeps) {}
 
-  /** {@link checkAdapter} with this app's engine loader. */
+  /** {@link checkAdapter} on the engine this process would swap to. */
   loadChecked(adapter: Pick<AdapterRow, "version" | "file_path" | "sha256">): Promise<Engine> {
-    return checkAdapter(adapter, this.deps.loadEngine);
+    return checkAdapter(adapter, (file) => this.engineWith(file));
+  }
+
+  /** A new context on the live model: the fast path of every swap. */
+  private engineWith(adapterPath?: string): Promise<Engine> {
+    const current = this.deps.core.currentEngine as Engine;
+    return typeof current.withAdapter === "function" ? current.withAdapter(adapterPath) : this.deps.loadEngine(adapterPath);
+  }
+
+  /**
+   * Once too many adapters sit on the live model, loads a fresh model with just the live
+   * adapter and moves onto it, off the critical path of the swap that asked for it; the old
+   * model and its adapters are freed when its last replies end.
+   */
+  private refreshIfCrowded(): void {
+    const current = this.deps.core.currentEngine as Engine;
+    if (typeof current.adapterFilesLoaded !== "number" || current.adapterFilesLoaded < MAX_ADAPTERS_PER_MODEL) return;
+    const version = this.liveVersion;
+    const run = this.queue.then(async () => {
+      if (this.liveVersion !== version || (this.deps.core.currentEngine as Engine) !== current) return; // swapped meanwhile
+      const row = version ? await this.deps.store.training.adapter(version) : undefined;
+      const fresh = await this.deps.loadEngine(row?.file_path);
+      const previous = await this.deps.core.useEngine(fresh, row?.id ?? null);
+      await (previous as Engine).dispose();
+      this.deps.log.info({ adapter: version ?? "(base model)" }, "reloaded the model to free earlier adapters");
+    });
+    this.queue = run.catch((err) => this.deps.log.error({ err }, "model reload after swaps failed; staying on the current model"));
   }
 
   /** Swaps the core onto `version` (null = base model). Serialised: one swap at a time. */
   swapTo(version: string | null): Promise<void> {
+    this.target = version;
     const run = this.queue.then(() => this.doSwap(version));
-    this.queue = run.catch(() => {});
+    this.queue = run.catch(() => {
+      if (this.target === version) this.target = this.liveVersion; // refused: what is live stays the target
+    });
     return run;
   }
 
@@ -82,7 +118,7 @@ export class AdapterActivator {
   async sync(): Promise<void> {
     const active = await this.deps.store.training.activeAdapter(await this.deps.baseFingerprint());
     const want = active?.version ?? null;
-    if (want !== this.liveVersion) await this.swapTo(want);
+    if (want !== this.target) await this.swapTo(want);
   }
 
   private async doSwap(version: string | null): Promise<void> {
@@ -96,12 +132,13 @@ export class AdapterActivator {
       next = await this.loadChecked(row);
       adapterId = row.id;
     } else {
-      next = await this.deps.loadEngine();
+      next = await this.engineWith();
     }
     const readyMs = performance.now() - started;
     const previous = await core.useEngine(next, adapterId);
     this.liveVersion = version;
     log.info({ adapter: version ?? "(base model)", loadMs: Math.round(readyMs) }, "adapter swapped in");
     if (previous !== next) await (previous as Engine).dispose();
+    this.refreshIfCrowded();
   }
 }

@@ -186,9 +186,9 @@ export class TrainingService implements TrainingControl {
       let activated = false;
       if (wins) {
         try {
-          await this.deps.activator.loadChecked(row).then((e) => e.dispose());
-          await store.training.activate(row.base_fingerprint, version);
+          // Swap here first (checksum, load test, swap), then tell the other instances.
           await this.deps.activator.swapTo(version);
+          await store.training.activate(row.base_fingerprint, version);
           activated = true;
         } catch (e) {
           await store.training.setAdapterState(row.id, "rejected");
@@ -243,13 +243,12 @@ export class TrainingService implements TrainingControl {
       target = earlier?.version ?? null;
     }
     try {
-      if (target) await this.deps.activator.loadChecked(rows.find((r) => r.version === target)!).then((e) => e.dispose());
+      await this.deps.activator.swapTo(target); // checked and live here first, then everywhere
     } catch (e) {
       if (e instanceof AdapterRefusedError) return { ok: false, notice: `Refused: ${e.message}` };
       throw e;
     }
     await store.training.activate(base, target);
-    await this.deps.activator.swapTo(target);
     return { ok: true, notice: target ? `Adapter ${target} is now live.` : "Back to the base model (no adapter)." };
   }
 

@@ -7,12 +7,16 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, truncateSync } from "node:fs";
+import { mkdtempSync, readFileSync, truncateSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Actor } from "../../src/core/ports.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { RecordingSurface } from "../helpers/recording-surface.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
+import { writeRandomLora } from "../helpers/random-lora.ts";
+import { fileSha256 } from "../../src/engine/model-file.ts";
 import { CHOSEN, colourSteers } from "./colour-task.ts";
 
 const admin: Actor = { platform: "test", userId: "admin" };
@@ -27,7 +31,10 @@ async function replyTo(app: TestApp, text: string, id: string): Promise<string> 
 for (const db of ["pglite", "postgres"] as const) {
   describe(`training pipeline on ${db}`, () => {
     let app: TestApp;
+    let model: string;
+    const dir = mkdtempSync(path.join(tmpdir(), "steerbot-swaps-"));
     before(async () => {
+      model = await tinyModelPath();
       app = await createTestApp({
         db,
         config: {
@@ -140,11 +147,20 @@ for (const db of ["pglite", "postgres"] as const) {
         (globalThis as { gc?: () => void }).gc?.();
         return process.memoryUsage().rss;
       };
-      // The allocator settles over the first few model loads (measured: +25% over 5 swaps, then
-      // flat for 60 more); memory must not grow after that.
-      for (let i = 0; i < 5; i++) await app.activator.swapTo(null);
+      // 35 distinct adapters: swaps create contexts on the loaded model and, every few
+      // adapters, load a fresh model so the old one and its adapters are freed. The allocator
+      // settles over the first few model loads; memory must not grow after that.
+      const base = await app.engine.fingerprint();
+      const swapToNew = async (i: number) => {
+        const file = path.join(dir, `random-${i}.gguf`);
+        writeRandomLora(model, file, i);
+        await app.store.training.addAdapter({ version: `random-${i}`, filePath: file, sha256: await fileSha256(file), baseFingerprint: base, trainingRunId: null, state: "candidate", metrics: {} });
+        await app.activator.swapTo(`random-${i}`);
+      };
+      for (let i = 0; i < 5; i++) await swapToNew(i);
       const first = rss();
-      for (let i = 0; i < 30; i++) await app.activator.swapTo(null);
+      for (let i = 5; i < 35; i++) await swapToNew(i);
+      assert.equal(app.activator.liveVersion, "random-34");
       const last = rss();
       assert.ok(last < first * 1.1, `RSS after 30 more swaps ${Math.round(last / 2 ** 20)} MiB vs ${Math.round(first / 2 ** 20)} MiB before them`);
     });
