@@ -108,6 +108,8 @@ export interface AdminPort {
   pendingSteers(actor: Actor): Promise<Outcome & { steers?: { id: string; preview: string }[] }>;
   reviewSteer(actor: Actor, steerId: string, verdict: "approve" | "reject"): Promise<Outcome>;
   retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome>;
+  /** Cancels the training run going on in this bot (the live adapter stays). */
+  cancelTraining(actor: Actor): Promise<Outcome>;
   adapters(actor: Actor, action: "list" | "activate" | "rollback", version?: string): Promise<Outcome>;
   optOut(actor: Actor): Promise<Outcome>;
   forget(actor: Actor, confirmed: boolean): Promise<Outcome>;

@@ -118,6 +118,30 @@ for (const db of ["pglite", "postgres"] as const) {
       assert.equal((await app.store.training.adapters()).filter((a) => a.state === "active").length, 1);
     });
 
+    it("an admin's cancel command stops a run; the live adapter stays", async () => {
+      const live = app.activator.liveVersion;
+      assert.deepEqual(await app.core.admin.cancelTraining(admin), { ok: false, notice: "No training run is going in this bot." });
+      const running = app.training.run({ trigger: "cli" });
+      // wait until our trainer child runs, then cancel as a chat admin would
+      for (let i = 0; i < 600; i++) {
+        try {
+          execFileSync("pgrep", ["-P", String(process.pid), "-f", "steer-train"]);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      assert.deepEqual(await app.core.admin.cancelTraining(stranger), { ok: false, notice: "Sorry, only admins can do that." });
+      const cancel = await app.core.admin.cancelTraining(admin);
+      assert.equal(cancel.ok, true);
+      const out = await running;
+      assert.equal(out.state, "cancelled", out.notice);
+      assert.match(out.notice!, /was cancelled\. The live adapter is unchanged/);
+      const run = await app.store.db.selectFrom("training_runs").select(["state", "error"]).where("id", "=", out.runId!).executeTakeFirstOrThrow();
+      assert.deepEqual(run, { state: "cancelled", error: "cancelled by an admin" });
+      assert.equal(app.activator.liveVersion, live);
+    });
+
     it("refuses a corrupt or truncated adapter file", async () => {
       const [row] = await app.store.training.adapters();
       await app.core.admin.adapters(admin, "rollback"); // base model live again

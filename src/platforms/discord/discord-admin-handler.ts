@@ -40,6 +40,8 @@ export class DiscordAdminHandler {
     switch (interaction.commandName) {
       case "status":
         return this.#show(interaction, await admin.status(actor));
+      case "cancel":
+        return this.#show(interaction, await admin.cancelTraining(actor));
       case "optout":
         return this.#show(interaction, await admin.optOut(actor));
       case "adapters": {

@@ -21,6 +21,7 @@ export function commandDefinitions(): RESTPostAPIChatInputApplicationCommandsJSO
       .setDescription("Ask the model; the answer streams into a thread")
       .addStringOption((o) => o.setName("question").setDescription("Your question").setRequired(true).setMaxLength(4000)),
     new SlashCommandBuilder().setName("retrain").setDescription("Train a new adapter from the approved steers (admins)"),
+    new SlashCommandBuilder().setName("cancel").setDescription("Cancel the training run going on (admins)"),
     new SlashCommandBuilder()
       .setName("adapters")
       .setDescription("List, activate or roll back fine-tuned adapters (admins)")

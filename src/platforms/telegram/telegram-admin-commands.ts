@@ -1,5 +1,5 @@
 /**
- * The admin and privacy commands: /status, /pending, /retrain, /adapters, /optout, /forget.
+ * The admin and privacy commands: /status, /pending, /retrain, /cancel, /adapters, /optout, /forget.
  *
  * Owns: parsing those commands, the inline keyboards they show (approve/reject a pending steer,
  * confirm /forget) and answering the button presses. /retrain shows progress by editing one
@@ -21,6 +21,7 @@ export const TELEGRAM_COMMANDS = [
   { command: "status", description: "Model, adapter and steer counts" },
   { command: "pending", description: "Review steers waiting for approval (admins)" },
   { command: "retrain", description: "Train a new adapter now (admins)" },
+  { command: "cancel", description: "Cancel the training run going on (admins)" },
   { command: "adapters", description: "list | activate <version> | rollback (admins)" },
   { command: "optout", description: "Stop storing my steers" },
   { command: "forget", description: "Delete everything stored about me" },
@@ -42,6 +43,11 @@ export interface AdminDeps {
 
 export function installAdminCommands(bot: Bot, d: AdminDeps): void {
   const actorOf = (ctx: Context): Promise<Actor> => d.actors.actor(ctx.from!, ctx.chat!);
+
+  bot.command("cancel", async (ctx) => {
+    const out = await d.core.admin.cancelTraining(await actorOf(ctx));
+    await d.reply(ctx, out.notice ?? (out.ok ? "OK" : "Refused."));
+  });
 
   bot.command("status", async (ctx) => {
     const out = await d.core.admin.status(await actorOf(ctx));

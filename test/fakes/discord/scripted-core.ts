@@ -125,6 +125,8 @@ export class ScriptedCore implements DiscordCore {
   };
 
   readonly admin = {
+    cancelTraining: async (actor: Actor): Promise<Outcome> =>
+      this.#isAdmin(actor) ? { ok: false, notice: "No training run is going in this bot." } : { ok: false, notice: "Admins only." },
     status: async (actor: Actor): Promise<Outcome> =>
       this.#isAdmin(actor) ? { ok: true, notice: `replies: ${this.replies.length}` } : { ok: false, notice: "Admins only." },
     pendingSteers: async (actor: Actor) =>

@@ -116,6 +116,7 @@ export class ScriptedCore implements TelegramCore {
   }
 
   readonly admin = {
+    cancelTraining: async (actor: Actor): Promise<Outcome> => (this.isAdmin(actor) ? { ok: false, notice: "No training run is going in this bot." } : refused()),
     status: async (actor: Actor): Promise<Outcome> => {
       this.calls.push({ kind: "admin.status", req: actor, at: Date.now() });
       return this.isAdmin(actor) ? { ok: true, notice: `model: fixture; replies: ${this.replies.length}; steers: ${this.steers.length}` } : refused();

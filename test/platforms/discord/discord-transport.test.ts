@@ -247,7 +247,7 @@ describe("discord adapter transport (scripted core)", () => {
     assert.equal(n, commandDefinitions().length);
     const set = h.fake.state.commandSets.at(-1)!;
     assert.equal(set.guildId, h.fake.state.guildId);
-    assert.deepEqual(set.commands.map((c) => c.name).sort(), ["adapters", "ask", "forget", "optout", "retrain", "status", "steers"]);
+    assert.deepEqual(set.commands.map((c) => c.name).sort(), ["adapters", "ask", "cancel", "forget", "optout", "retrain", "status", "steers"]);
   });
 });
 
