@@ -240,11 +240,20 @@ export async function buildTrainer(options: BuildTrainerOptions = {}): Promise<T
     const t0 = Date.now();
     const tree = await preparePatchedSource(workDir, log);
     const buildDir = path.join(workDir, "build");
+    // CMake pins a build directory to the source path that configured it; checkouts differ
+    // (a CI clone, a worktree), so configure from a copy at a path of the cache's own.
+    const trainerSrc = path.join(workDir, "trainer-src");
+    syncTree(TRAINER_DIR, trainerSrc);
+    const cmakeCache = path.join(buildDir, "CMakeCache.txt");
+    if (existsSync(cmakeCache) && !readFileSync(cmakeCache, "utf8").includes(`CMAKE_HOME_DIRECTORY:INTERNAL=${trainerSrc}\n`)) {
+      log("the build directory was configured from another source path: starting it afresh");
+      rmSync(buildDir, { recursive: true, force: true });
+    }
     const soname = readdirSync(ggmlLibDir).find((f) => /^libllama\..*so$/.test(f)) ?? "libllama.so";
     await runLogged(
       "cmake",
       [
-        "-S", TRAINER_DIR,
+        "-S", trainerSrc,
         "-B", buildDir,
         "-DCMAKE_BUILD_TYPE=Release",
         `-DLLAMA_SRC=${tree}`,

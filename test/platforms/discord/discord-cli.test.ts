@@ -27,7 +27,7 @@ describe("steerbot discord register", () => {
   it("registers the commands in one guild", async () => {
     const r = await run(["discord", "register", "--guild", fake.state.guildId, "--api", fake.apiUrl], fake.token);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /registered 7 slash commands in guild/);
+    assert.match(r.out, /registered 8 slash commands in guild/);
     assert.equal(fake.state.commandSets.at(-1)?.guildId, fake.state.guildId);
   });
 
@@ -35,7 +35,7 @@ describe("steerbot discord register", () => {
     const r = await run(["discord", "register", "--api", fake.apiUrl], fake.token);
     assert.equal(r.code, 0, r.err);
     assert.equal(fake.state.commandSets.at(-1)?.guildId, undefined);
-    assert.equal(fake.state.commandSets.at(-1)?.commands.length, 7);
+    assert.equal(fake.state.commandSets.at(-1)?.commands.length, 8);
   });
 
   it("says clearly when the token is missing or refused", async () => {
