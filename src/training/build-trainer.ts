@@ -49,13 +49,17 @@ export interface TrainerBuild {
   buildSeconds: number;
   /** Path of `llama-finetune` when it was requested. */
   finetuneBinary?: string;
+  /** Path of `llama-bench` (linked against node-llama-cpp's prebuilt libllama) when it was requested. */
+  llamaBenchBinary?: string;
 }
 
 export interface BuildTrainerOptions {
   /** `auto` (default): cuda when `nvcc` is on PATH and an NVIDIA device is present. Env: STEERBOT_TRAINER_BACKEND. */
   variant?: TrainerVariant | "auto";
-  /** Also build llama.cpp's `llama-finetune` (the benchmark baseline). */
+  /** Also build llama.cpp's `llama-finetune` (the training benchmark's baseline). */
   finetune?: boolean;
+  /** Also build llama.cpp's `llama-bench` (the generation benchmark's baseline). */
+  llamaBench?: boolean;
   /** Build output lines (cmake/make) go here; default: discarded. */
   log?: (line: string) => void;
   /** Parallel compile jobs (default 2: the dev machine is shared). */
@@ -131,7 +135,7 @@ function syncTree(from: string, to: string): void {
 }
 
 /** The parts of the llama.cpp tree the build reads. */
-const SOURCE_PARTS = ["src", "include", "ggml/include", "examples/training", "common", "vendor/nlohmann"];
+const SOURCE_PARTS = ["src", "include", "ggml/include", "examples/training", "tools/llama-bench", "common", "vendor/nlohmann"];
 
 async function preparePatchedSource(workDir: string, log: (l: string) => void): Promise<string> {
   const upstream = await llamaSourceDir();
@@ -223,6 +227,7 @@ export async function buildTrainer(options: BuildTrainerOptions = {}): Promise<T
   const outDir = path.join(cacheDir("trainer"), `${rel.tag}-${hash}-${variant}`);
   const binary = path.join(outDir, "steer-train");
   const finetuneBinary = path.join(outDir, "llama-finetune");
+  const llamaBenchBinary = path.join(outDir, "llama-bench");
   const result = (buildSeconds: number): TrainerBuild => ({
     binary,
     ggmlLibDir,
@@ -230,8 +235,12 @@ export async function buildTrainer(options: BuildTrainerOptions = {}): Promise<T
     release: rel.tag,
     buildSeconds,
     ...(options.finetune ? { finetuneBinary } : {}),
+    ...(options.llamaBench ? { llamaBenchBinary } : {}),
   });
-  const ready = () => existsSync(path.join(outDir, "complete")) && (!options.finetune || existsSync(finetuneBinary));
+  const ready = () =>
+    existsSync(path.join(outDir, "complete")) &&
+    (!options.finetune || existsSync(finetuneBinary)) &&
+    (!options.llamaBench || existsSync(llamaBenchBinary));
   if (ready()) return result(0);
 
   const workDir = cacheDir("trainer", `work-${rel.tag}-${variant}`);
@@ -260,10 +269,11 @@ export async function buildTrainer(options: BuildTrainerOptions = {}): Promise<T
         `-DGGML_LIB_DIR=${ggmlLibDir}`,
         `-DLLAMA_SONAME=${soname}`,
         `-DSTEER_BUILD_FINETUNE=${options.finetune ? "ON" : "OFF"}`,
+        `-DSTEER_BUILD_LLAMA_BENCH=${options.llamaBench ? "ON" : "OFF"}`,
       ],
       log,
     );
-    const targets = ["steer-train", ...(options.finetune ? ["llama-finetune"] : [])];
+    const targets = ["steer-train", ...(options.finetune ? ["llama-finetune"] : []), ...(options.llamaBench ? ["llama-bench"] : [])];
     await runLogged("cmake", ["--build", buildDir, "-j", String(options.jobs ?? 2), "--target", ...targets], log);
 
     const tmp = `${outDir}.tmp-${process.pid}`;
@@ -282,8 +292,9 @@ export async function buildTrainer(options: BuildTrainerOptions = {}): Promise<T
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const finetune = process.argv.includes("--finetune");
+  const llamaBench = process.argv.includes("--llama-bench");
   const t = Date.now();
-  buildTrainer({ finetune, log: (l) => process.stderr.write(l + "\n") }).then(
+  buildTrainer({ finetune, llamaBench, log: (l) => process.stderr.write(l + "\n") }).then(
     (b) => {
       console.log(JSON.stringify({ ...b, wallSeconds: (Date.now() - t) / 1000 }));
     },

@@ -74,6 +74,15 @@ export interface TrainerGradEvent {
   norm: number;
 }
 
+/** Printed once, at the first backward pass: how gradients through the frozen weights are computed. */
+export interface TrainerBackwardEvent {
+  type: "backward";
+  /** OUT_PROD nodes turned into products with a transposed weight copy (0 with --out-prod-backward, or on a GPU). */
+  matmuls: number;
+  /** Bytes of those transposed copies. */
+  transposedBytes: number;
+}
+
 export interface TrainerDoneEvent {
   type: "done";
   out?: string;
@@ -95,6 +104,7 @@ export type TrainerEvent =
   | TrainerEpochEvent
   | TrainerEvalEvent
   | TrainerGradEvent
+  | TrainerBackwardEvent
   | TrainerDoneEvent
   | TrainerErrorEvent;
 

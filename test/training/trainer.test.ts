@@ -12,7 +12,7 @@ import { Engine } from "../../src/engine/engine.ts";
 import { buildTrainer, type TrainerBuild } from "../../src/training/build-trainer.ts";
 import { evaluateSteers, type SteerEvaluationSummary } from "../../src/training/evaluate-steers.ts";
 import { trainAdapter, type TrainResult } from "../../src/training/train-adapter.ts";
-import { runTrainer, TrainerError, type TrainerEvent, type TrainerGradEvent } from "../../src/training/trainer-process.ts";
+import { runTrainer, TrainerError, type TrainerEvent, type TrainerGradEvent, type TrainerBackwardEvent } from "../../src/training/trainer-process.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 import { CHOSEN, colourSteers, writeSteers } from "./colour-task.ts";
 
@@ -44,14 +44,18 @@ function seqTokens(seed: number, n: number): number[] {
   });
 }
 
-async function gradCheck(data: string, extra: string[] = []): Promise<{ loss: number; grads: TrainerGradEvent[] }> {
+async function gradCheck(data: string, extra: string[] = []): Promise<{ loss: number; grads: TrainerGradEvent[]; backward?: TrainerBackwardEvent }> {
   const events: TrainerEvent[] = await runTrainer({
     build,
     args: ["grad-check", "--model", model, "--data", data, "--targets", "q,k,v,o,gate,up,down", "--rank", "4", "--alpha", "8", "--threads", "1", "--seed", "7", ...extra],
   });
   const start = events.find((e) => e.type === "start") as { loss: number } | undefined;
   assert.ok(start, "grad-check printed no start line");
-  return { loss: start.loss, grads: events.filter((e): e is TrainerGradEvent => e.type === "grad") };
+  return {
+    loss: start.loss,
+    grads: events.filter((e): e is TrainerGradEvent => e.type === "grad"),
+    backward: events.find((e): e is TrainerBackwardEvent => e.type === "backward"),
+  };
 }
 
 describe("weighted loss gradients", () => {
@@ -75,6 +79,23 @@ describe("weighted loss gradients", () => {
       assert.ok(err <= 0.01 * Math.abs(g.numeric) + 1e-4, `${g.name}: analytic ${g.analytic} vs numeric ${g.numeric}`);
     }
     console.log(table.join("\n"));
+  });
+
+  test("gradients through frozen weights as products with transposed copies equal ggml's OUT_PROD", async () => {
+    const data = rawDataset(path.join(dir, "gc-op.jsonl"), [{ tokens: seqTokens(4, 24), weights: weights(24) }]);
+    const fast = await gradCheck(data);
+    const slow = await gradCheck(data, ["--out-prod-backward"]);
+    // at least the last layer's 7 projections and the output head (layer 0's inputs mostly need no gradient)
+    assert.ok((fast.backward?.matmuls ?? 0) >= 7 + 1, `rewritten products: ${fast.backward?.matmuls}`);
+    assert.ok((fast.backward?.transposedBytes ?? 0) > 0);
+    assert.equal(slow.backward?.matmuls, 0);
+    assert.equal(fast.grads.length, slow.grads.length);
+    for (let i = 0; i < fast.grads.length; i++) {
+      const [f, s] = [fast.grads[i]!, slow.grads[i]!];
+      assert.equal(f.name, s.name);
+      assert.ok(Math.abs(f.norm - s.norm) <= 1e-5 * (1 + s.norm), `${f.name}: |g| ${f.norm} vs out_prod ${s.norm}`);
+      assert.ok(Math.abs(f.analytic - s.analytic) <= 1e-5 * (1 + Math.abs(s.analytic)), `${f.name}: ${f.analytic} vs out_prod ${s.analytic}`);
+    }
   });
 
   test("upstream's cached K/V (--cached-kv) gives attn_k/attn_v no gradient: the trap our patch removes", async () => {
