@@ -42,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #ifndef STEER_GGML_LIB_DIR
@@ -231,7 +232,8 @@ struct Options {
     bool all_outputs = false;
     bool cached_kv = false;
     bool generic_loss = false;
-    bool out_prod_backward = false;  // keep ggml's OUT_PROD for gradients through frozen weights (slow on CPU; less memory)  // never use the fused cross-entropy path    // read K/V back from the cache as upstream does (no gradient through K/V)  // output logits for every position (tests: weight 0 rows then go through the loss)
+    bool out_prod_backward = false;
+    std::string compute_type = "auto";  // auto|f32|bf16: type of the frozen matrices while training  // keep ggml's OUT_PROD for gradients through frozen weights (slow on CPU; less memory)  // never use the fused cross-entropy path    // read K/V back from the cache as upstream does (no gradient through K/V)  // output logits for every position (tests: weight 0 rows then go through the loss)
     // grad-check
     float eps = 1e-2f;
     float init_b_std = 0.0f;  // grad-check: random B so A gets gradients too
@@ -246,7 +248,8 @@ static void usage() {
         "options: --objective sft|dpo|sft+dpo --rank R --alpha A --targets q,k,v,o,gate,up,down\n"
         "         --epochs N --lr X --schedule cosine|linear|constant --warmup F --weight-decay W\n"
         "         --beta B --sft-weight W --grad-accum N --seed N --threads N --gpu-layers N\n"
-        "         --max-steps N --all-outputs --cached-kv --generic-loss --out-prod-backward --eps E --backend-dir DIR --verbose\n");
+        "         --max-steps N --all-outputs --cached-kv --generic-loss --out-prod-backward\n"
+        "         --compute-type auto|f32|bf16 --eps E --backend-dir DIR --verbose\n");
 }
 
 static Options parse_args(int argc, char ** argv) {
@@ -286,6 +289,7 @@ static Options parse_args(int argc, char ** argv) {
         else if (a == "--cached-kv") o.cached_kv = true;
         else if (a == "--generic-loss") o.generic_loss = true;
         else if (a == "--out-prod-backward") o.out_prod_backward = true;
+        else if (a == "--compute-type") o.compute_type = next();
         else if (a == "--verbose") g_verbose = true;
         else if (a == "--help" || a == "-h") { usage(); exit(0); }
         else throw fatal("usage", "unknown option " + a);
@@ -295,6 +299,7 @@ static Options parse_args(int argc, char ** argv) {
     if (o.data.empty()) throw fatal("usage", "--data is required");
     if (o.mode == "train" && o.out.empty()) throw fatal("usage", "--out is required");
     if (o.objective != "sft" && o.objective != "dpo" && o.objective != "sft+dpo") throw fatal("usage", "--objective must be sft, dpo or sft+dpo");
+    if (o.compute_type != "auto" && o.compute_type != "f32" && o.compute_type != "bf16") throw fatal("usage", "--compute-type must be auto, f32 or bf16");
     if (o.schedule != "cosine" && o.schedule != "linear" && o.schedule != "constant") throw fatal("usage", "--schedule must be cosine, linear or constant");
     if (o.rank < 1 || o.epochs < 1 || o.grad_accum < 1 || !(o.lr > 0)) throw fatal("usage", "rank, epochs, grad-accum and lr must be positive");
     if (o.threads <= 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
@@ -439,6 +444,9 @@ struct Session {
     std::map<const ggml_tensor *, ggml_tensor *> transposed;
     std::vector<std::pair<ggml_context *, ggml_backend_buffer_t>> transposed_bufs;
     bool backward_reported = false;
+    bool bf16 = false;               // frozen F32 matrices multiplied as BF16 (see weights_to_bf16)
+    bool weights_prepared = false;
+    bool on_gpu = false;             // layers offloaded: leave the backward graph as ggml builds it
 
     ~Session() {
         for (auto & [c, b] : transposed_bufs) { ggml_backend_buffer_free(b); ggml_free(c); }
@@ -495,6 +503,7 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
 
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = o.gpu_layers >= 0 ? o.gpu_layers : (has_gpu() ? 999 : 0);
+    S.on_gpu = mp.n_gpu_layers > 0 && has_gpu();
     S.model = llama_model_load_from_file(o.model.c_str(), mp);
     if (!S.model) throw fatal("bad_model", "cannot load the base model " + o.model);
     S.vocab = llama_model_get_vocab(S.model);
@@ -528,6 +537,10 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
     S.set_adapter_scale(1.0f);
 
     if (!trainable) return;
+    // BF16 products need the CPU's BF16 dot product (AVX512-BF16) to be faster than F32;
+    // upstream's OUT_PROD has no BF16 kernel; grad-check's finite differences need F32 unless asked
+    S.bf16 = !o.out_prod_backward && (o.compute_type == "bf16" || (o.compute_type == "auto" && o.mode == "train" &&
+                                                                    __builtin_cpu_supports("avx512bf16")));
 
     // trainable tensors: every lora_a/lora_b of the adapter
     struct Collect { std::vector<std::pair<std::string, ggml_tensor *>> v; } col;
@@ -568,7 +581,7 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
 }
 
 // ----------------------------------------------------------------------------------------
-// gradients through frozen weights as matrix products
+// frozen weights: compute type, and gradients through them as matrix products
 // ----------------------------------------------------------------------------------------
 //
 // ggml differentiates y = W·x (ggml_mul_mat(W, x)) with respect to x as
@@ -579,72 +592,163 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
 // numbers through the fast GEMM path. Costs one copy of the frozen weights in memory; only
 // for weights in host memory (CUDA's OUT_PROD is already a cuBLAS GEMM). --out-prod-backward
 // keeps upstream's op.
+//
+// --compute-type bf16 (the default on CPUs with AVX512-BF16) also stores the frozen F32
+// matrices as bfloat16 for training, as mixed-precision LoRA training does (the adapter and its
+// gradients stay F32, products accumulate in F32): ggml's GEMM then runs on the CPU's BF16 dot
+// product instructions, twice the FLOPs per instruction of F32 FMA. Evaluation always uses the
+// weights as stored.
 
 static bool is_frozen_host_weight(const Session & S, const ggml_tensor * t) {
-    return t && t->op == GGML_OP_NONE && t->type == GGML_TYPE_F32 && t->buffer && ggml_backend_buffer_is_host(t->buffer) &&
-           ggml_backend_buffer_get_usage(t->buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS && !S.param_index.count(t) &&
-           ggml_is_contiguous(t) && t->ne[2] == 1 && t->ne[3] == 1;
+    return t && t->op == GGML_OP_NONE && (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16) &&
+           t->buffer && ggml_backend_buffer_is_host(t->buffer) && ggml_backend_buffer_get_usage(t->buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS &&
+           !S.param_index.count(t) && ggml_is_contiguous(t) && t->ne[2] == 1 && t->ne[3] == 1;
 }
 
-// Creates Wᵀ for every frozen host weight that is the matrix of a product in `gf` (once).
-static void prepare_transposed(Session & S, ggml_cgraph * gf) {
-    std::vector<ggml_tensor *> todo;
-    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
-        ggml_tensor * n = ggml_graph_node(gf, i);
-        if (n->op != GGML_OP_MUL_MAT || !is_frozen_host_weight(S, n->src[0]) || S.transposed.count(n->src[0])) continue;
-        if (std::find(todo.begin(), todo.end(), n->src[0]) == todo.end()) todo.push_back(n->src[0]);
+// runs fn(i0, i1) over [0, n) split across the training threads
+template <typename F>
+static void parallel_rows(int nth, int64_t n, F fn) {
+    nth = std::max(1, nth);
+    std::vector<std::thread> th;
+    for (int t = 0; t < nth; ++t) th.emplace_back([=] { fn(n * t / nth, n * (t + 1) / nth); });
+    for (auto & x : th) x.join();
+}
+
+// Converts F32 weights to BF16 in place of the model's tensors (type, strides, data, buffer),
+// so every graph built afterwards multiplies in BF16; the F32 pages of the mapped file are
+// released from memory.
+static void weights_to_bf16(Session & S, const std::vector<ggml_tensor *> & ws) {
+    ggml_context * c = ggml_init(ggml_init_params{(ws.size() + 1) * ggml_tensor_overhead(), nullptr, true});
+    std::vector<ggml_tensor *> tmp;
+    for (ggml_tensor * w : ws) tmp.push_back(ggml_new_tensor_2d(c, GGML_TYPE_BF16, w->ne[0], w->ne[1]));
+    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(c, ggml_backend_cpu_buffer_type());
+    if (!buf) throw fatal("oom", "cannot allocate the bf16 weights (try --compute-type f32)");
+    ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    S.transposed_bufs.push_back({c, buf});
+    const long page = sysconf(_SC_PAGESIZE);
+    for (size_t k = 0; k < ws.size(); ++k) {
+        ggml_tensor * w = ws[k];
+        const float * src = (const float *) w->data;
+        auto * dst = (ggml_bf16_t *) tmp[k]->data;
+        const int64_t n_in = w->ne[0];
+        parallel_rows(S.opt.threads, w->ne[1], [=](int64_t r0, int64_t r1) {
+            ggml_fp32_to_bf16_row_ref(src + r0 * n_in, dst + r0 * n_in, (r1 - r0) * n_in);
+        });
+        // the F32 bytes are no longer read: drop them from memory when they come from the mapped file
+        const uintptr_t a = ((uintptr_t) src + page - 1) / page * page;
+        const uintptr_t b = ((uintptr_t) src + ggml_nbytes(w)) / page * page;
+        if (b > a) madvise((void *) a, b - a, MADV_DONTNEED);
+        w->type = GGML_TYPE_BF16;
+        w->nb[0] = ggml_type_size(GGML_TYPE_BF16);
+        w->nb[1] = w->nb[0] * w->ne[0];
+        w->nb[2] = w->nb[1] * w->ne[1];
+        w->nb[3] = w->nb[2] * w->ne[2];
+        w->data = tmp[k]->data;
+        w->buffer = buf;
     }
-    if (todo.empty()) return;
-    ggml_context * c = ggml_init(ggml_init_params{(todo.size() + 1) * ggml_tensor_overhead(), nullptr, true});
+}
+
+// dst = srcᵀ for 2-D tensors of T-sized elements; blocked so both sides stay in cache
+template <typename T>
+static void transpose_rows(int nth, const ggml_tensor * src_t, ggml_tensor * dst_t) {
+    const T * src = (const T *) src_t->data;
+    T * dst = (T *) dst_t->data;
+    const int64_t n_in = src_t->ne[0], n_out = src_t->ne[1];
+    const int64_t B = 64;
+    parallel_rows(nth, (n_out + B - 1) / B, [=](int64_t b0, int64_t b1) {
+        for (int64_t o0 = b0 * B; o0 < std::min(n_out, b1 * B); o0 += B)
+            for (int64_t i0 = 0; i0 < n_in; i0 += B)
+                for (int64_t o = o0; o < std::min(o0 + B, n_out); ++o)
+                    for (int64_t i = i0; i < std::min(i0 + B, n_in); ++i) dst[o + i * n_out] = src[i + o * n_in];
+    });
+}
+
+// Makes Wᵀ (same type as W) for the given weights.
+static void make_transposed(Session & S, const std::vector<ggml_tensor *> & ws) {
+    ggml_context * c = ggml_init(ggml_init_params{(ws.size() + 1) * ggml_tensor_overhead(), nullptr, true});
     std::vector<ggml_tensor *> out;
-    for (ggml_tensor * w : todo) {
-        ggml_tensor * t = ggml_new_tensor_2d(c, GGML_TYPE_F32, w->ne[1], w->ne[0]);
+    for (ggml_tensor * w : ws) {
+        ggml_tensor * t = ggml_new_tensor_2d(c, w->type, w->ne[1], w->ne[0]);
         ggml_format_name(t, "%s (transposed)", w->name);
         out.push_back(t);
     }
     ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(c, ggml_backend_cpu_buffer_type());
     if (!buf) throw fatal("oom", "cannot allocate the transposed weights (try --out-prod-backward, which needs no copy)");
     S.transposed_bufs.push_back({c, buf});
-    // blocked transpose, rows split over the training threads
-    const int nth = std::max(1, S.opt.threads);
-    for (size_t k = 0; k < todo.size(); ++k) {
-        const float * src = (const float *) todo[k]->data;
-        float * dst = (float *) out[k]->data;
-        const int64_t n_in = todo[k]->ne[0], n_out = todo[k]->ne[1];
-        const int64_t B = 64;
-        std::vector<std::thread> th;
-        for (int t = 0; t < nth; ++t) {
-            th.emplace_back([=] {
-                for (int64_t o0 = (n_out + B - 1) / B * t / nth * B; o0 < std::min(n_out, (n_out + B - 1) / B * (t + 1) / nth * B); o0 += B)
-                    for (int64_t i0 = 0; i0 < n_in; i0 += B)
-                        for (int64_t o = o0; o < std::min(o0 + B, n_out); ++o)
-                            for (int64_t i = i0; i < std::min(i0 + B, n_in); ++i) dst[o + i * n_out] = src[i + o * n_in];
-            });
-        }
-        for (auto & x : th) x.join();
-        S.transposed[todo[k]] = out[k];
+    for (size_t k = 0; k < ws.size(); ++k) {
+        if (ggml_type_size(ws[k]->type) == 4) transpose_rows<uint32_t>(S.opt.threads, ws[k], out[k]);
+        else transpose_rows<uint16_t>(S.opt.threads, ws[k], out[k]);
+        S.transposed[ws[k]] = out[k];
     }
 }
 
-// Rewrites OUT_PROD(W, transpose(dy)) into MUL_MAT(Wᵀ, dy) in a built backward graph.
-static int rewrite_out_prods(Session & S, ggml_cgraph * gb) {
-    int n = 0;
+// Once per session, at the first graph: the frozen host weights that are matrices of products.
+static void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
+    if (S.weights_prepared) return;
+    std::vector<ggml_tensor *> ws;
+    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+        ggml_tensor * n = ggml_graph_node(gf, i);
+        if (n->op == GGML_OP_MUL_MAT && is_frozen_host_weight(S, n->src[0]) && std::find(ws.begin(), ws.end(), n->src[0]) == ws.end())
+            ws.push_back(n->src[0]);
+    }
+    if (S.bf16) {
+        std::vector<ggml_tensor *> f32;
+        for (ggml_tensor * w : ws) if (w->type == GGML_TYPE_F32) f32.push_back(w);
+        if (!f32.empty()) weights_to_bf16(S, f32);
+    }
+    if (backward && !S.opt.out_prod_backward && !ws.empty()) make_transposed(S, ws);
+    // forward-only graphs (DPO reference scores) come first: transpose at the first backward one
+    S.weights_prepared = backward || S.opt.out_prod_backward;
+}
+
+// OUT_PROD(a, b) is dst[i, j] = Σ_k a[i, k]·b[j, k]; as a product with the contracted index
+// first, that is MUL_MAT(aᵀ, bᵀ). Gradients bring OUT_PROD in three shapes, all slow on the CPU
+// (axpys of ne0 elements: for a LoRA B gradient ne0 is the rank, 16):
+//   frozen W, transpose(dy)   -> MUL_MAT(Wᵀ, dy)        Wᵀ made once (make_transposed)
+//   x, transpose(dy)          -> MUL_MAT(cont(xᵀ), dy)  adapter A/B, attention: small copies
+//   x, y                      -> MUL_MAT(cont(xᵀ), cont(yᵀ))
+// Returns a new graph with the rewritten nodes and the copies they need, in order; `rewritten`
+// counts them.
+static bool can_mul_mat(const ggml_tensor * a, const ggml_tensor * b) {
+    return a->ne[0] == b->ne[0] && b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0;
+}
+
+static ggml_cgraph * rewrite_out_prods(Session & S, ggml_context * c, ggml_cgraph * gb, int & rewritten) {
+    rewritten = 0;
+    ggml_cgraph * g2 = ggml_new_graph_custom(c, ggml_graph_size(gb) + 4096, false);
+    auto transposed_cont = [&](ggml_tensor * t) -> ggml_tensor * {
+        if (t->op == GGML_OP_TRANSPOSE && ggml_is_contiguous(t->src[0])) return t->src[0];
+        return ggml_cont(c, ggml_transpose(c, t));
+    };
     for (int i = 0; i < ggml_graph_n_nodes(gb); ++i) {
         ggml_tensor * node = ggml_graph_node(gb, i);
-        if (node->op != GGML_OP_OUT_PROD) continue;
-        auto it = S.transposed.find(node->src[0]);
-        ggml_tensor * tr = node->src[1];
-        if (it == S.transposed.end() || tr->op != GGML_OP_TRANSPOSE) continue;
-        ggml_tensor * dy = tr->src[0];
-        ggml_tensor * wt = it->second;
-        if (dy->type != GGML_TYPE_F32 || dy->ne[0] != wt->ne[0] || node->ne[0] != wt->ne[1] || node->ne[1] != dy->ne[1] ||
-            dy->ne[2] != 1 || dy->ne[3] != 1 || node->ne[2] != 1 || node->ne[3] != 1) continue;
-        node->op = GGML_OP_MUL_MAT;
-        node->src[0] = wt;
-        node->src[1] = dy;
-        ++n;
+        if (node->op == GGML_OP_OUT_PROD && node->type == GGML_TYPE_F32 && node->src[0]->type == GGML_TYPE_F32 &&
+            node->src[1]->type == GGML_TYPE_F32) {
+            ggml_tensor * a = node->src[0];
+            auto it = S.transposed.find(a);
+            ggml_tensor * at = it != S.transposed.end() ? it->second : transposed_cont(a);
+            ggml_tensor * bt = transposed_cont(node->src[1]);
+            if (can_mul_mat(at, bt) && at->ne[1] == node->ne[0] && bt->ne[1] == node->ne[1] && bt->ne[2] == node->ne[2] &&
+                bt->ne[3] == node->ne[3]) {
+                node->op = GGML_OP_MUL_MAT;
+                node->src[0] = at;
+                node->src[1] = bt;
+                ++rewritten;
+            }
+        } else if (node->op == GGML_OP_OUT_PROD) {
+            // a frozen weight converted to bf16: the product with its bf16 transpose
+            auto it = S.transposed.find(node->src[0]);
+            ggml_tensor * tr = node->src[1];
+            if (it != S.transposed.end() && tr->op == GGML_OP_TRANSPOSE && ggml_is_contiguous(tr->src[0]) && can_mul_mat(it->second, tr->src[0])) {
+                node->op = GGML_OP_MUL_MAT;
+                node->src[0] = it->second;
+                node->src[1] = tr->src[0];
+                ++rewritten;
+            }
+        }
+        ggml_build_forward_expand(g2, node);
     }
-    return n;
+    return g2;
 }
 
 // ----------------------------------------------------------------------------------------
@@ -686,7 +790,9 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
     const int64_t V = logits->ne[0];
     const int64_t k = logits->ne[1];
     const size_t gsize = ggml_graph_size(gf);
-    ggml_init_params ip = {(gsize * 2 + 64) * ggml_tensor_overhead() + ggml_graph_overhead_custom(gsize, true) + (1 << 16), nullptr, true};
+    // room for the loss, the backward graph, and the rewritten graph with its copies (rewrite_out_prods)
+    ggml_init_params ip = {(gsize * 2 + 8192) * ggml_tensor_overhead() + ggml_graph_overhead_custom(gsize, true) +
+                               ggml_graph_overhead_custom(gsize + 4096, false) + (1 << 16), nullptr, true};
     J.uctx = ggml_init(ip);
     ggml_context * c = J.uctx;
 
@@ -730,6 +836,7 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
     ggml_cgraph * gb = ggml_new_graph_custom(c, gsize, J.backward);
     ggml_graph_cpy(gf, gb);  // keeps the KV-cache writes, which are not ancestors of the logits
     ggml_build_forward_expand(gb, J.loss);
+    prepare_weights(S, gf, J.backward);
     if (!J.backward) return gb;
 
     ggml_set_loss(J.loss);
@@ -747,17 +854,6 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
         return nullptr;
     }
     ggml_build_backward_expand(c, gb, accs.data());
-    int n_rewritten = 0;
-    if (!S.opt.out_prod_backward) {
-        prepare_transposed(S, gf);
-        n_rewritten = rewrite_out_prods(S, gb);
-    }
-    if (!S.backward_reported) {
-        S.backward_reported = true;
-        size_t bytes = 0;
-        for (auto & [w, t] : S.transposed) bytes += ggml_nbytes(t);
-        emit(fmt("{\"type\":\"backward\",\"matmuls\":%d,\"transposedBytes\":%zu}", n_rewritten, bytes));
-    }
 
     if (J.step) {
         J.adamw_params = ggml_new_tensor_1d(c, GGML_TYPE_F32, 7);
@@ -768,6 +864,18 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
             if (!g) continue;  // no gradient reaches it (e.g. attn_k/attn_v through the KV cache)
             ggml_build_forward_expand(gb, ggml_opt_step_adamw(c, p.t, g, p.m, p.v, J.adamw_params));
         }
+    }
+
+    int n_rewritten = 0;
+    if (!S.opt.out_prod_backward && !S.on_gpu) gb = rewrite_out_prods(S, c, gb, n_rewritten);
+    if (!S.backward_reported) {
+        S.backward_reported = true;
+        size_t bytes = 0;
+        for (auto & [w, t] : S.transposed) bytes += ggml_nbytes(t);
+        int n_left = 0;
+        for (int i = 0; i < ggml_graph_n_nodes(gb); ++i) n_left += ggml_graph_node(gb, i)->op == GGML_OP_OUT_PROD;
+        emit(fmt("{\"type\":\"backward\",\"matmuls\":%d,\"outProds\":%d,\"transposedBytes\":%zu,\"computeType\":\"%s\"}", n_rewritten, n_left,
+                 bytes, S.bf16 ? "bf16" : "f32"));
     }
     return gb;
 }

@@ -77,10 +77,14 @@ export interface TrainerGradEvent {
 /** Printed once, at the first backward pass: how gradients through the frozen weights are computed. */
 export interface TrainerBackwardEvent {
   type: "backward";
-  /** OUT_PROD nodes turned into products with a transposed weight copy (0 with --out-prod-backward, or on a GPU). */
+  /** OUT_PROD nodes of the backward graph turned into matrix products (0 with --out-prod-backward, or on a GPU). */
   matmuls: number;
+  /** OUT_PROD nodes left as they are. */
+  outProds: number;
   /** Bytes of those transposed copies. */
   transposedBytes: number;
+  /** Type of the frozen matrices while training: `bf16` by default on CPUs with AVX512-BF16. */
+  computeType: "f32" | "bf16";
 }
 
 export interface TrainerDoneEvent {

@@ -98,6 +98,19 @@ describe("weighted loss gradients", () => {
     }
   });
 
+  test("bf16 frozen weights (training's default on CPUs with AVX512-BF16) give gradients close to f32", async () => {
+    const data = rawDataset(path.join(dir, "gc-bf16.jsonl"), [{ tokens: seqTokens(5, 24), weights: weights(24) }]);
+    const f32 = await gradCheck(data);
+    const bf16 = await gradCheck(data, ["--compute-type", "bf16"]);
+    assert.equal(f32.backward?.computeType, "f32");
+    assert.equal(bf16.backward?.computeType, "bf16");
+    assert.ok(Math.abs(bf16.loss - f32.loss) <= 0.01 * Math.abs(f32.loss), `loss ${bf16.loss} vs f32 ${f32.loss}`);
+    for (let i = 0; i < f32.grads.length; i++) {
+      const [a, b] = [f32.grads[i]!, bf16.grads[i]!];
+      assert.ok(Math.abs(a.norm - b.norm) <= 0.02 * a.norm, `${a.name}: |g| f32 ${a.norm} vs bf16 ${b.norm}`);
+    }
+  });
+
   test("upstream's cached K/V (--cached-kv) gives attn_k/attn_v no gradient: the trap our patch removes", async () => {
     const data = rawDataset(path.join(dir, "gc-kv.jsonl"), [{ tokens: seqTokens(1, 24), weights: weights(24) }]);
     const { grads } = await gradCheck(data, ["--cached-kv", "--targets", "k,v"]);
