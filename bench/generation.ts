@@ -1,7 +1,12 @@
 /**
- * Generation benchmark: raw node-llama-cpp versus our Engine versus the whole conversation core
- * (the playground's path: SteeringCore.ask streaming into a display, no terminal), same model,
- * same thread count.
+ * Generation benchmark: llama.cpp's own `llama-bench` versus raw node-llama-cpp versus our Engine
+ * versus the whole conversation core (the playground's path: SteeringCore.ask streaming into a
+ * display, no terminal), same model, same thread count, one run.
+ *
+ * `llama-bench` is built from the llama.cpp source node-llama-cpp bundles and linked against
+ * node-llama-cpp's own prebuilt libllama/ggml (`buildTrainer({ llamaBench: true })`, cached), so
+ * the comparison is of the layers above identical kernels. Its figure is `tg`: decode rate
+ * of single tokens after an empty prompt, repeated `--rounds` times.
  *
  * Run: `npx tsx bench/generation.ts [--shape qwen2-0.5b|tiny] [--tokens 64] [--rounds 3] [--threads 1,2] [--sequences N]`
  *
@@ -26,6 +31,9 @@ import { Store } from "../src/store/store.ts";
 import { RecordingSurface } from "../test/helpers/recording-surface.ts";
 import { writeFixtureModel, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
 import { cacheDir } from "../src/engine/llama-source.ts";
+import { buildTrainer } from "../src/training/build-trainer.ts";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 
 const { values } = parseArgs({
   options: {
@@ -61,6 +69,20 @@ process.stdout.write(
     `${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}\n`,
 );
 
+// llama.cpp's CLI baseline (built once, cached with the trainer)
+const tools = await buildTrainer({ llamaBench: true, log: (l) => process.stderr.write(`[build] ${l}\n`) });
+async function llamaBench(threads: number): Promise<number> {
+  const { stdout } = await promisify(execFile)(
+    tools.llamaBenchBinary!,
+    ["-m", modelPath, "-p", "0", "-n", String(nTokens), "-t", String(threads), "-r", String(rounds), "-ngl", "0", "-o", "json"],
+    { cwd: tools.ggmlLibDir, maxBuffer: 1 << 24 }, // ggml_backend_load_all() looks in the working directory
+  );
+  const results = JSON.parse(stdout) as { n_gen: number; avg_ts: number }[];
+  const tg = results.find((r) => r.n_gen > 0);
+  if (!tg) throw new Error(`llama-bench printed no generation result: ${stdout.slice(0, 500)}`);
+  return tg.avg_ts;
+}
+
 const messages = [{ role: "user" as const, content: "Write a short paragraph about rivers and the sea." }];
 
 // Raw node-llama-cpp: one Llama, one model, one context per thread count, evaluate() loop.
@@ -71,6 +93,7 @@ const rawLoadMs = performance.now() - t0;
 
 interface Row {
   threads: number;
+  llamaBench: number;
   raw: number[];
   engine: number[];
   core: number[];
@@ -108,7 +131,7 @@ for (const threads of threadCounts) {
   const rawCtx = await rawModel.createContext({ contextSize: engine.contextSize, threads, sequences: engine.sequences });
   const rawSeq = rawCtx.getSequence();
   const prompt = engine.renderContext(messages, "").tokens as Token[];
-  const row: Row = { threads, raw: [], engine: [], core: [], rawCpu: [], engineCpu: [], engineLoadMs };
+  const row: Row = { threads, llamaBench: 0, raw: [], engine: [], core: [], rawCpu: [], engineCpu: [], engineLoadMs };
 
   // The core path: the engine wrapped only to timestamp each token after the core handled it.
   let coreN = 0;
@@ -199,9 +222,11 @@ for (const threads of threadCounts) {
     row.engineCpu.push(eng.cpu);
     row.core.push(await coreRun());
   }
+  // after our runs, with our engine and the raw context still loaded (the same memory pressure)
+  row.llamaBench = await llamaBench(threads);
   rows.push(row);
   process.stdout.write(
-    `threads ${threads}: raw ${row.raw.map(fmt).join(" ")} | engine ${row.engine.map(fmt).join(" ")} tokens/s ` +
+    `threads ${threads}: llama-bench ${fmt(row.llamaBench)} | raw ${row.raw.map(fmt).join(" ")} | engine ${row.engine.map(fmt).join(" ")} tokens/s ` +
       `| core ${row.core.map(fmt).join(" ")} → median raw ${fmt(median(row.raw))}, engine ${fmt(median(row.engine))}, ratio ${(median(row.engine) / median(row.raw)).toFixed(3)}, core/raw ${(median(row.core) / median(row.raw)).toFixed(3)} ` +
       `(engine load ${(engineLoadMs / 1000).toFixed(2)} s, ${engine.sequences} sequences × ${engine.contextSize} tokens); per CPU-second raw ${fmt(median(row.rawCpu))}, engine ${fmt(median(row.engineCpu))}, ` +
       `ratio ${(median(row.engineCpu) / median(row.rawCpu)).toFixed(3)}\n`,
@@ -213,11 +238,13 @@ await rawModel.dispose();
 await store.close();
 
 process.stdout.write(`\nraw model load ${(rawLoadMs / 1000).toFixed(2)} s\n`);
-process.stdout.write("threads | raw tok/s | engine tok/s | engine/raw | core tok/s | core/raw | raw tok/cpu-s | engine tok/cpu-s | engine/raw (cpu)\n");
+process.stdout.write(
+  "threads | llama-bench tok/s | raw tok/s | raw/llama-bench | engine tok/s | engine/raw | core tok/s | core/raw | core/llama-bench | raw tok/cpu-s | engine tok/cpu-s | engine/raw (cpu)\n",
+);
 for (const r of rows) {
   process.stdout.write(
-    `${String(r.threads).padStart(7)} | ${fmt(median(r.raw)).padStart(9)} | ${fmt(median(r.engine)).padStart(12)} | ${(median(r.engine) / median(r.raw)).toFixed(3).padStart(10)} | ` +
-      `${fmt(median(r.core)).padStart(10)} | ${(median(r.core) / median(r.raw)).toFixed(3).padStart(8)} | ` +
+    `${String(r.threads).padStart(7)} | ${fmt(r.llamaBench).padStart(17)} | ${fmt(median(r.raw)).padStart(9)} | ${(median(r.raw) / r.llamaBench).toFixed(3).padStart(15)} | ${fmt(median(r.engine)).padStart(12)} | ${(median(r.engine) / median(r.raw)).toFixed(3).padStart(10)} | ` +
+      `${fmt(median(r.core)).padStart(10)} | ${(median(r.core) / median(r.raw)).toFixed(3).padStart(8)} | ${(median(r.core) / r.llamaBench).toFixed(3).padStart(16)} | ` +
       `${fmt(median(r.rawCpu)).padStart(13)} | ${fmt(median(r.engineCpu)).padStart(16)} | ${(median(r.engineCpu) / median(r.rawCpu)).toFixed(3)}\n`,
   );
 }

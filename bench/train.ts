@@ -4,14 +4,20 @@
  * LLAMA_GRAPH_NODES_SCALE=4, without which it aborts on this shape), same fixture model,
  * same window length, same threads, one after the other in one run.
  *
- * Run: `npx tsx bench/train.ts [--shape qwen2-0.5b|tiny] [--ctx 256] [--windows 4] [--threads N]
- *       [--rank 16] [--targets q,k,v,o,gate,up,down] [--skip-finetune]`
+ * Run: `npx tsx bench/train.ts [--shape qwen2-0.5b|tiny] [--ctx 256] [--windows 8] [--threads N]
+ *       [--rank 16] [--targets q,k,v,o,gate,up,down] [--compute-type auto|f32|bf16] [--skip-finetune]`
  *
- * Reports tokens/s of both (training loop only, model load excluded), their ratio, peak
- * resident memory of both processes (/usr/bin/time -v), and the fraction of the CPU's peak
- * FP32 FLOP/s each reaches: LoRA does ≈ 4·P FLOPs per token (forward 2P + input gradients 2P;
- * the frozen weights get no weight gradient), full finetune ≈ 6·P, P = model parameters.
- * The peak is threads × clock × FLOPs/cycle (64 with AVX-512, 32 with AVX2+FMA).
+ * Reports tokens/s of both (training loop only, model load excluded) over the whole run and in
+ * the steady state (after the first window, which also pays one-time setup: page faults, our
+ * bf16/transposed weight copies), their ratios, peak resident memory of both processes
+ * (/usr/bin/time -v), and the fraction of the CPU's peak FLOP/s each reaches: LoRA does ≈ 4·P
+ * FLOPs per token (forward 2P + input gradients 2P; the frozen weights get no weight gradient),
+ * full finetune ≈ 6·P, P = the parameters in matrix products (all but the token embedding
+ * table, a row lookup, unless the output head is tied to it; the 0.5B shape: 494M of 630M). Two peaks: the nominal one, threads × clock ×
+ * FLOPs/cycle (64 with AVX-512, 32 with AVX2+FMA), and the measured one (`steer-train peak`:
+ * independent FMA chains, and BF16 dot products where the CPU has them), which is what virtual
+ * or shared cores really deliver. When our trainer multiplies in bf16 (the default on CPUs with
+ * AVX512-BF16) it also runs once in f32, so both are on record.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -29,10 +35,11 @@ const { values } = parseArgs({
     shape: { type: "string", default: "qwen2-0.5b" },
     vocab: { type: "string", default: "qwen2" },
     ctx: { type: "string", default: "256" },
-    windows: { type: "string", default: "4" },
+    windows: { type: "string", default: "8" },
     threads: { type: "string" },
     rank: { type: "string", default: "16" },
     targets: { type: "string", default: "q,k,v,o,gate,up,down" },
+    "compute-type": { type: "string", default: "auto" },
     "skip-finetune": { type: "boolean", default: false },
   },
 });
@@ -49,7 +56,14 @@ if (!existsSync(modelPath)) {
   process.stdout.write(`  done in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
 }
 const header = readGgufHeader(modelPath);
-const params = header.tensors.reduce((a, t) => a + t.dims.reduce((x, y) => x * y, 1), 0);
+const count = (t: { dims: number[] }) => t.dims.reduce((x, y) => x * y, 1);
+const params = header.tensors.reduce((a, t) => a + count(t), 0);
+// FLOPs come from the matrices of products: 2-D weights, without the token embedding table
+// (a row lookup) unless the output head is tied to it; norms and biases are vectors
+const hasOutput = header.tensors.some((t) => t.name === "output.weight");
+const mmParams = header.tensors
+  .filter((t) => t.dims.length === 2 && (t.name !== "token_embd.weight" || !hasOutput))
+  .reduce((a, t) => a + count(t), 0);
 
 const tBuild = performance.now();
 const build = await buildTrainer({ finetune: !values["skip-finetune"], log: (l) => process.stderr.write(`[build] ${l}\n`) });
@@ -62,11 +76,9 @@ const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1] ?? "0");
 const flopsPerCycle = /\bavx512f\b/.test(flags) ? 64 : /\bfma\b/.test(flags) && /\bavx2\b/.test(flags) ? 32 : 16;
 const peakFlops = threads * mhz * 1e6 * flopsPerCycle;
 
-interface Measured {
-  tokensPerSecond: number;
-  peakRssMiB: number;
-  wallSeconds: number;
-  output: string;
+interface MeasuredPeak {
+  f32GflopsPerSecond: number | null;
+  bf16GflopsPerSecond: number | null;
 }
 
 function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<{ code: number; stdout: string; stderr: string; peakRssMiB: number; wallSeconds: number }> {
@@ -104,32 +116,59 @@ try {
   writeFileSync(dataFile, lines.join("\n") + "\n");
 
   process.stdout.write(
-    `model ${path.basename(modelPath)}: ${(params / 1e6).toFixed(0)}M parameters, ${(statSync(modelPath).size / 2 ** 30).toFixed(2)} GiB; ` +
+    `model ${path.basename(modelPath)}: ${(params / 1e6).toFixed(0)}M parameters (${(mmParams / 1e6).toFixed(0)}M in matrix products), ${(statSync(modelPath).size / 2 ** 30).toFixed(2)} GiB; ` +
       `${nWindows} windows x ${nCtx} tokens; ${threads} threads; CPU peak ${(peakFlops / 1e9).toFixed(0)} GFLOP/s ` +
       `(${threads} x ${mhz.toFixed(0)} MHz x ${flopsPerCycle} FLOP/cycle); trainer build ${buildSeconds.toFixed(1)} s (${build.buildSeconds ? "built now" : "cached"}); ` +
       `load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}\n`,
   );
 
+  // ---- measured peak -------------------------------------------------------------------------
+  const peakRun = await timed(build.binary, ["peak", "--threads", String(threads)]);
+  const measured = JSON.parse(peakRun.stdout.split("\n").find((l) => l.includes('"type":"peak"'))!) as MeasuredPeak;
+  const gf = (x: number | null) => (x ? `${x.toFixed(0)}` : "n/a");
+  process.stdout.write(`measured peak on ${threads} threads: f32 FMA ${gf(measured.f32GflopsPerSecond)} GFLOP/s, bf16 dot product ${gf(measured.bf16GflopsPerSecond)} GFLOP/s\n`);
+  const ofPeak = (flops: number, type: "f32" | "bf16") => {
+    const m = type === "bf16" ? measured.bf16GflopsPerSecond : measured.f32GflopsPerSecond;
+    return `${((100 * flops) / peakFlops).toFixed(1)}% of nominal peak, ${m ? ((100 * flops) / (m * 1e9)).toFixed(1) : "n/a"}% of measured ${type} peak`;
+  };
+
   // ---- ours ----------------------------------------------------------------------------------
-  const ours = await timed(build.binary, [
-    "train", "--model", modelPath, "--data", dataFile, "--out", path.join(work, "lora.gguf"),
-    "--objective", "sft", "--rank", values.rank!, "--alpha", String(2 * Number(values.rank)), "--targets", values.targets!,
-    "--epochs", "1", "--grad-accum", "1", "--lr", "1e-4", "--threads", String(threads), "--backend-dir", build.ggmlLibDir,
-  ]);
-  if (ours.code !== 0) throw new Error(`steer-train failed:\n${ours.stdout}\n${ours.stderr.slice(-3000)}`);
-  const doneLine = ours.stdout.split("\n").filter((l) => l.includes('"type":"done"')).at(-1)!;
-  const startLine = ours.stdout.split("\n").find((l) => l.includes('"type":"start"'))!;
-  const done = JSON.parse(doneLine) as { tokensPerSecond: number; seconds: number };
-  const start = JSON.parse(startLine) as { trainableParameters: number };
-  const losses = ours.stdout.split("\n").filter((l) => l.includes('"type":"progress"')).map((l) => (JSON.parse(l) as { loss: number }).loss);
-  const lora: Measured = { tokensPerSecond: done.tokensPerSecond, peakRssMiB: ours.peakRssMiB, wallSeconds: ours.wallSeconds, output: "" };
-  const loraFlops = 4 * params * lora.tokensPerSecond;
-  process.stdout.write(
-    `steer-train LoRA r${values.rank} (${values.targets}, ${(start.trainableParameters / 1e6).toFixed(2)}M trainable): ` +
-      `${lora.tokensPerSecond.toFixed(1)} tokens/s, peak RSS ${lora.peakRssMiB.toFixed(0)} MiB, ` +
-      `${(loraFlops / 1e9).toFixed(1)} GFLOP/s = ${((100 * loraFlops) / peakFlops).toFixed(1)}% of peak; ` +
-      `loss ${losses[0]?.toFixed(3)} -> ${losses.at(-1)?.toFixed(3)}\n`,
-  );
+  interface Ours {
+    computeType: "f32" | "bf16";
+    tokensPerSecond: number;
+    steadyTokensPerSecond: number;
+    peakRssMiB: number;
+  }
+  const runOurs = async (computeType: string): Promise<Ours> => {
+    const r = await timed(build.binary, [
+      "train", "--model", modelPath, "--data", dataFile, "--out", path.join(work, "lora.gguf"),
+      "--objective", "sft", "--rank", values.rank!, "--alpha", String(2 * Number(values.rank)), "--targets", values.targets!,
+      "--epochs", "1", "--grad-accum", "1", "--lr", "1e-4", "--threads", String(threads), "--backend-dir", build.ggmlLibDir,
+      "--compute-type", computeType,
+    ]);
+    if (r.code !== 0) throw new Error(`steer-train failed:\n${r.stdout}\n${r.stderr.slice(-3000)}`);
+    const events = r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const done = events.find((e) => e.type === "done") as { tokensPerSecond: number };
+    const start = events.find((e) => e.type === "start") as { trainableParameters: number };
+    const backward = events.find((e) => e.type === "backward") as { computeType: "f32" | "bf16" };
+    const progress = events.filter((e) => e.type === "progress") as { step: number; loss: number; tokensPerSecond: number }[];
+    // cumulative rate after each step (one window a step): elapsed = tokens / rate
+    const tokensPerStep = nCtx - 1;
+    const elapsed = (p: { step: number; tokensPerSecond: number }) => (p.step * tokensPerStep) / p.tokensPerSecond;
+    const first = progress[0]!;
+    const last = progress.at(-1)!;
+    const steady = progress.length > 1 ? ((last.step - first.step) * tokensPerStep) / (elapsed(last) - elapsed(first)) : done.tokensPerSecond;
+    const flops = 4 * mmParams;
+    process.stdout.write(
+      `steer-train LoRA r${values.rank} ${backward.computeType} (${values.targets}, ${(start.trainableParameters / 1e6).toFixed(2)}M trainable): ` +
+        `${done.tokensPerSecond.toFixed(1)} tokens/s whole run, ${steady.toFixed(1)} steady; peak RSS ${r.peakRssMiB.toFixed(0)} MiB; ` +
+        `steady ${((flops * steady) / 1e9).toFixed(1)} GFLOP/s = ${ofPeak(flops * steady, backward.computeType)}; ` +
+        `loss ${progress[0]?.loss.toFixed(3)} -> ${progress.at(-1)?.loss.toFixed(3)}\n`,
+    );
+    return { computeType: backward.computeType, tokensPerSecond: done.tokensPerSecond, steadyTokensPerSecond: steady, peakRssMiB: r.peakRssMiB };
+  };
+  const lora = await runOurs(values["compute-type"]!);
+  const loraF32 = lora.computeType === "bf16" ? await runOurs("f32") : undefined;
 
   // ---- llama-finetune ------------------------------------------------------------------------
   if (!values["skip-finetune"] && build.finetuneBinary) {
@@ -143,23 +182,29 @@ try {
     if (ft.code !== 0) throw new Error(`llama-finetune failed:\n${ft.stderr.slice(-3000)}`);
     // progress lines: "train: [...] data=0000007/0000007 loss=... t=00:01:02 ETA=..."
     const trainLines = ft.stderr.split(/[\r\n]/).filter((l) => l.startsWith("train:"));
-    const last = trainLines.at(-1) ?? "";
-    const m = /data=(\d+)\/(\d+).*?t=(\d+):(\d+):(\d+)/.exec(last);
-    if (!m) throw new Error(`cannot parse llama-finetune progress: ${last}`);
-    const ndata = Number(m[2]);
-    const secs = Number(m[3]) * 3600 + Number(m[4]) * 60 + Number(m[5]);
+    const at = (line: string) => {
+      const m = /data=(\d+)\/(\d+).*?t=(\d+):(\d+):(\d+)/.exec(line);
+      if (!m) throw new Error(`cannot parse llama-finetune progress: ${line}`);
+      return { done: Number(m[1]), total: Number(m[2]), seconds: Number(m[3]) * 3600 + Number(m[4]) * 60 + Number(m[5]) };
+    };
+    const last = at(trainLines.at(-1) ?? "");
+    const first = at(trainLines.find((l) => /data=0*1\//.test(l)) ?? trainLines[0] ?? "");
     // llama.cpp pads the context (to 256): the windows are n_ctx tokens, not necessarily --ctx
     const ftCtx = Number(/llama_context: n_ctx\s*=\s*(\d+)/.exec(ft.stderr)?.[1] ?? nCtx);
     if (ftCtx !== nCtx) process.stdout.write(`note: llama-finetune padded its windows to ${ftCtx} tokens (ours: ${nCtx}); use --ctx ${ftCtx} for equal windows\n`);
-    const ftTps = (ndata * ftCtx) / Math.max(1, secs);
-    const ftFlops = 6 * params * ftTps;
+    const ftTps = (last.total * ftCtx) / Math.max(1, last.seconds);
+    // its clock has 1 s steps: over several windows of ~15 s that is a few per cent at most
+    const ftSteady = last.done > first.done ? ((last.done - first.done) * ftCtx) / Math.max(1, last.seconds - first.seconds) : ftTps;
+    const ftFlops = 6 * mmParams;
     process.stdout.write(
-      `llama-finetune full (same source, graph budget x4): ${ftTps.toFixed(1)} tokens/s (${ndata} windows x ${ftCtx} in ${secs} s), ` +
-        `peak RSS ${ft.peakRssMiB.toFixed(0)} MiB, ${(ftFlops / 1e9).toFixed(1)} GFLOP/s = ${((100 * ftFlops) / peakFlops).toFixed(1)}% of peak\n`,
+      `llama-finetune full f32 (same source, graph budget x4): ${ftTps.toFixed(1)} tokens/s whole run (${last.total} windows x ${ftCtx} in ${last.seconds} s), ` +
+        `${ftSteady.toFixed(1)} steady; peak RSS ${ft.peakRssMiB.toFixed(0)} MiB; steady ${((ftFlops * ftSteady) / 1e9).toFixed(1)} GFLOP/s = ${ofPeak(ftFlops * ftSteady, "f32")}\n`,
     );
-    process.stdout.write(
-      `ratio LoRA/full: ${(lora.tokensPerSecond / ftTps).toFixed(2)}x tokens/s, ${(lora.peakRssMiB / ft.peakRssMiB).toFixed(2)}x peak memory\n`,
-    );
+    const ratio = (o: { tokensPerSecond: number; steadyTokensPerSecond: number; peakRssMiB: number; computeType: string }) =>
+      `LoRA ${o.computeType} / full: ${(o.tokensPerSecond / ftTps).toFixed(2)}x tokens/s whole run, ${(o.steadyTokensPerSecond / ftSteady).toFixed(2)}x steady, ` +
+      `${(o.peakRssMiB / ft.peakRssMiB).toFixed(2)}x peak memory\n`;
+    process.stdout.write(ratio(lora));
+    if (loraF32) process.stdout.write(ratio(loraF32));
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

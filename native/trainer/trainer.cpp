@@ -245,6 +245,7 @@ static void usage() {
         "usage: steer-train train --model BASE.gguf --data DATA.jsonl --out ADAPTER.gguf [options]\n"
         "       steer-train eval --model BASE.gguf --data DATA.jsonl [--adapter ADAPTER.gguf]\n"
         "       steer-train grad-check --model BASE.gguf --data DATA.jsonl [--targets ...] [--init-b-std S]\n"
+        "       steer-train peak --threads N   (measured F32 FMA / BF16 dot-product GFLOP/s)\n"
         "options: --objective sft|dpo|sft+dpo --rank R --alpha A --targets q,k,v,o,gate,up,down\n"
         "         --epochs N --lr X --schedule cosine|linear|constant --warmup F --weight-decay W\n"
         "         --beta B --sft-weight W --grad-accum N --seed N --threads N --gpu-layers N\n"
@@ -294,9 +295,9 @@ static Options parse_args(int argc, char ** argv) {
         else if (a == "--help" || a == "-h") { usage(); exit(0); }
         else throw fatal("usage", "unknown option " + a);
     }
-    if (o.mode != "train" && o.mode != "eval" && o.mode != "grad-check") throw fatal("usage", "unknown mode " + o.mode);
-    if (o.model.empty()) throw fatal("usage", "--model is required");
-    if (o.data.empty()) throw fatal("usage", "--data is required");
+    if (o.mode != "train" && o.mode != "eval" && o.mode != "grad-check" && o.mode != "peak") throw fatal("usage", "unknown mode " + o.mode);
+    if (o.mode != "peak" && o.model.empty()) throw fatal("usage", "--model is required");
+    if (o.mode != "peak" && o.data.empty()) throw fatal("usage", "--data is required");
     if (o.mode == "train" && o.out.empty()) throw fatal("usage", "--out is required");
     if (o.objective != "sft" && o.objective != "dpo" && o.objective != "sft+dpo") throw fatal("usage", "--objective must be sft, dpo or sft+dpo");
     if (o.compute_type != "auto" && o.compute_type != "f32" && o.compute_type != "bf16") throw fatal("usage", "--compute-type must be auto, f32 or bf16");
@@ -1328,6 +1329,77 @@ static int mode_train(Options & o) {
     return 0;
 }
 
+// ----------------------------------------------------------------------------------------
+// peak: what this CPU's vector units deliver (for the benchmark's "fraction of peak")
+// ----------------------------------------------------------------------------------------
+//
+// Nominal peaks (cores × clock × FLOPs/cycle) overstate what shared or virtual cores deliver
+// (fewer FMA ports, lower clocks under AVX-512): measure independent FMA chains instead.
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+__attribute__((target("avx512f"))) static double fma_f32_avx512(int64_t iters) {
+    __m512 acc[12];
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps((float) i);
+    const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    for (int64_t n = 0; n < iters; ++n)
+        for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    float s = 0;
+    for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_ps(acc[i]);
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_f32_avx2(int64_t iters) {
+    __m256 acc[12];
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps((float) i);
+    const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    for (int64_t n = 0; n < iters; ++n)
+        for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+    float b[8], s = 0;
+    for (int i = 0; i < 12; ++i) { _mm256_storeu_ps(b, acc[i]); s += b[0]; }
+    return s;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double dp_bf16_avx512(int64_t iters) {
+    __m512 acc[12];
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps((float) i);
+    const __m512bh x = (__m512bh) _mm512_set1_epi16(0x3f80), y = (__m512bh) _mm512_set1_epi16(0x3380);
+    for (int64_t n = 0; n < iters; ++n)
+        for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
+    float s = 0;
+    for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_ps(acc[i]);
+    return s;
+}
+#endif
+
+// GFLOP/s of `kernel` (flops_per_iter per inner iteration) on n threads at once
+static double measure_peak(int threads, double (*kernel)(int64_t), double flops_per_iter) {
+    const int64_t iters = 20'000'000;
+    std::vector<std::thread> th;
+    std::vector<double> sink(threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int t = 0; t < threads; ++t) th.emplace_back([&, t] { sink[t] = kernel(iters); });
+    for (auto & x : th) x.join();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return threads * (double) iters * flops_per_iter / secs / 1e9;
+}
+
+static int mode_peak(const Options & o) {
+    double f32 = 0, bf16 = 0;
+    std::string isa = "none";
+#if defined(__x86_64__)
+    for (int rep = 0; rep < 3; ++rep) {  // best of three: the first wakes the clocks up
+        if (__builtin_cpu_supports("avx512f")) { f32 = std::max(f32, measure_peak(o.threads, fma_f32_avx512, 12 * 32)); isa = "avx512"; }
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { f32 = std::max(f32, measure_peak(o.threads, fma_f32_avx2, 12 * 16)); isa = "avx2"; }
+        if (__builtin_cpu_supports("avx512bf16")) bf16 = std::max(bf16, measure_peak(o.threads, dp_bf16_avx512, 12 * 64));
+    }
+#endif
+    emit(fmt("{\"type\":\"peak\",\"threads\":%d,\"isa\":\"%s\",\"f32GflopsPerSecond\":%s,\"bf16GflopsPerSecond\":%s}", o.threads, isa.c_str(),
+             f32 > 0 ? json_num(f32).c_str() : "null", bf16 > 0 ? json_num(bf16).c_str() : "null"));
+    return 0;
+}
+
 int main(int argc, char ** argv) {
     try {
         Options o = parse_args(argc, argv);
@@ -1336,6 +1408,7 @@ int main(int argc, char ** argv) {
         int rc = 0;
         if (o.mode == "train") rc = mode_train(o);
         else if (o.mode == "eval") rc = mode_eval(o);
+        else if (o.mode == "peak") rc = mode_peak(o);
         else rc = mode_grad_check(o);
         llama_backend_free();
         return rc;
