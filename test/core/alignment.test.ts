@@ -16,6 +16,7 @@ import {
   type Correction,
 } from "../../src/core/alignment.ts";
 import { CorrectionError } from "../../src/core/errors.ts";
+import { SeededRandom } from "../../src/engine/fixture/seeded-random.ts";
 
 type Expected = Omit<AlignmentOk, "ok" | "divergence" | "rejected"> & { rejected?: string };
 
@@ -522,16 +523,10 @@ describe("isWordBoundary", () => {
 // ---------------------------------------------------------------------------------------------
 // Property-style: random shown texts and corrections, seeded.
 
-/** mulberry32: small, seeded, good enough to pick test inputs. */
+/** Seeded uniform numbers in (0, 1), from the fixture models' generator. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = new SeededRandom(seed);
+  return () => g.uniform();
 }
 
 const PIECES = [

@@ -8,6 +8,7 @@
  */
 import { writeFileSync } from "node:fs";
 import type { SteerRecord } from "../../src/core/steer-record.ts";
+import { SeededRandom } from "../../src/engine/fixture/seeded-random.ts";
 
 const TRAIN_WORDS = [
   "apple", "river", "engine", "garden", "window", "pencil", "forest", "candle", "bridge", "mirror",
@@ -22,16 +23,10 @@ const QUESTIONS = [
   (a: string, b: string) => `Write one line about a ${a} and a ${b}.`,
 ];
 
-/** Deterministic small PRNG (mulberry32). */
+/** Seeded uniform numbers in (0, 1), from the fixture models' generator. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = new SeededRandom(seed);
+  return () => g.uniform();
 }
 
 export const CHOSEN = " blue";
