@@ -50,6 +50,10 @@ pg.types.setTypeParser(20, (v) => Number(v));
 export async function openDatabase(target: DatabaseTarget): Promise<OpenedDatabase> {
   if (target.databaseUrl) {
     const pool = new pg.Pool({ connectionString: target.databaseUrl, max: 10 });
+    // An idle pooled connection that the server closes (a restart, a failover, an admin) is
+    // reported here; without a listener Node would crash the bot. The pool drops that client
+    // and connects afresh at the next query, which reports its own error if the server is gone.
+    pool.on("error", () => {});
     try {
       const c = await pool.connect();
       c.release();
