@@ -16,8 +16,9 @@
  * table, a row lookup, unless the output head is tied to it; the 0.5B shape: 494M of 630M). Two peaks: the nominal one, threads × clock ×
  * FLOPs/cycle (64 with AVX-512, 32 with AVX2+FMA), and the measured one (`steer-train peak`:
  * independent FMA chains, and BF16 dot products where the CPU has them), which is what virtual
- * or shared cores really deliver. When our trainer multiplies in bf16 (the default on CPUs with
- * AVX512-BF16) it also runs once in f32, so both are on record.
+ * or shared cores really deliver. Our trainer's default compute type is the fastest the CPU has
+ * (amx: AMX-BF16 tiles; bf16: AVX512-BF16; f32); the slower ones run too, so all are on record.
+ * Each is given against the measured peak of the unit it runs on (amx: the AMX tile unit).
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -79,6 +80,7 @@ const peakFlops = threads * mhz * 1e6 * flopsPerCycle;
 interface MeasuredPeak {
   f32GflopsPerSecond: number | null;
   bf16GflopsPerSecond: number | null;
+  amxBf16GflopsPerSecond: number | null;
 }
 
 function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<{ code: number; stdout: string; stderr: string; peakRssMiB: number; wallSeconds: number }> {
@@ -126,15 +128,19 @@ try {
   const peakRun = await timed(build.binary, ["peak", "--threads", String(threads)]);
   const measured = JSON.parse(peakRun.stdout.split("\n").find((l) => l.includes('"type":"peak"'))!) as MeasuredPeak;
   const gf = (x: number | null) => (x ? `${x.toFixed(0)}` : "n/a");
-  process.stdout.write(`measured peak on ${threads} threads: f32 FMA ${gf(measured.f32GflopsPerSecond)} GFLOP/s, bf16 dot product ${gf(measured.bf16GflopsPerSecond)} GFLOP/s\n`);
-  const ofPeak = (flops: number, type: "f32" | "bf16") => {
-    const m = type === "bf16" ? measured.bf16GflopsPerSecond : measured.f32GflopsPerSecond;
+  process.stdout.write(
+    `measured peak on ${threads} threads: f32 FMA ${gf(measured.f32GflopsPerSecond)} GFLOP/s, bf16 dot product ${gf(measured.bf16GflopsPerSecond)} GFLOP/s, ` +
+      `AMX bf16 tiles ${gf(measured.amxBf16GflopsPerSecond)} GFLOP/s\n`,
+  );
+  const ofPeak = (flops: number, type: "f32" | "bf16" | "amx") => {
+    const m = type === "amx" ? measured.amxBf16GflopsPerSecond : type === "bf16" ? measured.bf16GflopsPerSecond : measured.f32GflopsPerSecond;
     return `${((100 * flops) / peakFlops).toFixed(1)}% of nominal peak, ${m ? ((100 * flops) / (m * 1e9)).toFixed(1) : "n/a"}% of measured ${type} peak`;
   };
 
   // ---- ours ----------------------------------------------------------------------------------
+  type ComputeType = "f32" | "bf16" | "amx";
   interface Ours {
-    computeType: "f32" | "bf16";
+    computeType: ComputeType;
     tokensPerSecond: number;
     steadyTokensPerSecond: number;
     peakRssMiB: number;
@@ -150,7 +156,7 @@ try {
     const events = r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
     const done = events.find((e) => e.type === "done") as { tokensPerSecond: number };
     const start = events.find((e) => e.type === "start") as { trainableParameters: number };
-    const backward = events.find((e) => e.type === "backward") as { computeType: "f32" | "bf16" };
+    const backward = events.find((e) => e.type === "backward") as { computeType: ComputeType };
     const progress = events.filter((e) => e.type === "progress") as { step: number; loss: number; tokensPerSecond: number }[];
     // cumulative rate after each step (one window a step): elapsed = tokens / rate
     const tokensPerStep = nCtx - 1;
@@ -168,7 +174,10 @@ try {
     return { computeType: backward.computeType, tokensPerSecond: done.tokensPerSecond, steadyTokensPerSecond: steady, peakRssMiB: r.peakRssMiB };
   };
   const lora = await runOurs(values["compute-type"]!);
-  const loraF32 = lora.computeType === "bf16" ? await runOurs("f32") : undefined;
+  // the slower compute types too, so every figure is on record
+  const others: Ours[] = [];
+  if (lora.computeType === "amx") others.push(await runOurs("bf16"));
+  if (lora.computeType !== "f32") others.push(await runOurs("f32"));
 
   // ---- llama-finetune ------------------------------------------------------------------------
   if (!values["skip-finetune"] && build.finetuneBinary) {
@@ -203,8 +212,7 @@ try {
     const ratio = (o: { tokensPerSecond: number; steadyTokensPerSecond: number; peakRssMiB: number; computeType: string }) =>
       `LoRA ${o.computeType} / full: ${(o.tokensPerSecond / ftTps).toFixed(2)}x tokens/s whole run, ${(o.steadyTokensPerSecond / ftSteady).toFixed(2)}x steady, ` +
       `${(o.peakRssMiB / ft.peakRssMiB).toFixed(2)}x peak memory\n`;
-    process.stdout.write(ratio(lora));
-    if (loraF32) process.stdout.write(ratio(loraF32));
+    for (const o of [lora, ...others]) process.stdout.write(ratio(o));
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -81,10 +81,12 @@ export interface TrainerBackwardEvent {
   matmuls: number;
   /** OUT_PROD nodes left as they are. */
   outProds: number;
+  /** Products with frozen matrices run on the AMX tile unit (compute type `amx`). */
+  amxProducts: number;
   /** Bytes of those transposed copies. */
   transposedBytes: number;
-  /** Type of the frozen matrices while training: `bf16` by default on CPUs with AVX512-BF16. */
-  computeType: "f32" | "bf16";
+  /** How products with the frozen matrices run while training: the fastest the CPU has by default (`amx`: AMX-BF16 tiles, `bf16`: AVX512-BF16, `f32`). */
+  computeType: "f32" | "bf16" | "amx";
 }
 
 export interface TrainerDoneEvent {

@@ -111,6 +111,26 @@ describe("weighted loss gradients", () => {
     }
   });
 
+  test("AMX tile products (training's default where the CPU has AMX-BF16) give gradients close to f32", async (t) => {
+    const data = rawDataset(path.join(dir, "gc-amx.jsonl"), [{ tokens: seqTokens(6, 24), weights: weights(24) }]);
+    let amx;
+    try {
+      amx = await gradCheck(data, ["--compute-type", "amx"]);
+    } catch (e) {
+      if (e instanceof TrainerError && /AMX-BF16/.test(e.message)) return t.skip("this CPU has no AMX-BF16 tile unit");
+      throw e;
+    }
+    const f32 = await gradCheck(data);
+    assert.equal(amx.backward?.computeType, "amx");
+    // 2 layers x 7 projections forward and backward, and the output head
+    assert.ok((amx.backward?.amxProducts ?? 0) >= 2 * 7 + 1, `AMX products: ${amx.backward?.amxProducts}`);
+    assert.ok(Math.abs(amx.loss - f32.loss) <= 0.01 * Math.abs(f32.loss), `loss ${amx.loss} vs f32 ${f32.loss}`);
+    for (let i = 0; i < f32.grads.length; i++) {
+      const [a, b] = [f32.grads[i]!, amx.grads[i]!];
+      assert.ok(Math.abs(a.norm - b.norm) <= 0.02 * a.norm, `${a.name}: |g| f32 ${a.norm} vs amx ${b.norm}`);
+    }
+  });
+
   test("upstream's cached K/V (--cached-kv) gives attn_k/attn_v no gradient: the trap our patch removes", async () => {
     const data = rawDataset(path.join(dir, "gc-kv.jsonl"), [{ tokens: seqTokens(1, 24), weights: weights(24) }]);
     const { grads } = await gradCheck(data, ["--cached-kv", "--targets", "k,v"]);
