@@ -449,7 +449,12 @@ struct TileConfig {
 // M[nb*16 + j][kb*32 + 2r + p] (the "B" operand layout of tdpbf16ps).
 struct AmxMatrix {
     int64_t K = 0, N = 0;
-    std::vector<uint16_t> tiles;
+    uint16_t * tiles = nullptr;  // N*K values, in anonymous memory of our own (huge pages where allowed)
+    size_t bytes = 0;
+    AmxMatrix() = default;
+    AmxMatrix(const AmxMatrix &) = delete;
+    AmxMatrix & operator=(const AmxMatrix &) = delete;
+    ~AmxMatrix() { if (tiles) munmap(tiles, bytes); }
 };
 
 struct SpinBarrier {
@@ -787,8 +792,14 @@ template <typename At>
 static void amx_pack(AmxMatrix & m, int64_t N, int64_t K, int nth, At at) {
     m.N = N;
     m.K = K;
-    m.tiles.resize((size_t) N * K);
-    uint16_t * out = m.tiles.data();
+    // not a std::vector: its zero fill would touch every page once more; huge pages cut the
+    // page faults of a first touch of gigabytes by 512
+    m.bytes = (size_t) N * K * sizeof(uint16_t);
+    void * p = mmap(nullptr, m.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw fatal("oom", "cannot allocate the packed weights (try --compute-type bf16)");
+    madvise(p, m.bytes, MADV_HUGEPAGE);
+    m.tiles = (uint16_t *) p;
+    uint16_t * out = m.tiles;
     const int64_t KB = K / 32;
     parallel_rows(nth, N / 16, [=](int64_t nb0, int64_t nb1) {
         for (int64_t nb = nb0; nb < nb1; ++nb)
@@ -831,7 +842,7 @@ static void amx_gemm(ggml_tensor * dst, int ith, int nth, void * ud) {
     alignas(64) float tail[32 * 32];
     const int64_t NB2 = N / 32;
     for (int64_t nb2 = NB2 * ith / nth; nb2 < NB2 * (ith + 1) / nth; ++nb2) {
-        const uint16_t * w0 = m.tiles.data() + (2 * nb2) * KB * 512;
+        const uint16_t * w0 = m.tiles + (2 * nb2) * KB * 512;
         const uint16_t * w1 = w0 + KB * 512;
         for (int64_t t0 = 0; t0 < Tp; t0 += 32) {
             _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
@@ -1124,7 +1135,7 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
         S.backward_reported = true;
         size_t bytes = 0;
         for (auto & [w, t] : S.transposed) bytes += ggml_nbytes(t);
-        for (auto & [w, m] : S.amx_bwd) bytes += m.tiles.size() * sizeof(uint16_t);
+        for (auto & [w, m] : S.amx_bwd) bytes += m.bytes;
         int n_left = 0;
         for (int i = 0; i < ggml_graph_n_nodes(gb); ++i) n_left += ggml_graph_node(gb, i)->op == GGML_OP_OUT_PROD;
         emit(fmt("{\"type\":\"backward\",\"matmuls\":%d,\"amxProducts\":%d,\"outProds\":%d,\"transposedBytes\":%zu,\"computeType\":\"%s\"}",
