@@ -19,12 +19,15 @@
  * or shared cores really deliver. Our trainer's default compute type is the fastest the CPU has
  * (amx: AMX-BF16 tiles; bf16: AVX512-BF16; f32); the slower ones run too, so all are on record.
  * Each is given against the measured peak of the unit it runs on (amx: the AMX tile unit).
+ * With the CUDA build (a machine with an NVIDIA GPU and nvcc) both run on the GPU, and each
+ * line adds the fraction of the card's FP32 peak (6·P·tokens/s; known cards by name via
+ * nvidia-smi, else --gpu-peak-tflops). Not yet run on a GPU.
  */
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { writeFixtureModel, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
 import { readGgufHeader } from "../src/engine/gguf/gguf-reader.ts";
 import { cacheDir } from "../src/engine/llama-source.ts";
@@ -42,6 +45,7 @@ const { values } = parseArgs({
     targets: { type: "string", default: "q,k,v,o,gate,up,down" },
     "compute-type": { type: "string", default: "auto" },
     "skip-finetune": { type: "boolean", default: false },
+    "gpu-peak-tflops": { type: "string" },
   },
 });
 const shape = values.shape as FixtureShapeName;
@@ -76,6 +80,34 @@ const flags = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1] ?? "";
 const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1] ?? "0");
 const flopsPerCycle = /\bavx512f\b/.test(flags) ? 64 : /\bfma\b/.test(flags) && /\bavx2\b/.test(flags) ? 32 : 16;
 const peakFlops = threads * mhz * 1e6 * flopsPerCycle;
+
+// ---- GPU peak (CUDA build): FP32 CUDA-core TFLOP/s of known cards, or --gpu-peak-tflops ------
+const onGpu = build.variant === "cuda";
+async function gpuPeak(): Promise<{ name: string; flops: number } | undefined> {
+  if (values["gpu-peak-tflops"]) return { name: "given", flops: Number(values["gpu-peak-tflops"]) * 1e12 };
+  let name: string;
+  try {
+    const { stdout } = await promisify(execFile)("nvidia-smi", ["--query-gpu=name", "--format=csv,noheader"]);
+    name = stdout.split("\n")[0]!.trim();
+  } catch {
+    return undefined;
+  }
+  const fp32: [RegExp, number][] = [
+    [/H200/, 67], [/H100.*PCIe/i, 51], [/H100/, 67], [/A100/, 19.5], [/L40S/, 91.6], [/L40\b/, 90.5], [/\bL4\b/, 30.3],
+    [/RTX 4090/, 82.6], [/RTX 3090/, 35.6], [/A10\b/, 31.2], [/T4\b/, 8.1],
+  ];
+  const hit = fp32.find(([re]) => re.test(name));
+  return hit ? { name, flops: hit[1] * 1e12 } : { name, flops: 0 };
+}
+const gpu = onGpu ? await gpuPeak() : undefined;
+if (onGpu) {
+  process.stdout.write(
+    gpu?.flops
+      ? `GPU ${gpu.name}: FP32 peak ${(gpu.flops / 1e12).toFixed(1)} TFLOP/s (fractions below: 6·P·tokens/s of it)\n`
+      : `GPU ${gpu?.name ?? "?"}: peak unknown, pass --gpu-peak-tflops\n`,
+  );
+}
+const ofGpu = (tps: number) => (gpu?.flops ? `; GPU: ${((100 * 6 * mmParams * tps) / gpu.flops).toFixed(1)}% of the card's FP32 peak` : "");
 
 interface MeasuredPeak {
   f32GflopsPerSecond: number | null;
@@ -169,7 +201,7 @@ try {
       `steer-train LoRA r${values.rank} ${backward.computeType} (${values.targets}, ${(start.trainableParameters / 1e6).toFixed(2)}M trainable): ` +
         `${done.tokensPerSecond.toFixed(1)} tokens/s whole run, ${steady.toFixed(1)} steady; peak RSS ${r.peakRssMiB.toFixed(0)} MiB; ` +
         `steady ${((flops * steady) / 1e9).toFixed(1)} GFLOP/s = ${ofPeak(flops * steady, backward.computeType)}; ` +
-        `loss ${progress[0]?.loss.toFixed(3)} -> ${progress.at(-1)?.loss.toFixed(3)}\n`,
+        `loss ${progress[0]?.loss.toFixed(3)} -> ${progress.at(-1)?.loss.toFixed(3)}${ofGpu(steady)}\n`,
     );
     return { computeType: backward.computeType, tokensPerSecond: done.tokensPerSecond, steadyTokensPerSecond: steady, peakRssMiB: r.peakRssMiB };
   };
@@ -184,7 +216,7 @@ try {
     const ft = await timed(
       build.finetuneBinary,
       ["-m", modelPath, "-f", textFile, "-c", String(nCtx), "-b", String(nCtx), "-ub", String(nCtx), "-t", String(threads), "-tb", String(threads),
-        "-ngl", "0", "--epochs", "1", "-val-split", "0", "-o", path.join(work, "finetuned.gguf")],
+        "-ngl", onGpu ? "999" : "0", "--epochs", "1", "-val-split", "0", "-o", path.join(work, "finetuned.gguf")],
       { LLAMA_GRAPH_NODES_SCALE: "4" },
       build.ggmlLibDir, // ggml_backend_load_all() looks for the CPU backends in the working directory
     );
@@ -207,7 +239,7 @@ try {
     const ftFlops = 6 * mmParams;
     process.stdout.write(
       `llama-finetune full f32 (same source, graph budget x4): ${ftTps.toFixed(1)} tokens/s whole run (${last.total} windows x ${ftCtx} in ${last.seconds} s), ` +
-        `${ftSteady.toFixed(1)} steady; peak RSS ${ft.peakRssMiB.toFixed(0)} MiB; steady ${((ftFlops * ftSteady) / 1e9).toFixed(1)} GFLOP/s = ${ofPeak(ftFlops * ftSteady, "f32")}\n`,
+        `${ftSteady.toFixed(1)} steady; peak RSS ${ft.peakRssMiB.toFixed(0)} MiB; steady ${((ftFlops * ftSteady) / 1e9).toFixed(1)} GFLOP/s = ${ofPeak(ftFlops * ftSteady, "f32")}${ofGpu(ftSteady)}\n`,
     );
     const ratio = (o: { tokensPerSecond: number; steadyTokensPerSecond: number; peakRssMiB: number; computeType: string }) =>
       `LoRA ${o.computeType} / full: ${(o.tokensPerSecond / ftTps).toFixed(2)}x tokens/s whole run, ${(o.steadyTokensPerSecond / ftSteady).toFixed(2)}x steady, ` +

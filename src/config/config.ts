@@ -76,6 +76,7 @@ export const configSchema = z
         alpha: z.number().positive(),
         epochs: z.number().int().min(1).max(1000),
         learning_rate: z.number().positive().max(1),
+        compute_type: z.enum(["auto", "f32", "bf16", "amx"]),
         held_out_fraction: z.number().min(0).max(0.9),
         min_improvement: z.number().min(0).max(1),
       })

@@ -44,6 +44,8 @@ export interface TrainAdapterOptions {
   targets?: readonly LoraTarget[];
   seed?: number;
   threads?: number;
+  /** Products with the frozen weights: `auto` (default: the fastest the CPU has), `f32`, `bf16`, `amx`. */
+  computeType?: "auto" | "f32" | "bf16" | "amx";
   maxSteps?: number;
   /** Continue training this adapter instead of starting from B = 0. */
   initAdapter?: string;
@@ -66,6 +68,8 @@ export interface TrainResult {
   seconds: number;
   tokensPerSecond: number;
   trainableParameters?: number;
+  /** How the products with the frozen weights ran (see {@link TrainAdapterOptions.computeType}). */
+  computeType?: "f32" | "bf16" | "amx";
   lossCurve: { step: number; epoch: number; loss: number; lr: number }[];
   epochLosses: { epoch: number; loss: number }[];
   /** Seconds spent building the trainer in this call (0 when cached). */
@@ -101,17 +105,20 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       "--seed", String(opts.seed ?? 42),
     ];
     if (opts.threads) args.push("--threads", String(opts.threads));
+    if (opts.computeType) args.push("--compute-type", opts.computeType);
     if (opts.maxSteps) args.push("--max-steps", String(opts.maxSteps));
     if (opts.initAdapter) args.push("--adapter", opts.initAdapter);
     const lossCurve: TrainResult["lossCurve"] = [];
     const epochLosses: TrainResult["epochLosses"] = [];
     let start: TrainerStartEvent | undefined;
+    let computeType: TrainResult["computeType"];
     const events = await runTrainer({
       args,
       build,
       signal: opts.signal,
       onEvent: (ev) => {
         if (ev.type === "start") start = ev;
+        else if (ev.type === "backward") computeType = ev.computeType;
         else if (ev.type === "epoch") epochLosses.push({ epoch: ev.epoch, loss: ev.loss });
         else if (ev.type === "progress") {
           lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr });
@@ -130,6 +137,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       seconds: done?.type === "done" ? (done.seconds ?? 0) : 0,
       tokensPerSecond: done?.type === "done" ? (done.tokensPerSecond ?? 0) : 0,
       trainableParameters: start?.trainableParameters,
+      computeType,
       lossCurve,
       epochLosses,
       buildSeconds: build.buildSeconds,

@@ -151,6 +151,7 @@ export class TrainingService implements TrainingControl {
           alpha: t.alpha,
           epochs: t.epochs,
           lr: t.learning_rate,
+          computeType: t.compute_type,
           signal: abort.signal,
         },
         (p) => {

@@ -181,7 +181,7 @@ describe("learning the colour task", () => {
   const report = (name: string, r: TrainResult, e: SteerEvaluationSummary) => {
     const curve = r.epochLosses.map((x) => x.loss.toFixed(3)).join(" -> ");
     console.log(
-      `${name}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${Math.round(r.tokensPerSecond)} tok/s, epoch loss ${curve}; ` +
+      `${name} (${r.computeType}): ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${Math.round(r.tokensPerSecond)} tok/s, epoch loss ${curve}; ` +
         `held-out accuracy ${base.preferenceAccuracy.toFixed(3)} -> ${e.preferenceAccuracy.toFixed(3)}, ` +
         `margin ${base.meanMargin.toFixed(3)} -> ${e.meanMargin.toFixed(3)}, chosen logp ${base.chosenLogprob.toFixed(3)} -> ${e.chosenLogprob.toFixed(3)}`,
     );
@@ -193,6 +193,8 @@ describe("learning the colour task", () => {
     sft = await evaluateSteers({ model, steers: heldFile, adapter: sftAdapter, build, threads: 1 });
     report("sft", r, sft);
     assert.equal(r.pairs, 160);
+    // the default: the fastest way this CPU has
+    assert.ok(r.computeType && ["amx", "bf16", "f32"].includes(r.computeType), `compute type ${r.computeType}`);
     assert.ok(r.epochLosses.at(-1)!.loss < r.epochLosses[0]!.loss, "loss did not fall");
     assert.ok(sft.preferenceAccuracy >= 0.95, `accuracy ${sft.preferenceAccuracy}`);
     assert.ok(sft.meanMargin > base.meanMargin);
@@ -214,7 +216,8 @@ describe("learning the colour task", () => {
 
   test("dpo lifts held-out preference accuracy to >= 0.95", async () => {
     const out = path.join(dir, "dpo.gguf");
-    const r = await trainAdapter({ model, steers: trainFile, out, objective: "dpo", rank: 8, alpha: 16, epochs: 1, lr: 3e-3, beta: 0.5, threads: 1, build });
+    const r = await trainAdapter({ model, steers: trainFile, out, objective: "dpo", rank: 8, alpha: 16, epochs: 1, lr: 3e-3, beta: 0.5, threads: 1, computeType: "f32", build });
+    assert.equal(r.computeType, "f32", "the requested compute type reached the trainer");
     const e = await evaluateSteers({ model, steers: heldFile, adapter: out, build, threads: 1 });
     report("dpo", r, e);
     assert.ok(r.epochLosses.at(-1)!.loss < Math.log(2), "dpo loss did not fall below log 2");

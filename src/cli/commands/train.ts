@@ -33,8 +33,11 @@ interface TrainCliOptions {
   gradAccum: number;
   beta: number;
   threads?: number;
+  computeType: ComputeType;
   json?: boolean;
 }
+
+type ComputeType = "auto" | "f32" | "bf16" | "amx";
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -55,6 +58,11 @@ function parseTargets(value: string): LoraTarget[] {
   }
   if (list.length === 0) throw new InvalidArgumentError("no targets");
   return list as LoraTarget[];
+}
+
+function parseComputeType(value: string): ComputeType {
+  if (value !== "auto" && value !== "f32" && value !== "bf16" && value !== "amx") throw new InvalidArgumentError("use auto, f32, bf16 or amx");
+  return value;
 }
 
 function parseObjective(value: string): TrainObjective {
@@ -80,6 +88,7 @@ export function register(program: Command): void {
     .option("--grad-accum <n>", "steers per optimizer step", positiveInt, 4)
     .option("--beta <b>", "DPO beta", positiveNumber, 0.1)
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
+    .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, "auto" as ComputeType)
     .option("--json", "print the result as one JSON object")
     .action(async (opts: TrainCliOptions & { fromDb?: boolean }) => {
       if (opts.fromDb) {
@@ -163,6 +172,7 @@ async function runTrain(opts: TrainCliOptions): Promise<number> {
         gradAccum: opts.gradAccum,
         beta: opts.beta,
         threads: opts.threads,
+        computeType: opts.computeType,
         build,
       },
       (p) => {
