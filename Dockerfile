@@ -13,6 +13,16 @@ RUN apt-get update && apt-get install -y --no-install-recommends git ca-certific
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 
+# --- the application's files, shared by both targets --------------------------------------
+FROM scratch AS source
+WORKDIR /app
+COPY package.json tsconfig.json ./
+COPY bin ./bin
+COPY src ./src
+COPY native ./native
+COPY migrations ./migrations
+COPY config ./config
+
 # --- CUDA: the trainer links node-llama-cpp's prebuilt CUDA ggml (no CUDA kernels compiled) --
 FROM nvidia/cuda:12.4.1-devel-ubuntu22.04 AS cuda
 WORKDIR /app
@@ -21,12 +31,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certifi
     && rm -rf /var/lib/apt/lists/*
 ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cuda
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json tsconfig.json ./
-COPY bin ./bin
-COPY src ./src
-COPY native ./native
-COPY migrations ./migrations
-COPY config ./config
+COPY --from=source /app ./
 RUN npm run build:trainer
 VOLUME ["/app/data"]
 ENTRYPOINT ["node", "bin/steerbot.js"]
@@ -39,12 +44,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends git cmake g++ m
     && rm -rf /var/lib/apt/lists/*
 ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cpu
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json tsconfig.json ./
-COPY bin ./bin
-COPY src ./src
-COPY native ./native
-COPY migrations ./migrations
-COPY config ./config
+COPY --from=source /app ./
 RUN npm run build:trainer
 VOLUME ["/app/data"]
 ENTRYPOINT ["node", "bin/steerbot.js"]

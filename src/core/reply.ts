@@ -21,8 +21,6 @@ export class Reply {
   text = "";
   /** Tokens covering `text` exactly, offsets into `text`. */
   tokens: StreamedToken[] = [];
-  /** Characters of `text` the person saw when the reply was stopped. */
-  shownAtStop = 0;
   /** Steers stored on this reply so far (the next one's ordinal). */
   steers = 0;
   abort = new AbortController();

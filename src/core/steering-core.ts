@@ -365,7 +365,6 @@ export class SteeringCore {
     reply.abort.abort();
     await reply.running;
     reply.truncate(shown);
-    reply.shownAtStop = shown;
     await display?.cutTo(shown);
     await this.saveReply(reply, "stopped", {});
   }

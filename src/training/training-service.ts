@@ -40,8 +40,6 @@ export interface RunRequest {
 export interface RunOutcome extends Outcome {
   runId?: number;
   state: "succeeded" | "failed" | "skipped" | "busy" | "cancelled";
-  /** The loss-curve PNG of a finished run. */
-  lossCurvePng?: string;
   adapterVersion?: string;
   activated?: boolean;
 }
@@ -209,7 +207,7 @@ export class TrainingService implements TrainingControl {
       ]
         .filter(Boolean)
         .join("\n");
-      return { ok: true, state: "succeeded", runId, notice, attachments: [png], lossCurvePng: png, adapterVersion: version, activated };
+      return { ok: true, state: "succeeded", runId, notice, attachments: [png], adapterVersion: version, activated };
     } catch (e) {
       rmSync(`${file}.partial`, { force: true });
       const cancelled = abort.signal.aborted;

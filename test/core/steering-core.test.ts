@@ -65,7 +65,7 @@ for (const db of ["pglite", "postgres"] as const) {
         thread,
         actor: alice,
         replyToMessageId: surface.order[0],
-        correction: { text: "s/" + shown.slice(-5).replace(/[/\\]/g, "") + "/ and then the dragon slept/" },
+        correction: { text: "s/" + lastWithoutDelimiter(shown, 5) + "/ and then the dragon slept/" },
         messageId: "corr-1",
         surface: resumed,
       });
@@ -196,4 +196,13 @@ for (const db of ["pglite", "postgres"] as const) {
       assert.equal(await app.store.steers.findByCorrection("test", "f-corr"), undefined);
     });
   });
+}
+
+/** The last `n` characters of `text` that hold no s/// delimiter (the random model writes any). */
+function lastWithoutDelimiter(text: string, n: number): string {
+  for (let end = text.length; end >= n; end--) {
+    const w = text.slice(end - n, end);
+    if (!/[/\\]/.test(w)) return w;
+  }
+  throw new Error(`no ${n} characters without / or \\ in ${JSON.stringify(text)}`);
 }
