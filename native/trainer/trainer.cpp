@@ -486,6 +486,14 @@ struct AmxOp {
 
 static bool amx_bf16_available();  // see "AMX" below
 
+static bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
 struct Session {
     Options opt;
     llama_model * model = nullptr;
@@ -615,7 +623,7 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
     S.amx = !o.out_prod_backward && !S.on_gpu && (o.compute_type == "amx" || auto_fast) && amx_bf16_available();
     if (o.compute_type == "amx" && !S.amx) throw fatal("usage", "--compute-type amx needs a CPU with AMX-BF16 (and no GPU offload)");
     S.bf16 = !S.amx && !o.out_prod_backward &&
-             (o.compute_type == "bf16" || (auto_fast && __builtin_cpu_supports("avx512bf16")));
+             (o.compute_type == "bf16" || (auto_fast && cpu_has_avx512_bf16()));
 
     // trainable tensors: every lora_a/lora_b of the adapter
     struct Collect { std::vector<std::pair<std::string, ggml_tensor *>> v; } col;
@@ -888,6 +896,7 @@ static void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
         if (n->op == GGML_OP_MUL_MAT && is_frozen_host_weight(S, n->src[0]) && std::find(ws.begin(), ws.end(), n->src[0]) == ws.end())
             ws.push_back(n->src[0]);
     }
+#if defined(__x86_64__)
     if (S.amx) {
         // W and Wᵀ packed for the tile unit (dimensions multiples of 32); others take the F32 path
         std::vector<ggml_tensor *> rest;
@@ -910,6 +919,7 @@ static void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
         S.weights_prepared = true;
         return;
     }
+#endif
     if (S.bf16) {
         std::vector<ggml_tensor *> f32;
         for (ggml_tensor * w : ws) if (w->type == GGML_TYPE_F32) f32.push_back(w);
