@@ -1616,8 +1616,10 @@ __attribute__((target("avx512f"))) static double fma_f32_avx512(int64_t iters) {
     const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
     for (int64_t n = 0; n < iters; ++n)
         for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    // (not _mm512_reduce_add_ps: GCC 12's header warns about it)
+    alignas(64) float b[16];
     float s = 0;
-    for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_ps(acc[i]);
+    for (int i = 0; i < 12; ++i) { _mm512_store_ps(b, acc[i]); s += b[0]; }
     return s;
 }
 
@@ -1638,8 +1640,10 @@ __attribute__((target("avx512f,avx512bf16"))) static double dp_bf16_avx512(int64
     const __m512bh x = (__m512bh) _mm512_set1_epi16(0x3f80), y = (__m512bh) _mm512_set1_epi16(0x3380);
     for (int64_t n = 0; n < iters; ++n)
         for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
+    // (not _mm512_reduce_add_ps: GCC 12's header warns about it)
+    alignas(64) float b[16];
     float s = 0;
-    for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_ps(acc[i]);
+    for (int i = 0; i < 12; ++i) { _mm512_store_ps(b, acc[i]); s += b[0]; }
     return s;
 }
 
