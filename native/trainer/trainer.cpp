@@ -465,10 +465,17 @@ struct SpinBarrier {
             count.store(0, std::memory_order_relaxed);
             gen.fetch_add(1, std::memory_order_release);
         } else {
-            while (gen.load(std::memory_order_acquire) == g) {
+            // spin briefly (the others are a few microseconds behind), then yield: with more
+            // threads than cores (the bot generating beside a training run) a spinning waiter
+            // would burn the time slice of the thread it waits for
+            for (int spins = 0; gen.load(std::memory_order_acquire) == g; ++spins) {
+                if (spins < 2000) {
 #if defined(__x86_64__)
-                _mm_pause();
+                    _mm_pause();
 #endif
+                } else {
+                    std::this_thread::yield();
+                }
             }
         }
     }
