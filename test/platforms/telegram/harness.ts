@@ -65,3 +65,6 @@ export const admin = makeUser(900, "Admin");
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** Text the way a reader sees it: Telegram strips each message's surrounding whitespace. */
+export const norm = (s: string) => s.replace(/\s+/g, " ").trim();

@@ -17,11 +17,9 @@ import { createTestApp, type TestApp } from "../../helpers/app.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../../training/colour-task.ts";
 import type { FakeChat, FakeMessage } from "../../fakes/telegram/fake-bot-api.ts";
-import { admin, bob, startHarness, type Harness } from "./harness.ts";
+import { admin, bob, norm, startHarness, type Harness } from "./harness.ts";
 
 const PNG_SIGNATURE = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
-/** Text the way a reader sees it: Telegram strips each message's surrounding whitespace. */
-const norm = (s: string) => s.replace(/\s+/g, " ").trim();
 
 describe("telegram /retrain on postgres", () => {
   let app: TestApp;

@@ -6,11 +6,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createTestApp, type TestApp } from "../../helpers/app.ts";
-import { admin, alice, bob, startHarness, type Harness } from "./harness.ts";
+import { admin, alice, bob, norm, startHarness, type Harness } from "./harness.ts";
 import type { FakeMessage } from "../../fakes/telegram/fake-bot-api.ts";
 
 /** Text compared the way a reader sees it: Telegram strips each message's surrounding whitespace. */
-const norm = (s: string) => s.replace(/\s+/g, " ").trim();
 const visible = (ms: FakeMessage[]) => norm(ms.map((m) => m.text).join(" "));
 
 describe("telegram + steering core on postgres", () => {
