@@ -96,8 +96,13 @@ describe("discord scenarios (real core, Postgres, tiny model)", () => {
     await fake.waitFor(() => joined(resumed()) === after.final_text, 10_000, "resumed text shown");
     assert.ok(after.final_text!.startsWith(steer.prefix + steer.chosen));
     assert.ok(resumed().length >= 3, "prefix + chosen + continuation is over 4000 characters: several messages");
-    const notice = fake.state.botMessagesIn(thread.id).find((m) => m.replyToId === fix.id && !app.core.isBotMessage("discord", m.id));
-    assert.match(notice?.content ?? "", /approval/, "alice is told her steer waits for approval");
+    // the notice goes out beside the resumed stream, in no fixed order with it
+    const notice = await fake.waitFor(
+      () => fake.state.botMessagesIn(thread.id).find((m) => m.replyToId === fix.id && !app.core.isBotMessage("discord", m.id)),
+      10_000,
+      "the notice to alice",
+    );
+    assert.match(notice.content, /approval/, "alice is told her steer waits for approval");
 
     // ✅ accepts the reply.
     const last = resumed().at(-1)!;
