@@ -17,10 +17,10 @@
  * It also reports tokens per CPU-second of the process, which stays comparable when other
  * work shares the machine (wall-clock rates then swing by 10× between runs).
  */
-import { existsSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
 import { Engine, cpuCores } from "../src/engine/engine.ts";
 import { loadConfig } from "../src/config/config.ts";
@@ -29,11 +29,10 @@ import type { TextGenerator } from "../src/core/text-generator.ts";
 import { createLogger } from "../src/log.ts";
 import { Store } from "../src/store/store.ts";
 import { RecordingSurface } from "../test/helpers/recording-surface.ts";
-import { writeFixtureModel, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
-import { cacheDir } from "../src/engine/llama-source.ts";
+import type { FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
 import { buildTrainer } from "../src/training/build-trainer.ts";
+import { benchModel } from "./bench-model.ts";
 import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 
 const { values } = parseArgs({
   options: {
@@ -55,15 +54,7 @@ const threadCounts = values.threads
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (x: number) => x.toFixed(1);
 
-const modelPath = path.join(cacheDir("models"), `bench-${values.vocab}-${shape}-s1-f32.gguf`);
-if (!existsSync(modelPath)) {
-  const t = performance.now();
-  process.stdout.write(`writing fixture model ${modelPath} ...\n`);
-  const info = await writeFixtureModel({ out: modelPath, vocab: values.vocab, shape, seed: 1, type: "f32" });
-  process.stdout.write(
-    `  ${(info.parameters / 1e6).toFixed(0)}M parameters, ${(info.bytes / 2 ** 30).toFixed(2)} GiB in ${((performance.now() - t) / 1000).toFixed(1)} s\n`,
-  );
-}
+const modelPath = await benchModel(values.vocab!, shape);
 process.stdout.write(
   `model ${path.basename(modelPath)} (${(statSync(modelPath).size / 2 ** 30).toFixed(2)} GiB), ${nTokens} tokens/run, ${rounds} rounds, ` +
     `${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}\n`,

@@ -9,28 +9,24 @@
  * run: most swaps only create a context on the loaded model, every few a fresh model is
  * loaded to free the adapters piled up on the old one.
  */
-import { existsSync, mkdtempSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../src/config/config.ts";
 import { createApp } from "../src/app.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { writeFixtureModel, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
-import { cacheDir } from "../src/engine/llama-source.ts";
+import type { FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
 import { fileSha256 } from "../src/engine/model-file.ts";
 import { createLogger } from "../src/log.ts";
 import { Store } from "../src/store/store.ts";
 import { RecordingSurface } from "../test/helpers/recording-surface.ts";
 import { writeRandomLora } from "../test/helpers/random-lora.ts";
+import { benchModel } from "./bench-model.ts";
 
 const { values } = parseArgs({ options: { shape: { type: "string", default: "tiny" }, swaps: { type: "string", default: "30" } } });
 const shape = values.shape as FixtureShapeName;
-const model = path.join(cacheDir("models"), `bench-qwen2-${shape}-s1-f32.gguf`);
-if (!existsSync(model)) {
-  console.log(`writing fixture model ${model}…`);
-  await writeFixtureModel({ out: model, vocab: "qwen2", shape, seed: 1, type: "f32" });
-}
+const model = await benchModel("qwen2", shape);
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "steerbot-swap-"));
 const { config, secrets } = loadConfig({ env: {}, overrides: { model: { path: model, gpu: false }, generation: { max_tokens: 8, temperature: 0, system_prompt: "" }, stream: { edit_interval_ms: 0 }, store: { data_dir: dir } } });

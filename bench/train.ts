@@ -24,15 +24,15 @@
  * nvidia-smi, else --gpu-peak-tflops). Not yet run on a GPU.
  */
 import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
-import { writeFixtureModel, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
+import type { FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
 import { readGgufHeader } from "../src/engine/gguf/gguf-reader.ts";
-import { cacheDir } from "../src/engine/llama-source.ts";
 import { cpuCores } from "../src/engine/engine.ts";
 import { buildTrainer } from "../src/training/build-trainer.ts";
+import { benchModel } from "./bench-model.ts";
 
 const { values } = parseArgs({
   options: {
@@ -53,13 +53,7 @@ const nCtx = Number(values.ctx);
 const nWindows = Number(values.windows);
 const threads = Number(values.threads ?? cpuCores());
 
-const modelPath = path.join(cacheDir("models"), `bench-${values.vocab}-${shape}-s1-f32.gguf`);
-if (!existsSync(modelPath)) {
-  const t = performance.now();
-  process.stdout.write(`writing fixture model ${modelPath} ...\n`);
-  await writeFixtureModel({ out: modelPath, vocab: values.vocab, shape, seed: 1, type: "f32" });
-  process.stdout.write(`  done in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
-}
+const modelPath = await benchModel(values.vocab!, shape);
 const header = readGgufHeader(modelPath);
 const count = (t: { dims: number[] }) => t.dims.reduce((x, y) => x * y, 1);
 const params = header.tensors.reduce((a, t) => a + count(t), 0);
