@@ -438,10 +438,12 @@ struct Param {
 // AMX data (the kernel and its notes: see "AMX" below)
 // ----------------------------------------------------------------------------------------
 
+// The tile unit's configuration: tiles 0-7 all 16 rows of 64 bytes (16 F32 or 32 BF16 values),
+// the only shape the trainer uses.
 struct TileConfig {
     uint8_t palette_id = 1, start_row = 0, reserved[14] = {};
-    uint16_t colsb[16] = {};
-    uint8_t rows[16] = {};
+    uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+    uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
 };
 
 // A matrix M [N rows][K] (N, K multiples of 32) in tile order: tile (nb, kb) holds rows
@@ -849,8 +851,7 @@ static void amx_gemm(ggml_tensor * dst, int ith, int nth, void * ud) {
     op.shared->barrier.wait(nth);
 
     // 2. 32 outputs x 32 tokens at a time: C tiles 0-3, activations 4-5, matrix 6-7
-    TileConfig cfg;
-    for (int i = 0; i < 8; ++i) { cfg.rows[i] = 16; cfg.colsb[i] = 64; }
+    const TileConfig cfg;
     _tile_loadconfig(&cfg);
     float * y = (float *) dst->data;
     const int64_t ld = dst->nb[1] / sizeof(float);
@@ -1617,17 +1618,22 @@ static int mode_train(Options & o) {
 // (fewer FMA ports, lower clocks under AVX-512): measure independent FMA chains instead.
 
 #if defined(__x86_64__)
+// something of the accumulators to return, so the loops are not optimized away
+// (not _mm512_reduce_add_ps: GCC 12's header warns about it)
+__attribute__((target("avx512f"))) static double sink_lanes(const __m512 (&acc)[12]) {
+    alignas(64) float b[16];
+    float s = 0;
+    for (int i = 0; i < 12; ++i) { _mm512_store_ps(b, acc[i]); s += b[0]; }
+    return s;
+}
+
 __attribute__((target("avx512f"))) static double fma_f32_avx512(int64_t iters) {
     __m512 acc[12];
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps((float) i);
     const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
     for (int64_t n = 0; n < iters; ++n)
         for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
-    // (not _mm512_reduce_add_ps: GCC 12's header warns about it)
-    alignas(64) float b[16];
-    float s = 0;
-    for (int i = 0; i < 12; ++i) { _mm512_store_ps(b, acc[i]); s += b[0]; }
-    return s;
+    return sink_lanes(acc);
 }
 
 __attribute__((target("avx2,fma"))) static double fma_f32_avx2(int64_t iters) {
@@ -1647,16 +1653,11 @@ __attribute__((target("avx512f,avx512bf16"))) static double dp_bf16_avx512(int64
     const __m512bh x = (__m512bh) _mm512_set1_epi16(0x3f80), y = (__m512bh) _mm512_set1_epi16(0x3380);
     for (int64_t n = 0; n < iters; ++n)
         for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
-    // (not _mm512_reduce_add_ps: GCC 12's header warns about it)
-    alignas(64) float b[16];
-    float s = 0;
-    for (int i = 0; i < 12; ++i) { _mm512_store_ps(b, acc[i]); s += b[0]; }
-    return s;
+    return sink_lanes(acc);
 }
 
 __attribute__((target("amx-tile,amx-bf16"))) static double tiles_bf16_amx(int64_t iters) {
-    TileConfig cfg;
-    for (int i = 0; i < 8; ++i) { cfg.rows[i] = 16; cfg.colsb[i] = 64; }
+    const TileConfig cfg;
     _tile_loadconfig(&cfg);
     alignas(64) static thread_local uint16_t a[16 * 32], b[16 * 32];
     alignas(64) static thread_local float c[16 * 16];
