@@ -897,7 +897,8 @@ static bool amx_bf16_available() { return false; }
 
 // Once per session, at the first graph: the frozen host weights that are matrices of products.
 static void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
-    if (S.weights_prepared) return;
+    // forward-only graphs of an f32 session (eval, DPO reference scores) need nothing
+    if (S.weights_prepared || (!backward && !S.bf16 && !S.amx)) return;
     std::vector<ggml_tensor *> ws;
     for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
         ggml_tensor * n = ggml_graph_node(gf, i);
