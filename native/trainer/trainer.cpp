@@ -706,6 +706,15 @@ static void parallel_rows(int nth, int64_t n, F fn) {
     for (auto & x : th) x.join();
 }
 
+// Drops the whole pages inside [p, p + n) from memory (the weights there are no longer read;
+// pages of a mapped file come back from the file if they ever are).
+static void release_pages(const void * p, size_t n) {
+    const uintptr_t page = (uintptr_t) sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t) p + page - 1) / page * page;
+    const uintptr_t b = ((uintptr_t) p + n) / page * page;
+    if (b > a) madvise((void *) a, b - a, MADV_DONTNEED);
+}
+
 // Converts F32 weights to BF16 in place of the model's tensors (type, strides, data, buffer),
 // so every graph built afterwards multiplies in BF16; the F32 pages of the mapped file are
 // released from memory.
@@ -717,7 +726,6 @@ static void weights_to_bf16(Session & S, const std::vector<ggml_tensor *> & ws) 
     if (!buf) throw fatal("oom", "cannot allocate the bf16 weights (try --compute-type f32)");
     ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     S.transposed_bufs.push_back({c, buf});
-    const long page = sysconf(_SC_PAGESIZE);
     for (size_t k = 0; k < ws.size(); ++k) {
         ggml_tensor * w = ws[k];
         const float * src = (const float *) w->data;
@@ -726,10 +734,7 @@ static void weights_to_bf16(Session & S, const std::vector<ggml_tensor *> & ws) 
         parallel_rows(S.opt.threads, w->ne[1], [=](int64_t r0, int64_t r1) {
             ggml_fp32_to_bf16_row_ref(src + r0 * n_in, dst + r0 * n_in, (r1 - r0) * n_in);
         });
-        // the F32 bytes are no longer read: drop them from memory when they come from the mapped file
-        const uintptr_t a = ((uintptr_t) src + page - 1) / page * page;
-        const uintptr_t b = ((uintptr_t) src + ggml_nbytes(w)) / page * page;
-        if (b > a) madvise((void *) a, b - a, MADV_DONTNEED);
+        release_pages(src, ggml_nbytes(w));  // the F32 bytes are no longer read
         w->type = GGML_TYPE_BF16;
         w->nb[0] = ggml_type_size(GGML_TYPE_BF16);
         w->nb[1] = w->nb[0] * w->ne[0];
@@ -917,12 +922,7 @@ static void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
             amx_pack(S.amx_bwd[w], n_in, n_out, S.opt.threads, [=](int64_t n, int64_t k) { return src[k * n_in + n]; });
             // the F32 bytes now only back products that were not rewritten (none, normally): from a
             // mapped file they can leave memory, and come back from the file if ever read again
-            if (S.mmapped) {
-                const long page = sysconf(_SC_PAGESIZE);
-                const uintptr_t a = ((uintptr_t) src + page - 1) / page * page;
-                const uintptr_t b = ((uintptr_t) src + ggml_nbytes(w)) / page * page;
-                if (b > a) madvise((void *) a, b - a, MADV_DONTNEED);
-            }
+            if (S.mmapped) release_pages(src, ggml_nbytes(w));
         }
         if (!rest.empty() && !S.opt.out_prod_backward) make_transposed(S, rest);
         S.weights_prepared = true;
