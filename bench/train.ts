@@ -32,6 +32,7 @@ import type { FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
 import { readGgufHeader } from "../src/engine/gguf/gguf-reader.ts";
 import { cpuCores } from "../src/engine/engine.ts";
 import { buildTrainer } from "../src/training/build-trainer.ts";
+import type { ComputeType } from "../src/training/trainer-process.ts";
 import { benchModel } from "./bench-model.ts";
 
 const { values } = parseArgs({
@@ -158,13 +159,12 @@ try {
     `measured peak on ${threads} threads: f32 FMA ${gf(measured.f32GflopsPerSecond)} GFLOP/s, bf16 dot product ${gf(measured.bf16GflopsPerSecond)} GFLOP/s, ` +
       `AMX bf16 tiles ${gf(measured.amxBf16GflopsPerSecond)} GFLOP/s\n`,
   );
-  const ofPeak = (flops: number, type: "f32" | "bf16" | "amx") => {
+  const ofPeak = (flops: number, type: ComputeType) => {
     const m = type === "amx" ? measured.amxBf16GflopsPerSecond : type === "bf16" ? measured.bf16GflopsPerSecond : measured.f32GflopsPerSecond;
     return `${((100 * flops) / peakFlops).toFixed(1)}% of nominal peak, ${m ? ((100 * flops) / (m * 1e9)).toFixed(1) : "n/a"}% of measured ${type} peak`;
   };
 
   // ---- ours ----------------------------------------------------------------------------------
-  type ComputeType = "f32" | "bf16" | "amx";
   interface Ours {
     computeType: ComputeType;
     tokensPerSecond: number;

@@ -14,7 +14,7 @@ import path from "node:path";
 import type { Engine } from "../engine/engine.ts";
 import { buildTrainer, type TrainerBuild } from "./build-trainer.ts";
 import { prepareDataset, type SkippedSteer, type SteerInput } from "./steer-dataset.ts";
-import { runTrainer, type TrainerProgressEvent, type TrainerStartEvent } from "./trainer-process.ts";
+import { runTrainer, type ComputeType, type ComputeTypeChoice, type TrainerProgressEvent, type TrainerStartEvent } from "./trainer-process.ts";
 
 export type TrainObjective = "sft" | "dpo" | "sft+dpo";
 export type LoraTarget = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
@@ -44,8 +44,8 @@ export interface TrainAdapterOptions {
   targets?: readonly LoraTarget[];
   seed?: number;
   threads?: number;
-  /** Products with the frozen weights: `auto` (default: the fastest the CPU has), `f32`, `bf16`, `amx`. */
-  computeType?: "auto" | "f32" | "bf16" | "amx";
+  /** Products with the frozen weights (default `auto`: the fastest the CPU has). */
+  computeType?: ComputeTypeChoice;
   maxSteps?: number;
   /** Continue training this adapter instead of starting from B = 0. */
   initAdapter?: string;
@@ -69,7 +69,7 @@ export interface TrainResult {
   tokensPerSecond: number;
   trainableParameters?: number;
   /** How the products with the frozen weights ran (see {@link TrainAdapterOptions.computeType}). */
-  computeType?: "f32" | "bf16" | "amx";
+  computeType?: ComputeType;
   lossCurve: { step: number; epoch: number; loss: number; lr: number }[];
   epochLosses: { epoch: number; loss: number }[];
   /** Seconds spent building the trainer in this call (0 when cached). */

@@ -74,6 +74,15 @@ export interface TrainerGradEvent {
   norm: number;
 }
 
+/**
+ * How the trainer multiplies with the frozen base weights: `auto` picks the fastest the CPU has
+ * (`amx`: AMX-BF16 tiles, `bf16`: AVX512-BF16, `f32`).
+ */
+export const COMPUTE_TYPES = ["auto", "f32", "bf16", "amx"] as const;
+export type ComputeTypeChoice = (typeof COMPUTE_TYPES)[number];
+/** What `auto` became. */
+export type ComputeType = Exclude<ComputeTypeChoice, "auto">;
+
 /** Printed once, at the first backward pass: how gradients through the frozen weights are computed. */
 export interface TrainerBackwardEvent {
   type: "backward";
@@ -85,8 +94,7 @@ export interface TrainerBackwardEvent {
   amxProducts: number;
   /** Bytes of those transposed copies. */
   transposedBytes: number;
-  /** How products with the frozen matrices run while training: the fastest the CPU has by default (`amx`: AMX-BF16 tiles, `bf16`: AVX512-BF16, `f32`). */
-  computeType: "f32" | "bf16" | "amx";
+  computeType: ComputeType;
 }
 
 export interface TrainerDoneEvent {

@@ -14,7 +14,7 @@ import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import { buildTrainer } from "../../training/build-trainer.ts";
 import { DEFAULT_TARGETS, trainAdapter, type LoraTarget, type TrainObjective } from "../../training/train-adapter.ts";
-import { TrainerError } from "../../training/trainer-process.ts";
+import { COMPUTE_TYPES, TrainerError, type ComputeTypeChoice } from "../../training/trainer-process.ts";
 
 const TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
 const BAD_INPUT_CODES = new Set(["quantized_model", "bad_data", "empty_data", "usage", "bad_model", "bad_adapter"]);
@@ -33,11 +33,9 @@ interface TrainCliOptions {
   gradAccum: number;
   beta: number;
   threads?: number;
-  computeType: ComputeType;
+  computeType: ComputeTypeChoice;
   json?: boolean;
 }
-
-type ComputeType = "auto" | "f32" | "bf16" | "amx";
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -60,9 +58,9 @@ function parseTargets(value: string): LoraTarget[] {
   return list as LoraTarget[];
 }
 
-function parseComputeType(value: string): ComputeType {
-  if (value !== "auto" && value !== "f32" && value !== "bf16" && value !== "amx") throw new InvalidArgumentError("use auto, f32, bf16 or amx");
-  return value;
+function parseComputeType(value: string): ComputeTypeChoice {
+  if (!(COMPUTE_TYPES as readonly string[]).includes(value)) throw new InvalidArgumentError(`use ${COMPUTE_TYPES.slice(0, -1).join(", ")} or ${COMPUTE_TYPES.at(-1)}`);
+  return value as ComputeTypeChoice;
 }
 
 function parseObjective(value: string): TrainObjective {
@@ -88,7 +86,7 @@ export function register(program: Command): void {
     .option("--grad-accum <n>", "steers per optimizer step", positiveInt, 4)
     .option("--beta <b>", "DPO beta", positiveNumber, 0.1)
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
-    .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, "auto" as ComputeType)
+    .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, "auto" as ComputeTypeChoice)
     .option("--json", "print the result as one JSON object")
     .action(async (opts: TrainCliOptions & { fromDb?: boolean }) => {
       if (opts.fromDb) {
