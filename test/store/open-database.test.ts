@@ -21,7 +21,7 @@ describe("openDatabase on PostgreSQL", () => {
     // a few idle connections in the pool
     await Promise.all([1, 2, 3].map(() => sql`select pg_sleep(0.05)`.execute(store.db)));
     const name = new URL(String(tdb.target.databaseUrl)).pathname.slice(1);
-    const admin = new pg.Client({ connectionString: adminUrl });
+    const admin = new pg.Client({ connectionString: adminUrl() });
     await admin.connect();
     const killed = await admin.query<{ n: number }>(
       "select count(pg_terminate_backend(pid))::int as n from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
