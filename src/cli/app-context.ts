@@ -27,11 +27,13 @@ export interface AppContext {
   config: AppConfig;
   secrets: Secrets;
   log: Logger;
+  /** Nobody chose a model: `model.path` is the shipped default (see `LoadedConfig`). */
+  modelPathIsDefault: boolean;
 }
 
 export function appContext(): AppContext {
-  const { config, secrets } = loadConfig();
-  return { config, secrets, log: createLogger(config.log.level) };
+  const { config, secrets, modelPathIsDefault } = loadConfig();
+  return { config, secrets, modelPathIsDefault, log: createLogger(config.log.level) };
 }
 
 export async function openStore(ctx: AppContext): Promise<Store> {

@@ -162,10 +162,22 @@ export interface LoadOptions {
   configDir?: string;
 }
 
-export function loadConfig(opts: LoadOptions = {}): { config: AppConfig; secrets: Secrets } {
+export interface LoadedConfig {
+  config: AppConfig;
+  secrets: Secrets;
+  /**
+   * True when `model.path` is the one `default.yaml` ships, i.e. nobody chose a model. Only
+   * then may `npm start` fall back to the demo model when that default cannot be downloaded:
+   * a model someone configured is never silently replaced.
+   */
+  modelPathIsDefault: boolean;
+}
+
+export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   const env = opts.env ?? process.env;
   const dir = opts.configDir ?? path.join(projectRoot, "config");
   let tree = readYaml(path.join(dir, "default.yaml"));
+  const defaultModelPath = isTree(tree.model) ? tree.model.path : undefined;
   const local = env.STEERBOT_CONFIG ?? path.join(dir, "local.yaml");
   if (env.STEERBOT_CONFIG && !existsSync(local)) throw new ConfigError(`STEERBOT_CONFIG names ${local}, which does not exist`);
   if (existsSync(local)) tree = merge(tree, readYaml(local));
@@ -186,7 +198,7 @@ export function loadConfig(opts: LoadOptions = {}): { config: AppConfig; secrets
     telegramWebhookSecret: env.TELEGRAM_WEBHOOK_SECRET || undefined,
     databaseUrl: env.DATABASE_URL || undefined,
   };
-  return { config: parsed.data, secrets };
+  return { config: parsed.data, secrets, modelPathIsDefault: parsed.data.model.path === defaultModelPath };
 }
 
 /** A database URL safe to print: the password replaced by ***. */

@@ -24,6 +24,15 @@ describe("config", () => {
     assert.deepEqual(config.permissions.admins.users, ["42", "43"]);
   });
 
+  it("tells whether anyone chose the model (only the shipped default may fall back to the demo model)", () => {
+    assert.equal(loadConfig({ env: {} }).modelPathIsDefault, true);
+    assert.equal(loadConfig({ env: { STEERBOT_MODEL__PATH: "models/mine.gguf" } }).modelPathIsDefault, false);
+    const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
+    const local = path.join(dir, "local.yaml");
+    writeFileSync(local, "model:\n  path: hf:someone/Their-Model-GGUF:Q8_0\n");
+    assert.equal(loadConfig({ env: { STEERBOT_CONFIG: local } }).modelPathIsDefault, false);
+  });
+
   it("names the bad key and the expected value", () => {
     assert.throws(
       () => loadConfig({ env: { STEERBOT_MODEL__THREADS: "many" } }),

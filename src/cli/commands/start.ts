@@ -4,18 +4,46 @@
  * Owns: deciding what runs. With DISCORD_TOKEN and/or TELEGRAM_TOKEN set, the bots connect;
  * with neither, the terminal playground starts, so a fresh machine has something to steer.
  * SIGINT/SIGTERM stop the bots and let replies in flight end.
+ *
+ * The demo model: when nobody chose a model and the default one cannot be downloaded (an
+ * offline machine), the playground still opens — on the tiny fixture model, announced by a
+ * banner — because a first `npm start` that ends in an error teaches nothing. Only there: a
+ * model someone configured is never replaced, and the bots never serve random weights.
  */
 import type { Command } from "commander";
 import { createApp } from "../../app.ts";
+import { tinyFixtureModel } from "../../engine/fixture/cached-fixture-model.ts";
+import { isRemoteModel, ModelUnavailableError } from "../../engine/model-file.ts";
 import { TerminalPlayground } from "../../platforms/terminal/terminal-playground.ts";
-import { action, appContext, CliError, EXIT } from "../app-context.ts";
-import { ModelUnavailableError } from "../../engine/model-file.ts";
+import { action, appContext, CliError, EXIT, type AppContext } from "../app-context.ts";
 
-async function loadApp(schedule: boolean) {
-  const ctx = appContext();
+function demoBanner(defaultModel: string, why: string, demoPath: string): string {
+  const rule = "=".repeat(78);
+  return [
+    rule,
+    "DEMO MODEL: random weights. Its replies are nonsense, but stopping, correcting",
+    "and resuming work exactly as with a real model.",
+    `The default model ${defaultModel} could not be downloaded:`,
+    `  ${why}`,
+    "For real replies, point model.path at a GGUF file:",
+    "  STEERBOT_MODEL__PATH=/path/to/model.gguf npm start",
+    "(or model.path in config/local.yaml), or start once with network access.",
+    `Demo model: ${demoPath}`,
+    rule,
+    "",
+  ].join("\n");
+}
+
+async function loadApp(ctx: AppContext, schedule: boolean, demoFallback = false) {
   try {
     return await createApp({ ...ctx, schedule });
   } catch (e) {
+    if (e instanceof ModelUnavailableError && demoFallback && ctx.modelPathIsDefault && isRemoteModel(ctx.config.model.path)) {
+      const demo = await tinyFixtureModel("qwen2", 1, (file) => process.stdout.write(`writing the demo model to ${file} (once)\n`));
+      const why = e.cause instanceof Error ? e.cause.message : e.message;
+      process.stdout.write(demoBanner(ctx.config.model.path, why, demo));
+      return createApp({ ...ctx, config: { ...ctx.config, model: { ...ctx.config.model, path: demo } }, schedule });
+    }
     if (e instanceof ModelUnavailableError) {
       throw new CliError(
         `${e.message}\nNo model, no replies. Offline? Make a fixture model (random weights: it talks nonsense, but the whole flow works):\n` +
@@ -27,8 +55,8 @@ async function loadApp(schedule: boolean) {
   }
 }
 
-async function playground(): Promise<void> {
-  const app = await loadApp(false);
+async function playground(ctx: AppContext): Promise<void> {
+  const app = await loadApp(ctx, false, true);
   process.stdout.write(`steerbot playground — model ${app.engine.modelPath}, data in ${app.store.location}\n`);
   try {
     await new TerminalPlayground(app.core).run();
@@ -44,8 +72,8 @@ export function register(program: Command): void {
     .action(
       action(async () => {
         const ctx = appContext();
-        if (!ctx.secrets.discordToken && !ctx.secrets.telegramToken) return playground();
-        const app = await loadApp(true);
+        if (!ctx.secrets.discordToken && !ctx.secrets.telegramToken) return playground(ctx);
+        const app = await loadApp(ctx, true);
         const bots: { stop(): Promise<void> }[] = [];
         if (ctx.secrets.discordToken) {
           const { DiscordBot } = await import("../../platforms/discord/discord-bot.ts"); // SDKs load only when used
@@ -91,5 +119,5 @@ export function register(program: Command): void {
   program
     .command("chat")
     .description("the terminal playground: stream a reply, press any key to stop it, type a correction, it resumes")
-    .action(action(playground));
+    .action(action(() => playground(appContext())));
 }

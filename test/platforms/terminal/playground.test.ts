@@ -1,10 +1,12 @@
 /**
  * End to end: the real `steerbot chat` program in a real terminal (tmux), driven by key
- * presses as a person would, then the stored steer read back from its database.
+ * presses as a person would, then the stored steer read back from its database; and `npm start`
+ * on a machine that cannot download the default model.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -12,9 +14,16 @@ import { projectRoot } from "../../../src/engine/llama-source.ts";
 import { Store } from "../../../src/store/store.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 
-const session = `steerbot-test-${process.pid}`;
+let session = `steerbot-test-${process.pid}`;
 const tmux = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
 const screen = () => tmux("capture-pane", "-p", "-J", "-S", "-", "-t", session);
+const killSession = () => {
+  try {
+    tmux("kill-session", "-t", session);
+  } catch {
+    /* already gone */
+  }
+};
 
 async function waitFor(re: RegExp, ms = 60_000): Promise<string> {
   const end = Date.now() + ms;
@@ -42,13 +51,7 @@ describe("terminal playground", () => {
     ].join(" ");
     tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", `cd ${projectRoot} && env ${env} node bin/steerbot.js chat 2>/dev/null; echo EXITED $?; sleep 60`);
   });
-  after(() => {
-    try {
-      tmux("kill-session", "-t", session);
-    } catch {
-      /* already gone */
-    }
-  });
+  after(killSession);
 
   it("streams, stops on a key, takes a correction, resumes, and stores the steer", async () => {
     await waitFor(/you> $/m, 180_000);
@@ -77,5 +80,49 @@ describe("terminal playground", () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+/** A loopback port nothing listens on: a model hub there refuses every connection, as offline. */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe("npm start with the default model on a machine that cannot download it", () => {
+  before(async () => {
+    session = `steerbot-test-offline-${process.pid}`;
+    const dataDir = mkdtempSync(path.join(tmpdir(), "steerbot-offline-"));
+    const env = [
+      `STEERBOT_STORE__DATA_DIR=${dataDir}`, // no model cached there
+      `HF_ENDPOINT=http://127.0.0.1:${await closedPort()}/`,
+      "MODEL_ENDPOINT=",
+      "DISCORD_TOKEN=",
+      "TELEGRAM_TOKEN=",
+      "DATABASE_URL=",
+      "STEERBOT_STREAM__EDIT_INTERVAL_MS=100",
+    ].join(" ");
+    // no model.path and no config file from the caller's environment: the shipped default, an hf: URI
+    const unset = "-u STEERBOT_MODEL__PATH -u STEERBOT_CONFIG";
+    tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", `cd ${projectRoot} && env ${unset} ${env} npm start 2>&1; echo EXITED $?; sleep 60`);
+  });
+  after(killSession);
+
+  it("opens the playground on the demo model, with a banner that says so and how to use a real one", async () => {
+    const s = await waitFor(/you> $/m, 300_000);
+    assert.match(s, /DEMO MODEL: random weights/);
+    assert.match(s, /The default model hf:\S+ could not be downloaded/);
+    assert.match(s, /STEERBOT_MODEL__PATH=\/path\/to\/model\.gguf npm start/);
+    const demo = /Demo model: (\S+\.gguf)/.exec(s)![1]!;
+    assert.ok(existsSync(demo), `the demo model is cached at ${demo}`);
+    assert.ok(s.includes(`steerbot playground — model ${demo}`), "the playground runs on the demo model");
+    tmux("send-keys", "-t", session, "Hello there", "Enter");
+    await waitFor(/bot> [^\n]*\S/);
+    await waitFor(/bot> [^]*\nyou> $/m, 120_000);
+    tmux("send-keys", "-t", session, "/quit", "Enter");
+    await waitFor(/EXITED 0/);
   });
 });
