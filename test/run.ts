@@ -31,7 +31,13 @@ function testFiles(): string[] {
 const files = process.argv.slice(2);
 
 try {
-  const build = await buildTrainer({ log: (l) => process.stdout.write(`[trainer build] ${l}\n`) });
+  let announced = false; // the build's own lines go to the error, should it fail
+  const build = await buildTrainer({
+    log: () => {
+      if (!announced) process.stdout.write("native trainer: building it once from the bundled llama.cpp source (minutes on a fresh machine)\n");
+      announced = true;
+    },
+  });
   process.stdout.write(`native trainer: ${build.variant}, ${build.buildSeconds ? `built in ${build.buildSeconds.toFixed(0)} s` : "cached build"} (${build.binary})\n`);
 } catch (e) {
   // the tests that train say so themselves; every other test can still run
