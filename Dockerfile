@@ -30,7 +30,8 @@ WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates git cmake g++ make \
     && curl -fsSL https://deb.nodesource.com/setup_24.x | bash - && apt-get install -y nodejs \
     && rm -rf /var/lib/apt/lists/*
-ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cuda
+# MALLOC_ARENA_MAX: see the cpu stage
+ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cuda MALLOC_ARENA_MAX=2
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=source /app ./
 RUN npm run build:trainer
@@ -43,7 +44,9 @@ FROM node:24-bookworm-slim AS cpu
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends git cmake g++ make ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cpu
+# MALLOC_ARENA_MAX=2: with glibc's default per-thread arenas, RSS on Node.js 24 creeps with
+# every adapter hot-swap (measured 1106 -> 1191 MiB over 90 swaps); with two it stays flat.
+ENV STEERBOT_CACHE_DIR=/app/cache STEERBOT_TRAINER_BACKEND=cpu MALLOC_ARENA_MAX=2
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=source /app ./
 RUN npm run build:trainer
