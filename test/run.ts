@@ -65,15 +65,18 @@ const child = spawn(
   { cwd: projectRoot, env, stdio: "inherit", detached: true },
 );
 
-let signalled: NodeJS.Signals | undefined;
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+// A signal goes to every test process first; once they are gone the server is stopped and
+// removed as after any run. A second signal does not wait for them.
+const SIGNAL_CODES = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+let signalled: keyof typeof SIGNAL_CODES | undefined;
+for (const sig of Object.keys(SIGNAL_CODES) as (keyof typeof SIGNAL_CODES)[]) {
   process.on(sig, () => {
-    signalled = sig;
     try {
-      process.kill(-child.pid!, sig);
+      process.kill(-child.pid!, signalled ? "SIGKILL" : sig);
     } catch {
       /* the group is already gone */
     }
+    signalled ??= sig;
   });
 }
 
@@ -85,4 +88,4 @@ const code = await new Promise<number>((resolve) => {
   child.on("exit", (c) => resolve(c ?? 1)); // null: ended by a signal
 });
 await server?.stop();
-process.exit(signalled ? 130 : code);
+process.exit(signalled ? SIGNAL_CODES[signalled] : code);
