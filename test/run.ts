@@ -44,10 +44,7 @@ try {
   process.stderr.write(`native trainer: the build failed: ${(e as Error).message}\n`);
 }
 
-// The configuration the Docker images ship (see the Dockerfile): glibc's per-thread malloc
-// arenas otherwise make RSS creep with every hot-swap on Node.js 24, and the swap test measures
-// memory.
-const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: "2", ...process.env };
+const env = { ...process.env };
 let server: TestPostgres | undefined;
 if (env.TEST_DATABASE_URL) {
   process.stdout.write(`test PostgreSQL: TEST_DATABASE_URL ${redactUrl(env.TEST_DATABASE_URL)}\n`);
