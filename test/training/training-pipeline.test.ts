@@ -2,8 +2,8 @@
  * The training loop end to end, with no restart: imported steers → /retrain (the admin
  * command every platform maps to) → the real native trainer → evaluation gate → hot-swap →
  * the next reply uses the adapter. Plus the failure paths: a second request while a run is
- * going, a killed trainer, a corrupt adapter, replies streaming through a swap, and memory
- * across many swaps.
+ * going, a killed trainer, a corrupt adapter, replies streaming through a swap, and that many swaps free every
+ * replaced context and model.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -16,7 +16,9 @@ import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { RecordingSurface } from "../helpers/recording-surface.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 import { writeRandomLora } from "../helpers/random-lora.ts";
+import type { Engine } from "../../src/engine/engine.ts";
 import { fileSha256 } from "../../src/engine/model-file.ts";
+import { MAX_ADAPTERS_PER_MODEL } from "../../src/training/adapter-activator.ts";
 import { CHOSEN, colourSteers } from "./colour-task.ts";
 
 const admin: Actor = { platform: "test", userId: "admin" };
@@ -153,7 +155,7 @@ for (const db of ["pglite", "postgres"] as const) {
       assert.equal(app.activator.liveVersion, null);
     });
 
-    it("finishes replies streaming through a swap, and memory stays bounded over 30 swaps", async () => {
+    it("finishes replies streaming through a swap, and frees every replaced context and model over 35 swaps", async () => {
       // 10 replies streaming while the engine is swapped under them.
       const surfaces = Array.from({ length: 10 }, () => new RecordingSurface(2000, 0, 5));
       const replies = surfaces.map((s, i) =>
@@ -167,26 +169,34 @@ for (const db of ["pglite", "postgres"] as const) {
       assert.ok(gens.every((g) => g.status === "done"), JSON.stringify(gens.map((g) => g.status)));
       surfaces.forEach((s) => assert.ok(s.visible.length > 0));
 
-      const rss = () => {
-        (globalThis as { gc?: () => void }).gc?.();
-        return process.memoryUsage().rss;
-      };
       // 35 distinct adapters: swaps create contexts on the loaded model and, every few
-      // adapters, load a fresh model so the old one and its adapters are freed. The allocator
-      // settles over the first few model loads; memory must not grow after that.
+      // adapters, load a fresh model so the old one and its adapters are freed. What is freed is
+      // checked exactly: once the activator is idle, every engine but the live one has its
+      // llama context disposed and every model but the live one is disposed (node-llama-cpp's
+      // own flags). RSS is not asserted here: the allocator's arenas drift by 10-30% over the
+      // first few dozen model loads with nothing leaked (964 -> 1062 MiB in one CI run, 938 ->
+      // 1200 in a run of this file alone); bench/swap.ts prints RSS over many swaps.
       const base = await app.engine.fingerprint();
-      const swapToNew = async (i: number) => {
+      const engines = new Set<Engine>([app.core.currentEngine as Engine]);
+      const useEngine = app.core.useEngine.bind(app.core); // observe every engine put live, reloads included
+      app.core.useEngine = (next, adapterId) => (engines.add(next as Engine), useEngine(next, adapterId));
+      for (let i = 0; i < 35; i++) {
         const file = path.join(dir, `random-${i}.gguf`);
         writeRandomLora(model, file, i);
         await app.store.training.addAdapter({ version: `random-${i}`, filePath: file, sha256: await fileSha256(file), baseFingerprint: base, trainingRunId: null, state: "candidate", metrics: {} });
         await app.activator.swapTo(`random-${i}`);
-      };
-      for (let i = 0; i < 5; i++) await swapToNew(i);
-      const first = rss();
-      for (let i = 5; i < 35; i++) await swapToNew(i);
+      }
       assert.equal(app.activator.liveVersion, "random-34");
-      const last = rss();
-      assert.ok(last < first * 1.1, `RSS after 30 more swaps ${Math.round(last / 2 ** 20)} MiB vs ${Math.round(first / 2 ** 20)} MiB before them`);
+      await app.activator["queue"]; // a background model reload may still be finishing
+      app.core.useEngine = useEngine;
+      const live = app.core.currentEngine as Engine;
+      const models = new Set([...engines].map((e) => e.model));
+      assert.ok(models.size >= 35 / MAX_ADAPTERS_PER_MODEL - 1, `only ${models.size} model loads in 35 swaps`);
+      const openContexts = [...engines].filter((e) => e !== live && !e["context"].disposed);
+      assert.equal(openContexts.length, 0, `${openContexts.length} of ${engines.size - 1} replaced engines keep their context`);
+      const loaded = [...models].filter((m) => m !== live.model && !m.disposed);
+      assert.equal(loaded.length, 0, `${loaded.length} of ${models.size - 1} replaced models are still loaded`);
+      assert.equal(live["context"].disposed, false);
     });
   });
 }
