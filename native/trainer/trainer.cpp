@@ -350,25 +350,24 @@ static BaseInfo inspect_base(const std::string & path, const std::vector<std::st
         if (it == TARGET_NAMES.end()) { gguf_free(g); ggml_free(meta); throw fatal("usage", "unknown target " + t + " (use q,k,v,o,gate,up,down)"); }
         wanted.insert(it->second);
     }
-    std::string quantized;
+    std::string unusable;
     for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
         const char * name = gguf_get_tensor_name(g, i);
         ggml_tensor * t = ggml_get_tensor(meta, name);
         std::string n(name);
         // blk.N.<kind>.weight
-        if (n.rfind("blk.", 0) != 0 || n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) {
-            if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && quantized.empty()) quantized = n + " is " + ggml_type_name(t->type);
-            continue;
-        }
+        // every frozen weight is multiplied as F32 or BF16 in training: quantized ones are
+        // dequantized once at load (see dequantize_weights), which needs a to_float kernel
+        if (t->type != GGML_TYPE_F32 && !ggml_get_type_traits(t->type)->to_float && unusable.empty()) unusable = n + " is " + ggml_type_name(t->type);
+        if (n.rfind("blk.", 0) != 0 || n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) continue;
         size_t d1 = n.find('.', 4);
         std::string kind = n.substr(d1 + 1, n.size() - 7 - d1 - 1);
-        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && quantized.empty()) quantized = n + " is " + ggml_type_name(t->type);
         if (wanted.count(kind) && ggml_n_dims(t) == 2) info.targets.push_back({n, t->ne[0], t->ne[1]});
     }
     gguf_free(g);
     ggml_free(meta);
-    if (!quantized.empty())
-        throw fatal("quantized_model", "the base model is quantized (" + quantized + "): training needs an F32 or F16 GGUF of the same model (inference may still use a quantized file)");
+    if (!unusable.empty())
+        throw fatal("unsupported_model", "the base model has weights ggml cannot dequantize (" + unusable + "): use an F32, F16, BF16 or quantized GGUF of a type llama.cpp runs");
     if (info.targets.empty()) throw fatal("bad_model", "the base model has none of the target projections " + fmt("(%zu asked)", short_targets.size()));
     std::sort(info.targets.begin(), info.targets.end(), [](const TargetTensor & a, const TargetTensor & b) { return a.name < b.name; });
     return info;
@@ -528,6 +527,7 @@ struct Session {
     bool on_gpu = false;             // layers offloaded: leave the backward graph as ggml builds it
     bool amx = false;                // frozen products on the AMX tile unit (see amx_gemm)
     bool mmapped = false;            // the model's weights are a mapping of its file
+    bool trainable = false;          // a train / grad-check session (quantized weights get dequantized)
     std::map<const ggml_tensor *, AmxMatrix> amx_fwd;  // W packed, by weight
     std::map<const ggml_tensor *, AmxMatrix> amx_bwd;  // Wᵀ packed, by weight
     AmxShared amx_shared;
@@ -590,6 +590,9 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
     mp.n_gpu_layers = o.gpu_layers >= 0 ? o.gpu_layers : (has_gpu() ? 999 : 0);
     S.on_gpu = mp.n_gpu_layers > 0 && has_gpu();
     // mapped, so that pages of weights we no longer read can leave memory (see prepare_weights)
+    // training dequantizes quantized weights from their file layout (see convert_weights): no
+    // repacking into the CPU's interleaved layouts, whose buffers are not plain host memory
+    if (trainable) mp.use_extra_bufts = false;
     S.mmapped = llama_supports_mmap();
     if (S.mmapped) mp.load_mode = LLAMA_LOAD_MODE_MMAP;
     S.model = llama_model_load_from_file(o.model.c_str(), mp);
@@ -624,6 +627,7 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
     if (!S.ctx) throw fatal("internal", "cannot create a llama context");
     S.set_adapter_scale(1.0f);
 
+    S.trainable = trainable;
     if (!trainable) return;
     // BF16 products need the CPU's BF16 dot product (AVX512-BF16) to be faster than F32;
     // upstream's OUT_PROD has no BF16 kernel; grad-check's finite differences need F32 unless asked
@@ -692,7 +696,7 @@ static void open_session(Session & S, const BaseInfo & base, const std::vector<H
 // weights as stored.
 
 static bool is_frozen_host_weight(const Session & S, const ggml_tensor * t) {
-    return t && t->op == GGML_OP_NONE && (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16) &&
+    return t && t->op == GGML_OP_NONE && (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16 || ggml_is_quantized(t->type)) &&
            t->buffer && ggml_backend_buffer_is_host(t->buffer) && ggml_backend_buffer_get_usage(t->buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS &&
            !S.param_index.count(t) && ggml_is_contiguous(t) && t->ne[2] == 1 && t->ne[3] == 1;
 }
@@ -715,28 +719,40 @@ static void release_pages(const void * p, size_t n) {
     if (b > a) madvise((void *) a, b - a, MADV_DONTNEED);
 }
 
-// Converts F32 weights to BF16 in place of the model's tensors (type, strides, data, buffer),
-// so every graph built afterwards multiplies in BF16; the F32 pages of the mapped file are
-// released from memory.
-static void weights_to_bf16(Session & S, const std::vector<ggml_tensor *> & ws) {
+// Converts weights (F32, F16, BF16 or quantized) to `type` (F32 or BF16) in place of the
+// model's tensors (type, strides, data, buffer), so every graph built or run afterwards
+// multiplies in that type: BF16 for the BF16 compute types, and dequantized quantized weights
+// (QLoRA-style: the frozen weights are the quantized file's values, exactly; only their
+// storage changes). The old pages of the mapped file are released from memory.
+static void convert_weights(Session & S, const std::vector<ggml_tensor *> & ws, ggml_type type) {
     ggml_context * c = ggml_init(ggml_init_params{(ws.size() + 1) * ggml_tensor_overhead(), nullptr, true});
     std::vector<ggml_tensor *> tmp;
-    for (ggml_tensor * w : ws) tmp.push_back(ggml_new_tensor_2d(c, GGML_TYPE_BF16, w->ne[0], w->ne[1]));
+    for (ggml_tensor * w : ws) tmp.push_back(ggml_new_tensor_2d(c, type, w->ne[0], w->ne[1]));
     ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(c, ggml_backend_cpu_buffer_type());
-    if (!buf) throw fatal("oom", "cannot allocate the bf16 weights (try --compute-type f32)");
+    if (!buf) throw fatal("oom", fmt("cannot allocate the %s weights (try --compute-type %s)", ggml_type_name(type), type == GGML_TYPE_BF16 ? "f32" : "bf16"));
     ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     S.transposed_bufs.push_back({c, buf});
     for (size_t k = 0; k < ws.size(); ++k) {
         ggml_tensor * w = ws[k];
-        const float * src = (const float *) w->data;
-        auto * dst = (ggml_bf16_t *) tmp[k]->data;
+        const ggml_type from = w->type;
+        const char * src = (const char *) w->data;
+        char * dst = (char *) tmp[k]->data;
         const int64_t n_in = w->ne[0];
+        const size_t row_in = ggml_row_size(from, n_in), row_out = ggml_row_size(type, n_in);
+        const auto to_float = ggml_get_type_traits(from)->to_float;
+        if (from != GGML_TYPE_F32 && !to_float) throw fatal("unsupported_model", std::string("cannot dequantize ") + w->name + " (" + ggml_type_name(from) + ")");
         parallel_rows(S.opt.threads, w->ne[1], [=](int64_t r0, int64_t r1) {
-            ggml_fp32_to_bf16_row_ref(src + r0 * n_in, dst + r0 * n_in, (r1 - r0) * n_in);
+            std::vector<float> row(from == GGML_TYPE_F32 ? 0 : n_in);
+            for (int64_t r = r0; r < r1; ++r) {
+                const float * f = (const float *) (src + r * row_in);
+                if (from != GGML_TYPE_F32) { to_float(src + r * row_in, row.data(), n_in); f = row.data(); }
+                if (type == GGML_TYPE_BF16) ggml_fp32_to_bf16_row_ref(f, (ggml_bf16_t *) (dst + r * row_out), n_in);
+                else memcpy(dst + r * row_out, f, n_in * sizeof(float));
+            }
         });
-        release_pages(src, ggml_nbytes(w));  // the F32 bytes are no longer read
-        w->type = GGML_TYPE_BF16;
-        w->nb[0] = ggml_type_size(GGML_TYPE_BF16);
+        if (S.mmapped) release_pages(src, ggml_nbytes(w));  // the old bytes are no longer read
+        w->type = type;
+        w->nb[0] = ggml_type_size(type);
         w->nb[1] = w->nb[0] * w->ne[0];
         w->nb[2] = w->nb[1] * w->ne[1];
         w->nb[3] = w->nb[2] * w->ne[2];
@@ -902,14 +918,21 @@ static bool amx_bf16_available() { return false; }
 
 // Once per session, at the first graph: the frozen host weights that are matrices of products.
 static void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
-    // forward-only graphs of an f32 session (eval, DPO reference scores) need nothing
-    if (S.weights_prepared || (!backward && !S.bf16 && !S.amx)) return;
-    std::vector<ggml_tensor *> ws;
+    // eval sessions use the weights as stored (quantized products, as the bot serves them)
+    if (S.weights_prepared || !S.trainable) return;
+    std::vector<ggml_tensor *> ws, quantized;
     for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
         ggml_tensor * n = ggml_graph_node(gf, i);
         if (n->op == GGML_OP_MUL_MAT && is_frozen_host_weight(S, n->src[0]) && std::find(ws.begin(), ws.end(), n->src[0]) == ws.end())
             ws.push_back(n->src[0]);
     }
+    // quantized weights first, at the first graph (a DPO reference pass included), so that the
+    // reference and the policy see the same weights: to BF16 for the BF16 path, else to F32
+    // (AMX packs from F32)
+    for (ggml_tensor * w : ws) if (ggml_is_quantized(w->type)) quantized.push_back(w);
+    if (!quantized.empty()) convert_weights(S, quantized, S.bf16 ? GGML_TYPE_BF16 : GGML_TYPE_F32);
+    // forward-only graphs of an f32 session (DPO reference scores) need nothing more
+    if (!backward && !S.bf16 && !S.amx) return;
 #if defined(__x86_64__)
     if (S.amx) {
         // W and Wᵀ packed for the tile unit (dimensions multiples of 32); others take the F32 path
@@ -932,7 +955,7 @@ static void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
     if (S.bf16) {
         std::vector<ggml_tensor *> f32;
         for (ggml_tensor * w : ws) if (w->type == GGML_TYPE_F32) f32.push_back(w);
-        if (!f32.empty()) weights_to_bf16(S, f32);
+        if (!f32.empty()) convert_weights(S, f32, GGML_TYPE_BF16);
     }
     if (backward && !S.opt.out_prod_backward && !ws.empty()) make_transposed(S, ws);
     // forward-only graphs (DPO reference scores) come first: transpose at the first backward one
