@@ -64,6 +64,8 @@ describe("steers teach the real model (SmolLM2-135M-Instruct Q4_1)", { skip: mod
         model: { path: model.path! },
         generation: { max_tokens: 24 },
         permissions: { admins: { users: ["admin"] } },
+        // one simulated person steers 40 replies in a minute
+        steer: { per_user_per_minute: 1000 },
         // the defaults but for the share kept out for the gate (40 steers: about 10 held out)
         training: { base_model: "", held_out_fraction: 0.25 },
       },
