@@ -13,7 +13,7 @@
  *
  * Run: `npx tsx bench/learn.ts [--model smollm2-135m|gemma3-270m] [--habits persona,british-spelling]
  *       [--steers N] [--samples K]` (quick: N = 40 steered prompts per habit, ≈ 10 min on 2 cores).
- * Prints a table and writes bench/results/learn-<model>.json.
+ * Prints a table and writes bench/results/learn-<model>.json (with a few replies before and after).
  *
  * Not yet here (see the issue): the learning curve (25/50/100/200 steers × sft/dpo/sft+dpo ×
  * seeds), steers vs full rewrites at the same typing budget, KL to the base on neutral prompts,
@@ -64,9 +64,14 @@ async function perplexity(engine: Engine): Promise<number> {
 }
 
 /** Share of `prompts` whose reply breaks the habit: greedy through the bot, and sampled at T = 0.7 on its live engine. */
-async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit): Promise<{ greedy: number; sampled: number }> {
+async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit): Promise<{ greedy: number; sampled: number; examples: string[] }> {
   let greedy = 0;
-  for (const q of habit.heldOut) if (violates(habit, (await steerer.converse(q, null)).text)) greedy++;
+  const examples: string[] = [];
+  for (const q of habit.heldOut) {
+    const reply = (await steerer.converse(q, null)).text;
+    if (violates(habit, reply)) greedy++;
+    if (examples.length < 4) examples.push(`${q} → ${reply}`);
+  }
   let sampled = 0;
   const engine = app.core.currentEngine;
   for (const q of habit.heldOut) {
@@ -75,7 +80,7 @@ async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steere
       if (violates(habit, r.text)) sampled++;
     }
   }
-  return { greedy: greedy / habit.heldOut.length, sampled: sampled / (habit.heldOut.length * samples) };
+  return { greedy: greedy / habit.heldOut.length, sampled: sampled / (habit.heldOut.length * samples), examples };
 }
 
 interface HabitResult {
@@ -83,8 +88,9 @@ interface HabitResult {
   steeredPrompts: number;
   steers: number;
   typedChars: number;
-  before: { greedy: number; sampled: number };
-  after: { greedy: number; sampled: number };
+  /** Violation rates, and the first held-out replies (greedy) to read. */
+  before: { greedy: number; sampled: number; examples: string[] };
+  after: { greedy: number; sampled: number; examples: string[] };
   heldOutAccuracy: { base: number; candidate: number };
   chosenLogprob: { base: number; candidate: number };
   perplexity: { base: number; adapter: number };
