@@ -1,36 +1,29 @@
-// steer-train: reading the JSONL data and the sequences and loss rows made from it (see data.h).
+// steer-train: reading the JSONL data (nlohmann/json from llama.cpp's vendor/ tree) and the
+// sequences and loss rows made from it (see data.h).
 #include "data.h"
 
 #include "common.h"
 #include "options.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <fstream>
 
 namespace steer {
 
-// finds "key": [numbers] in a JSON object line; returns false when the key is absent
-static bool json_array(const std::string & s, const char * key, std::vector<double> & out, int line) {
-    const std::string k = std::string("\"") + key + "\"";
-    size_t p = s.find(k);
-    if (p == std::string::npos) return false;
-    p = s.find(':', p + k.size());
-    if (p == std::string::npos) throw fatal("bad_data", fmt("line %d: no value for %s", line, key));
-    p = s.find_first_not_of(" \t", p + 1);
-    if (p == std::string::npos || s[p] != '[') throw fatal("bad_data", fmt("line %d: %s is not an array", line, key));
-    ++p;
+using json = nlohmann::json;
+
+// the array of numbers at `key` of one line's object; returns false when the key is absent
+static bool json_array(const json & obj, const char * key, std::vector<double> & out, int line) {
+    const auto it = obj.find(key);
+    if (it == obj.end()) return false;
+    if (!it->is_array()) throw fatal("bad_data", fmt("line %d: %s is not an array", line, key));
     out.clear();
-    for (;;) {
-        p = s.find_first_not_of(" \t\r\n,", p);
-        if (p == std::string::npos) throw fatal("bad_data", fmt("line %d: unterminated array %s", line, key));
-        if (s[p] == ']') break;
-        char * end = nullptr;
-        double v = strtod(s.c_str() + p, &end);
-        if (end == s.c_str() + p) throw fatal("bad_data", fmt("line %d: non-number in %s", line, key));
-        out.push_back(v);
-        p = end - s.c_str();
+    for (const json & v : *it) {
+        if (!v.is_number()) throw fatal("bad_data", fmt("line %d: non-number in %s", line, key));
+        out.push_back(v.get<double>());
     }
     return true;
 }
@@ -52,20 +45,23 @@ std::vector<Pair> load_data(const std::string & path, int n_vocab) {
     while (std::getline(f, line)) {
         ++ln;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        const json obj = json::parse(line, nullptr, /*allow_exceptions*/ false);
+        if (obj.is_discarded()) throw fatal("bad_data", fmt("line %d: not valid JSON", ln));
+        if (!obj.is_object()) throw fatal("bad_data", fmt("line %d: not a JSON object", ln));
         Pair p;
         p.line = ln;
-        if (json_array(line, "tokens", tmp, ln)) {
+        if (json_array(obj, "tokens", tmp, ln)) {
             p.raw = true;
             to_tokens(p.tokens, "tokens");
-            if (!json_array(line, "weights", tmp, ln) || tmp.size() != p.tokens.size()) throw fatal("bad_data", fmt("line %d: weights must match tokens", ln));
+            if (!json_array(obj, "weights", tmp, ln) || tmp.size() != p.tokens.size()) throw fatal("bad_data", fmt("line %d: weights must match tokens", ln));
             for (double v : tmp) p.weights.push_back((float) v);
             if (p.tokens.size() < 2) throw fatal("bad_data", fmt("line %d: a sequence needs at least 2 tokens", ln));
         } else {
-            if (!json_array(line, "prompt", tmp, ln)) throw fatal("bad_data", fmt("line %d: no prompt", ln));
+            if (!json_array(obj, "prompt", tmp, ln)) throw fatal("bad_data", fmt("line %d: no prompt", ln));
             to_tokens(p.prompt, "prompt");
-            if (!json_array(line, "chosen", tmp, ln)) throw fatal("bad_data", fmt("line %d: no chosen", ln));
+            if (!json_array(obj, "chosen", tmp, ln)) throw fatal("bad_data", fmt("line %d: no chosen", ln));
             to_tokens(p.chosen, "chosen");
-            if (json_array(line, "rejected", tmp, ln)) to_tokens(p.rejected, "rejected");
+            if (json_array(obj, "rejected", tmp, ln)) to_tokens(p.rejected, "rejected");
             if (p.prompt.empty()) throw fatal("bad_data", fmt("line %d: empty prompt", ln));
             if (p.chosen.empty()) throw fatal("bad_data", fmt("line %d: empty chosen span", ln));
         }
