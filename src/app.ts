@@ -75,6 +75,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
     log,
     activator,
     baseFingerprint,
+    engine: () => core.currentEngine as Engine,
     limitGenerationThreads: (limit) => (core.currentEngine as Engine).setThreadLimit(limit),
   });
   core.training = training;

@@ -39,25 +39,24 @@ BaseInfo inspect_base(const std::string & path, const std::vector<std::string> &
         if (it == TARGET_NAMES.end()) { gguf_free(g); ggml_free(meta); throw fatal("usage", "unknown target " + t + " (use q,k,v,o,gate,up,down)"); }
         wanted.insert(it->second);
     }
-    std::string quantized;
+    std::string unusable;
     for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
         const char * name = gguf_get_tensor_name(g, i);
         ggml_tensor * t = ggml_get_tensor(meta, name);
         std::string n(name);
+        // every frozen weight is multiplied as F32 or BF16 in training: quantized ones are
+        // dequantized once at load (see convert_weights), which needs a to_float kernel
+        if (t->type != GGML_TYPE_F32 && !ggml_get_type_traits(t->type)->to_float && unusable.empty()) unusable = n + " is " + ggml_type_name(t->type);
         // blk.N.<kind>.weight
-        if (n.rfind("blk.", 0) != 0 || n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) {
-            if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && quantized.empty()) quantized = n + " is " + ggml_type_name(t->type);
-            continue;
-        }
+        if (n.rfind("blk.", 0) != 0 || n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) continue;
         size_t d1 = n.find('.', 4);
         std::string kind = n.substr(d1 + 1, n.size() - 7 - d1 - 1);
-        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && quantized.empty()) quantized = n + " is " + ggml_type_name(t->type);
         if (wanted.count(kind) && ggml_n_dims(t) == 2) info.targets.push_back({n, t->ne[0], t->ne[1]});
     }
     gguf_free(g);
     ggml_free(meta);
-    if (!quantized.empty())
-        throw fatal("quantized_model", "the base model is quantized (" + quantized + "): training needs an F32 or F16 GGUF of the same model (inference may still use a quantized file)");
+    if (!unusable.empty())
+        throw fatal("unsupported_model", "the base model has weights ggml cannot dequantize (" + unusable + "): use an F32, F16, BF16 or quantized GGUF of a type llama.cpp runs");
     if (info.targets.empty()) throw fatal("bad_model", "the base model has none of the target projections " + fmt("(%zu asked)", short_targets.size()));
     std::sort(info.targets.begin(), info.targets.end(), [](const TargetTensor & a, const TargetTensor & b) { return a.name < b.name; });
     return info;

@@ -1,5 +1,5 @@
 // steer-train: the GGUF side of the adapter: which base weights a LoRA targets (read from the
-// base model's GGUF before loading it: clear errors for quantized models), fresh A/B values,
+// base model's GGUF before loading it: clear errors for weights that cannot be dequantized), fresh A/B values,
 // and writing the adapter file node-llama-cpp loads (general.type=adapter, *.lora_a/*.lora_b).
 #pragma once
 

@@ -25,6 +25,7 @@
 #include "ggml-cpu.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include <sys/mman.h>
@@ -33,7 +34,7 @@
 namespace steer {
 
 static bool is_frozen_host_weight(const Session & S, const ggml_tensor * t) {
-    return t && t->op == GGML_OP_NONE && (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16) &&
+    return t && t->op == GGML_OP_NONE && (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16 || ggml_is_quantized(t->type)) &&
            t->buffer && ggml_backend_buffer_is_host(t->buffer) && ggml_backend_buffer_get_usage(t->buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS &&
            !S.param_index.count(t) && ggml_is_contiguous(t) && t->ne[2] == 1 && t->ne[3] == 1;
 }
@@ -47,27 +48,39 @@ static void release_pages(const void * p, size_t n) {
     if (b > a) madvise((void *) a, b - a, MADV_DONTNEED);
 }
 
-// Converts F32 weights to BF16 in place of the model's tensors (type, strides, data, buffer),
-// so every graph built afterwards multiplies in BF16; the F32 pages of the mapped file are
-// released from memory.
-static void weights_to_bf16(Session & S, const std::vector<ggml_tensor *> & ws) {
+// Converts weights (F32, F16, BF16 or quantized) to `type` (F32 or BF16) in place of the
+// model's tensors (type, strides, data, buffer), so every graph built or run afterwards
+// multiplies in that type: BF16 for the BF16 compute types, and dequantized quantized weights
+// (QLoRA-style: the frozen weights are the quantized file's values, exactly; only their
+// storage changes). The old pages of the mapped file are released from memory.
+static void convert_weights(Session & S, const std::vector<ggml_tensor *> & ws, ggml_type type) {
     ggml_context * c = ggml_init(ggml_init_params{(ws.size() + 1) * ggml_tensor_overhead(), nullptr, true});
     std::vector<ggml_tensor *> tmp;
-    for (ggml_tensor * w : ws) tmp.push_back(ggml_new_tensor_2d(c, GGML_TYPE_BF16, w->ne[0], w->ne[1]));
+    for (ggml_tensor * w : ws) tmp.push_back(ggml_new_tensor_2d(c, type, w->ne[0], w->ne[1]));
     ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(c, ggml_backend_cpu_buffer_type());
-    if (!buf) throw fatal("oom", "cannot allocate the bf16 weights (try --compute-type f32)");
+    if (!buf) throw fatal("oom", fmt("cannot allocate the %s weights (try --compute-type %s)", ggml_type_name(type), type == GGML_TYPE_BF16 ? "f32" : "bf16"));
     ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     S.transposed_bufs.push_back({c, buf});
     for (size_t k = 0; k < ws.size(); ++k) {
         ggml_tensor * w = ws[k];
-        const float * src = (const float *) w->data;
-        auto * dst = (ggml_bf16_t *) tmp[k]->data;
+        const ggml_type from = w->type;
+        const char * src = (const char *) w->data;
+        char * dst = (char *) tmp[k]->data;
         const int64_t n_in = w->ne[0];
+        const size_t row_in = ggml_row_size(from, n_in), row_out = ggml_row_size(type, n_in);
+        const auto to_float = ggml_get_type_traits(from)->to_float;
+        if (from != GGML_TYPE_F32 && !to_float) throw fatal("unsupported_model", std::string("cannot dequantize ") + w->name + " (" + ggml_type_name(from) + ")");
         parallel_rows(S.opt.threads, w->ne[1], [=](int64_t r0, int64_t r1) {
-            ggml_fp32_to_bf16_row_ref(src + r0 * n_in, dst + r0 * n_in, (r1 - r0) * n_in);
+            std::vector<float> row(from == GGML_TYPE_F32 ? 0 : n_in);
+            for (int64_t r = r0; r < r1; ++r) {
+                const float * f = (const float *) (src + r * row_in);
+                if (from != GGML_TYPE_F32) { to_float(src + r * row_in, row.data(), n_in); f = row.data(); }
+                if (type == GGML_TYPE_BF16) ggml_fp32_to_bf16_row_ref(f, (ggml_bf16_t *) (dst + r * row_out), n_in);
+                else memcpy(dst + r * row_out, f, n_in * sizeof(float));
+            }
         });
-        release_pages(src, ggml_nbytes(w));  // the F32 bytes are no longer read
-        retype_weight(w, GGML_TYPE_BF16, tmp[k]->data, buf);
+        if (S.mmapped) release_pages(src, ggml_nbytes(w));  // the old bytes are no longer read
+        retype_weight(w, type, tmp[k]->data, buf);
     }
 }
 
@@ -106,14 +119,21 @@ static void make_transposed(Session & S, const std::vector<ggml_tensor *> & ws) 
 }
 
 void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
-    // forward-only graphs of an f32 session (eval, DPO reference scores) need nothing
-    if (S.weights_prepared || (!backward && !S.bf16 && !S.amx)) return;
-    std::vector<ggml_tensor *> ws;
+    // eval sessions use the weights as stored (quantized products, as the bot serves them)
+    if (S.weights_prepared || !S.trainable) return;
+    std::vector<ggml_tensor *> ws, quantized;
     for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
         ggml_tensor * n = ggml_graph_node(gf, i);
         if (n->op == GGML_OP_MUL_MAT && is_frozen_host_weight(S, n->src[0]) && std::find(ws.begin(), ws.end(), n->src[0]) == ws.end())
             ws.push_back(n->src[0]);
     }
+    // quantized weights first, at the first graph (a DPO reference pass included), so that the
+    // reference and the policy see the same weights: to BF16 for the BF16 path, else to F32
+    // (AMX packs from F32)
+    for (ggml_tensor * w : ws) if (ggml_is_quantized(w->type)) quantized.push_back(w);
+    if (!quantized.empty()) convert_weights(S, quantized, S.bf16 ? GGML_TYPE_BF16 : GGML_TYPE_F32);
+    // forward-only graphs of an f32 session (DPO reference scores) need nothing more
+    if (!backward && !S.bf16 && !S.amx) return;
 #if defined(__x86_64__)
     if (S.amx) {
         // W and Wᵀ packed for the tile unit (dimensions multiples of 32); others take the F32 path
@@ -135,7 +155,7 @@ void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
     if (S.bf16) {
         std::vector<ggml_tensor *> f32;
         for (ggml_tensor * w : ws) if (w->type == GGML_TYPE_F32) f32.push_back(w);
-        if (!f32.empty()) weights_to_bf16(S, f32);
+        if (!f32.empty()) convert_weights(S, f32, GGML_TYPE_BF16);
     }
     if (backward && !S.opt.out_prod_backward && !ws.empty()) make_transposed(S, ws);
     // forward-only graphs (DPO reference scores) come first: transpose at the first backward one

@@ -57,6 +57,9 @@ void open_session(Session & S, const BaseInfo & base, const std::vector<HostLora
     mp.n_gpu_layers = o.gpu_layers >= 0 ? o.gpu_layers : (has_gpu() ? 999 : 0);
     S.on_gpu = mp.n_gpu_layers > 0 && has_gpu();
     // mapped, so that pages of weights we no longer read can leave memory (see prepare_weights)
+    // training dequantizes quantized weights from their file layout (see convert_weights): no
+    // repacking into the CPU's interleaved layouts, whose buffers are not plain host memory
+    if (trainable) mp.use_extra_bufts = false;
     S.mmapped = llama_supports_mmap();
     if (S.mmapped) mp.load_mode = LLAMA_LOAD_MODE_MMAP;
     S.model = llama_model_load_from_file(o.model.c_str(), mp);
@@ -91,6 +94,7 @@ void open_session(Session & S, const BaseInfo & base, const std::vector<HostLora
     if (!S.ctx) throw fatal("internal", "cannot create a llama context");
     S.set_adapter_scale(1.0f);
 
+    S.trainable = trainable;
     if (!trainable) return;
     // BF16 products need the CPU's BF16 dot product (AVX512-BF16) to be faster than F32;
     // upstream's OUT_PROD has no BF16 kernel; grad-check's finite differences need F32 unless asked

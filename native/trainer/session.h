@@ -48,11 +48,12 @@ struct Session {
     std::map<const ggml_tensor *, ggml_tensor *> transposed;
     std::vector<std::pair<ggml_context *, ggml_backend_buffer_t>> transposed_bufs;
     bool backward_reported = false;
-    bool bf16 = false;               // frozen F32 matrices multiplied as BF16 (see weights_to_bf16)
+    bool bf16 = false;               // frozen F32 matrices multiplied as BF16 (see convert_weights)
     bool weights_prepared = false;
     bool on_gpu = false;             // layers offloaded: leave the backward graph as ggml builds it
     bool amx = false;                // frozen products on the AMX tile unit (see amx_gemm)
     bool mmapped = false;            // the model's weights are a mapping of its file
+    bool trainable = false;          // a train / grad-check session (quantized weights get dequantized)
     std::map<const ggml_tensor *, AmxMatrix> amx_fwd;  // W packed, by weight
     std::map<const ggml_tensor *, AmxMatrix> amx_bwd;  // Wᵀ packed, by weight
     AmxShared amx_shared;

@@ -69,6 +69,7 @@ export const configSchema = z
         enabled: z.boolean(),
         schedule: z.string().min(9),
         base_model: z.string(),
+        threads: z.number().int().min(0).max(1024),
         timezone: z.string().min(1),
         min_new_steers: z.number().int().min(1),
         objective: z.enum(["sft", "dpo", "sft+dpo"]),

@@ -55,7 +55,7 @@ const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.l
 
 export async function evaluateSteers(opts: EvaluateSteersOptions): Promise<SteerEvaluationSummary> {
   const build = opts.build ?? (await buildTrainer());
-  const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine, requireTrainable: false });
+  const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine });
   try {
     const args = ["eval", "--model", opts.model, "--data", data.file];
     if (opts.adapter) args.push("--adapter", opts.adapter);

@@ -1,15 +1,15 @@
 /**
  * From a steers file (or records) to a dataset file the native trainer reads.
  *
- * Owns: reading and validating steers (`parseSteerJsonl`), the early check that the base model
- * is trainable (F32/F16, not quantized), tokenizing through {@link SteerTokenizer}, and the
- * clear errors for an empty file, unparseable lines, and steers that do not tokenize.
+ * Owns: reading and validating steers (`parseSteerJsonl`), tokenizing through
+ * {@link SteerTokenizer}, and the clear errors for an empty file, unparseable lines, and steers
+ * that do not tokenize. Any GGUF llama.cpp runs is a base model (the trainer dequantizes
+ * quantized weights itself and reports the rare type it cannot use).
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseSteerJsonl, type SteerRecord } from "../core/steer-record.ts";
-import { readGgufHeader } from "../engine/gguf/gguf-reader.ts";
 import type { Engine } from "../engine/engine.ts";
 import { SteerTokenizer, writeTrainerDataset, type TokenizedSteer } from "./steer-tokenizer.ts";
 
@@ -31,22 +31,6 @@ export interface PreparedDataset {
   lines: number[];
   skipped: SkippedSteer[];
   dispose(): void;
-}
-
-/** ggml type names for the codes a base model may carry (for messages). */
-const TYPE_NAMES: Record<number, string> = { 0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 30: "BF16" };
-
-/** Throws a clear error when the base model is quantized (the trainer needs F32/F16 weights). */
-export function assertTrainableBase(modelPath: string): void {
-  const header = readGgufHeader(modelPath);
-  const bad = header.tensors.find((t) => t.dims.length >= 2 && t.type !== 0 && t.type !== 1);
-  if (bad) {
-    const type = TYPE_NAMES[bad.type] ?? `type ${bad.type}`;
-    throw new Error(
-      `${modelPath} is quantized (${bad.name} is ${type}): training needs an F32 or F16 GGUF of the same model ` +
-        `(inference may keep using the quantized file)`,
-    );
-  }
 }
 
 /** Reads steers from a file or records; throws on an empty input or when no line parses. */
@@ -77,13 +61,10 @@ export interface PrepareOptions {
   steers: SteerInput;
   /** An Engine already loaded on the same model, to tokenize without loading it again. */
   engine?: Engine;
-  /** Check that the model is F32/F16 (training; default true). */
-  requireTrainable?: boolean;
 }
 
 /** Reads, tokenizes and writes steers for the trainer. */
 export async function prepareDataset(options: PrepareOptions): Promise<PreparedDataset> {
-  if (options.requireTrainable !== false) assertTrainableBase(options.model);
   const { steers, lines, skipped } = readSteers(options.steers);
   const tokenizer = await SteerTokenizer.open(options.engine ?? options.model);
   let ok: { index: number; tokens: TokenizedSteer }[];

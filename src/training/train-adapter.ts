@@ -22,7 +22,7 @@ export type LoraTarget = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
 export const DEFAULT_TARGETS: readonly LoraTarget[] = ["q", "k", "v", "o", "gate", "up", "down"];
 
 export interface TrainAdapterOptions {
-  /** Base model GGUF (F32 or F16). */
+  /** Base model GGUF: F32, F16, BF16 or quantized (dequantized once by the trainer; the adapter applies to the quantized file). */
   model: string;
   /** Steers: a JSONL file path or records. */
   steers: SteerInput;
@@ -68,6 +68,8 @@ export interface TrainResult {
   seconds: number;
   tokensPerSecond: number;
   trainableParameters?: number;
+  /** CPU threads the trainer ran on (its own report). */
+  threads?: number;
   /** How the products with the frozen weights ran (see {@link TrainAdapterOptions.computeType}). */
   computeType?: ComputeType;
   lossCurve: { step: number; epoch: number; loss: number; lr: number }[];
@@ -137,6 +139,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       seconds: done?.type === "done" ? (done.seconds ?? 0) : 0,
       tokensPerSecond: done?.type === "done" ? (done.tokensPerSecond ?? 0) : 0,
       trainableParameters: start?.trainableParameters,
+      threads: start?.threads,
       computeType,
       lossCurve,
       epochLosses,

@@ -122,7 +122,7 @@ export type TrainerEvent =
   | TrainerDoneEvent
   | TrainerErrorEvent;
 
-/** A failure reported by the trainer (`code`: quantized_model, bad_data, empty_data, diverged, usage, …). */
+/** A failure reported by the trainer (`code`: unsupported_model, bad_data, empty_data, diverged, usage, …). */
 export class TrainerError extends Error {
   constructor(
     readonly code: string,

@@ -19,8 +19,8 @@ import type { SteerRecord } from "../core/steer-record.ts";
 import type { Logger } from "../log.ts";
 import { SteerRepository } from "../store/steer-repository.ts";
 import type { Store } from "../store/store.ts";
-import { cpuCores } from "../engine/engine.ts";
-import { fileSha256 } from "../engine/model-file.ts";
+import { cpuCores, type Engine } from "../engine/engine.ts";
+import { fileSha256, resolveModelPath } from "../engine/model-file.ts";
 import { AdapterRefusedError, type AdapterActivator } from "./adapter-activator.ts";
 import { evaluateSteers, type SteerEvaluationSummary } from "./evaluate-steers.ts";
 import { renderLossCurvePng } from "./loss-curve-png.ts";
@@ -51,10 +51,27 @@ export interface TrainingServiceDeps {
   activator: AdapterActivator;
   baseFingerprint: () => Promise<string>;
   /**
+   * The engine serving now: training tokenizes through it (no extra model loads in the bot)
+   * and, with `training.base_model` empty, trains on its file (already resolved from `hf:`).
+   */
+  engine: () => Engine;
+  /**
    * Caps the bot's generation threads while the trainer runs (undefined restores them):
    * spinning llama.cpp threads must never outnumber the cores.
    */
   limitGenerationThreads?: (limit?: number) => void;
+}
+
+/**
+ * How the cores are shared while a training run goes: the trainer's (and the evaluator's)
+ * threads and the cap on the bot's generation threads, together never more than the cores
+ * (on one core both get one: the bot must still answer). `setting` is `training.threads`
+ * (0 = half the cores each, the trainer taking the odd one).
+ */
+export function threadBudget(cores: number, setting: number): { trainer: number; generation: number } {
+  if (cores <= 1) return { trainer: 1, generation: 1 };
+  const trainer = setting > 0 ? Math.min(setting, cores - 1) : Math.ceil(cores / 2);
+  return { trainer, generation: cores - trainer };
 }
 
 /** A steer's side of the split: stable across runs because it depends on its id only. */
@@ -73,9 +90,16 @@ export class TrainingService implements TrainingControl {
 
   constructor(private readonly deps: TrainingServiceDeps) {}
 
-  /** The F32/F16 model the trainer trains on (the served model may be a quantized file of it). */
-  get baseModel(): string {
-    return this.deps.config.training.base_model || this.deps.config.model.path;
+  /**
+   * The local file the trainer trains on: `training.base_model`, or the served model's file
+   * when that is empty. An `hf:` URI is resolved once here, to the same cached file the bot
+   * uses, so nothing but a path reaches the native trainer.
+   */
+  async baseModelPath(): Promise<string> {
+    const { config } = this.deps;
+    const base = config.training.base_model;
+    if (!base) return this.deps.engine().modelPath;
+    return resolveModelPath(base, { modelsDir: path.join(dataDir(config), "models") });
   }
 
   async retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome> {
@@ -112,7 +136,10 @@ export class TrainingService implements TrainingControl {
       }
     };
     await store.training.failOrphanedRuns("the process running it ended before it finished");
-    const hyper = { rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, heldOutFraction: t.held_out_fraction, baseModel: this.baseModel };
+    const engine = this.deps.engine();
+    const baseModel = await this.baseModelPath();
+    const threads = threadBudget(cpuCores(), t.threads);
+    const hyper = { rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, heldOutFraction: t.held_out_fraction, baseModel, threads: threads.trainer };
     const since = await store.training.lastSucceededAt();
     const fresh = await store.steers.countApprovedSince(since);
     if (fresh < t.min_new_steers) {
@@ -137,11 +164,13 @@ export class TrainingService implements TrainingControl {
     let lastSaid = 0;
     try {
       if (train.length === 0) throw new Error("every approved steer fell into the held-out split: collect more steers or lower training.held_out_fraction");
-      this.deps.limitGenerationThreads?.(Math.max(1, Math.floor(cpuCores() / 2)));
+      this.deps.limitGenerationThreads?.(threads.generation);
       await say(`Training run #${runId}: ${train.length} steers (${heldOut.length} held out), objective ${t.objective}…`);
       const result = await trainAdapter(
         {
-          model: this.baseModel,
+          model: baseModel,
+          engine,
+          threads: threads.trainer,
           steers: train,
           out: `${file}.partial`,
           objective: t.objective,
@@ -168,10 +197,12 @@ export class TrainingService implements TrainingControl {
 
       await say(`Training run #${runId}: evaluating on ${heldOut.length} held-out steers…`);
       const evalSet = heldOut.length ? heldOut : train;
-      const base = await evaluateSteers({ model: this.deps.config.model.path, steers: evalSet, signal: abort.signal });
+      // on the served file (the adapter is for it), tokenized once through the live engine
+      const evaluate = (adapter?: string) => evaluateSteers({ model: engine.modelPath, adapter, steers: evalSet, engine, threads: threads.trainer, signal: abort.signal });
+      const base = await evaluate();
       const liveRow = await store.training.activeAdapter(await this.deps.baseFingerprint());
-      const live = liveRow ? await evaluateSteers({ model: this.deps.config.model.path, adapter: liveRow.file_path, steers: evalSet, signal: abort.signal }) : base;
-      const cand = await evaluateSteers({ model: this.deps.config.model.path, adapter: file, steers: evalSet, signal: abort.signal });
+      const live = liveRow ? await evaluate(liveRow.file_path) : base;
+      const cand = await evaluate(file);
       const metrics = {
         heldOut: heldOut.length,
         evaluatedOn: heldOut.length ? "held-out" : "training steers (no held-out steers yet)",
@@ -203,7 +234,7 @@ export class TrainingService implements TrainingControl {
         `Training run #${runId} done: adapter ${version} ${activated ? "is now live ✅" : "was not activated"}.`,
         `Preference accuracy on ${heldOut.length} held-out steers: base ${pct(base.preferenceAccuracy)}, live ${pct(live.preferenceAccuracy)}, candidate ${pct(cand.preferenceAccuracy)} (needs +${pct(t.min_improvement)} over live).`,
         heldOut.length === 0 ? "No held-out steers yet, so nothing is activated: collect more steers." : "",
-        `Loss ${losses[0]?.toFixed(4) ?? "?"} → ${losses.at(-1)?.toFixed(4) ?? "?"} over ${result.steps} steps, ${Math.round(result.tokensPerSecond)} tokens/s, ${Math.round(result.seconds)} s.`,
+        `Loss ${losses[0]?.toFixed(4) ?? "?"} → ${losses.at(-1)?.toFixed(4) ?? "?"} over ${result.steps} steps, ${Math.round(result.tokensPerSecond)} tokens/s on ${result.threads ?? "?"} thread(s), ${Math.round(result.seconds)} s.`,
       ]
         .filter(Boolean)
         .join("\n");

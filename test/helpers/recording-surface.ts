@@ -10,6 +10,8 @@ export class RecordingSurface implements ReplySurface {
   readonly order: string[] = [];
   edits = 0;
   gone = false;
+  /** Called after every send and edit with what a person now sees (a simulated steerer watches it). */
+  onChange?: (visible: string) => void;
   private next = 1;
 
   constructor(
@@ -31,6 +33,7 @@ export class RecordingSurface implements ReplySurface {
     const id = `${this.prefix}${this.next++}`;
     this.messages.set(id, text);
     this.order.push(id);
+    this.onChange?.(this.visible);
     return id;
   }
 
@@ -40,6 +43,7 @@ export class RecordingSurface implements ReplySurface {
     if (text.length > this.maxMessageLength) throw new Error(`edit of ${text.length} chars exceeds ${this.maxMessageLength}`);
     this.messages.set(id, text);
     this.edits++;
+    this.onChange?.(this.visible);
   }
 
   private wait(): Promise<void> {

@@ -19,6 +19,8 @@ import { writeRandomLora } from "../helpers/random-lora.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 import { fileSha256 } from "../../src/engine/model-file.ts";
 import { MAX_ADAPTERS_PER_MODEL } from "../../src/training/adapter-activator.ts";
+import { threadBudget } from "../../src/training/training-service.ts";
+import { cpuCores } from "../../src/engine/engine.ts";
 import { CHOSEN, colourSteers } from "./colour-task.ts";
 
 const admin: Actor = { platform: "test", userId: "admin" };
@@ -69,6 +71,8 @@ for (const db of ["pglite", "postgres"] as const) {
       assert.match(refused.notice!, /already going/);
       assert.equal(ran.ok, true, ran.notice);
       assert.match(ran.notice!, /is now live/);
+      // the trainer ran on its share of the cores, the bot keeps the rest
+      assert.match(ran.notice!, new RegExp(`tokens/s on ${threadBudget(cpuCores(), 0).trainer} thread\\(s\\)`));
       assert.ok(progress.some((p) => /Training run #\d+: \d+ steers/.test(p)));
       const png = ran.attachments?.[0];
       assert.ok(png?.endsWith("-loss.png"), "the summary carries the loss-curve picture");

@@ -2,7 +2,7 @@
  * `steerbot train`: trains a LoRA adapter from a steers file with the native trainer.
  *
  * Owns: the command's options, the progress bar (stderr), the summary (stdout, or one JSON
- * object with --json) and exit codes: 0 trained, 2 bad input (quantized base, empty or
+ * object with --json) and exit codes: 0 trained, 2 bad input (unusable base model, empty or
  * untokenizable steers, bad options), 1 could not run (build, crash, divergence).
  *
  *   steerbot train --steers FILE.jsonl --model BASE.gguf --out ADAPTER.gguf
@@ -17,7 +17,7 @@ import { DEFAULT_TARGETS, trainAdapter, type LoraTarget, type TrainObjective } f
 import { COMPUTE_TYPES, TrainerError, type ComputeTypeChoice } from "../../training/trainer-process.ts";
 
 const TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
-const BAD_INPUT_CODES = new Set(["quantized_model", "bad_data", "empty_data", "usage", "bad_model", "bad_adapter"]);
+const BAD_INPUT_CODES = new Set(["unsupported_model", "bad_data", "empty_data", "usage", "bad_model", "bad_adapter"]);
 
 interface TrainCliOptions {
   steers: string;
@@ -74,7 +74,7 @@ export function register(program: Command): void {
     .description("Train a LoRA adapter from steers (masked SFT and/or localized DPO)")
     .option("--from-db", "run the whole pipeline on the stored steers: train, evaluate, gate, activate (settings from the config)")
     .option("--steers <file>", "steers JSONL file")
-    .option("--model <file>", "base model GGUF (F32 or F16)")
+    .option("--model <file>", "base model GGUF (F32, F16, BF16 or quantized)")
     .option("--out <file>", "adapter GGUF to write")
     .option("--objective <name>", "sft, dpo or sft+dpo", parseObjective, "sft" as TrainObjective)
     .option("--rank <r>", "LoRA rank", positiveInt, 16)
@@ -200,6 +200,6 @@ async function runTrain(opts: TrainCliOptions): Promise<number> {
     const err = e as Error;
     process.stderr.write(`steerbot train: ${err.message}\n`);
     if (err instanceof TrainerError) return BAD_INPUT_CODES.has(err.code) ? 2 : 1;
-    return /quantized|no steers|no valid steers|could be tokenized|needs steers|not found/.test(err.message) ? 2 : 1;
+    return /cannot dequantize|no steers|no valid steers|could be tokenized|needs steers|not found/.test(err.message) ? 2 : 1;
   }
 }

@@ -31,18 +31,33 @@ export enum GgufValueType {
 export enum GgmlType {
   F32 = 0,
   F16 = 1,
+  /** 32-value blocks: an F16 scale and 4-bit values (ggml's block_q4_0). */
+  Q4_0 = 2,
+  /** 32-value blocks: an F16 scale and int8 values (ggml's block_q8_0). */
+  Q8_0 = 8,
 }
 
-/** Bytes per element for the tensor types we write. */
-export function ggmlTypeSize(type: GgmlType): number {
+/** Values per block and bytes per block of a tensor type (1 and the element size for floats). */
+export function ggmlBlock(type: GgmlType): { values: number; bytes: number } {
   switch (type) {
     case GgmlType.F32:
-      return 4;
+      return { values: 1, bytes: 4 };
     case GgmlType.F16:
-      return 2;
+      return { values: 1, bytes: 2 };
+    case GgmlType.Q4_0:
+      return { values: 32, bytes: 18 };
+    case GgmlType.Q8_0:
+      return { values: 32, bytes: 34 };
     default:
       throw new Error(`unsupported ggml type ${type as number}`);
   }
+}
+
+/** Bytes of `nElements` values of `type` (a whole number of blocks). */
+export function ggmlTypeBytes(type: GgmlType, nElements: number): number {
+  const b = ggmlBlock(type);
+  if (nElements % b.values) throw new Error(`${nElements} values are not a whole number of ${GgmlType[type]} blocks of ${b.values}`);
+  return (nElements / b.values) * b.bytes;
 }
 
 export type GgufScalar = number | bigint | boolean | string;

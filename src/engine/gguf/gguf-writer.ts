@@ -1,7 +1,7 @@
 /**
  * A streaming GGUF (v3) writer.
  *
- * Owns: serialising metadata (typed key/values) and F32/F16 tensors into a GGUF file that
+ * Owns: serialising metadata (typed key/values) and F32/F16/Q8_0/Q4_0 tensors into a GGUF file that
  * llama.cpp loads. Tensor data is produced by callbacks in chunks and written with bounded
  * memory, so a multi-GB fixture model (F32 0.5B ≈ 2 GB) never sits in memory whole. Used for
  * fixture models and, by the trainer, for LoRA adapter files.
@@ -13,7 +13,7 @@ import {
   GGUF_VERSION,
   GgmlType,
   GgufValueType,
-  ggmlTypeSize,
+  ggmlTypeBytes,
   type GgufScalar,
   type GgufValue,
 } from "./gguf-types.ts";
@@ -182,6 +182,49 @@ export function f32ToF16Bits(value: number): number {
 }
 
 /**
+ * ggml's reference quantization (quantize_row_q8_0_ref / quantize_row_q4_0_ref) of whole
+ * 32-value blocks: the fixtures' quantized models, so the trainer's dequantizing path and the
+ * engine on quantized files are tested without a real model.
+ */
+export function quantizeBlocks(type: GgmlType, x: Float32Array): Uint8Array {
+  const nb = x.length / 32;
+  if (!Number.isInteger(nb)) throw new Error(`${x.length} values are not whole blocks of 32`);
+  if (type === GgmlType.Q8_0) {
+    const out = new DataView(new ArrayBuffer(nb * 34));
+    for (let b = 0; b < nb; b++) {
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]!));
+      const d = amax / 127;
+      const id = d ? 1 / d : 0;
+      out.setUint16(b * 34, f32ToF16Bits(d), true);
+      for (let j = 0; j < 32; j++) {
+        const v = x[b * 32 + j]! * id;
+        out.setInt8(b * 34 + 2 + j, Math.sign(v) * Math.round(Math.abs(v))); // roundf: halves away from zero
+      }
+    }
+    return new Uint8Array(out.buffer);
+  }
+  if (type === GgmlType.Q4_0) {
+    const out = new DataView(new ArrayBuffer(nb * 18));
+    for (let b = 0; b < nb; b++) {
+      let amax = 0;
+      let max = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = x[b * 32 + j]!;
+        if (Math.abs(v) > amax) [amax, max] = [Math.abs(v), v];
+      }
+      const d = max / -8;
+      const id = d ? 1 / d : 0;
+      out.setUint16(b * 18, f32ToF16Bits(d), true);
+      const q = (v: number) => Math.min(15, Math.trunc(v * id + 8.5));
+      for (let j = 0; j < 16; j++) out.setUint8(b * 18 + 2 + j, q(x[b * 32 + j]!) | (q(x[b * 32 + 16 + j]!) << 4));
+    }
+    return new Uint8Array(out.buffer);
+  }
+  throw new Error(`cannot quantize to ggml type ${type as number}`);
+}
+
+/**
  * Collects metadata and tensor descriptions, then writes the file in one pass. The file is
  * written to `<path>.tmp-<pid>` and renamed, so a crash never leaves a truncated model that a
  * cache would later trust.
@@ -219,7 +262,7 @@ export class GgufWriter {
             return (out: Float32Array, start: number) => out.set(data.subarray(start, start + out.length));
           })()
         : data;
-    const nBytes = nElements * ggmlTypeSize(type);
+    const nBytes = ggmlTypeBytes(type, nElements);
     const offset = this.dataBytes;
     this.tensors.push({ name, dims, type, fill, nElements, nBytes, offset });
     this.dataBytes += Math.ceil(nBytes / this.alignment) * this.alignment;
@@ -272,9 +315,11 @@ export class GgufWriter {
           t.fill(view, start);
           if (t.type === GgmlType.F32) {
             put(new Uint8Array(view.buffer, 0, n * 4));
-          } else {
+          } else if (t.type === GgmlType.F16) {
             for (let i = 0; i < n; i++) f16[i] = f32ToF16Bits(view[i]!);
             put(new Uint8Array(f16.buffer, 0, n * 2));
+          } else {
+            put(quantizeBlocks(t.type, view));
           }
         }
         const padded = Math.ceil(t.nBytes / this.alignment) * this.alignment;

@@ -32,7 +32,7 @@ describe("telegram /retrain on postgres", () => {
         permissions: { admins: { users: [String(admin.id)] } },
         generation: { max_tokens: 16 },
         // The training pipeline test's tiny-model settings: trains in well under a minute.
-        training: { base_model: await tinyModelPath(), min_new_steers: 10, objective: "sft", epochs: 4, learning_rate: 0.01, rank: 8, alpha: 16, held_out_fraction: 0.25, min_improvement: 0.05 },
+        training: { base_model: "", min_new_steers: 10, objective: "sft", epochs: 4, learning_rate: 0.01, rank: 8, alpha: 16, held_out_fraction: 0.25, min_improvement: 0.05 },
       },
     });
     // The colour task: every steer corrects "…the colour is <wrong>" to " blue".

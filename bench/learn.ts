@@ -1,0 +1,178 @@
+/**
+ * Do steers make a real model better? The measurement behind steerbot's promise, on a real
+ * instruct model from PyPI (SmolLM2-135M-Instruct Q4_1 by default), through the product itself.
+ *
+ * Per habit (test/helpers/habits.ts): the bot's free generations on held-out prompts are measured
+ * first (violation rate, greedy and T = 0.7); a simulated steerer (test/helpers/
+ * simulated-steerer.ts) then asks the training prompts through the core, stops each stream where
+ * the first violation was shown, quotes it with the fix and resumes, as often as the reply breaks
+ * the habit; the product's own pipeline trains on those steers (`train --from-db`: held-out gate,
+ * activation, hot-swap) on the served quantized file; and the same measurements are taken on the
+ * bot after the swap, plus held-out preference accuracy, whether log p(chosen) rose, and
+ * retention: perplexity of a neutral text with the adapter vs the base model.
+ *
+ * Run: `npx tsx bench/learn.ts [--model smollm2-135m|gemma3-270m] [--habits persona,british-spelling]
+ *       [--steers N] [--samples K]` (quick: N = 40 steered prompts per habit, ≈ 10 min on 2 cores).
+ * Prints a table and writes bench/results/learn-<model>.json.
+ *
+ * Not yet here (see the issue): the learning curve (25/50/100/200 steers × sft/dpo/sft+dpo ×
+ * seeds), steers vs full rewrites at the same typing budget, KL to the base on neutral prompts,
+ * the PNG plot.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { createApp } from "../src/app.ts";
+import { loadConfig } from "../src/config/config.ts";
+import { Engine, cpuCores } from "../src/engine/engine.ts";
+import { createLogger } from "../src/log.ts";
+import { Store } from "../src/store/store.ts";
+import { fetchRealModel, type RealModelName } from "../test/helpers/real-model.ts";
+import { SimulatedSteerer, type Habit } from "../test/helpers/simulated-steerer.ts";
+import { HABITS, violates } from "../test/helpers/habits.ts";
+
+const { values } = parseArgs({
+  options: {
+    model: { type: "string", default: "smollm2-135m" },
+    habits: { type: "string", default: "persona,british-spelling" },
+    steers: { type: "string", default: "40" },
+    samples: { type: "string", default: "2" },
+    "max-tokens": { type: "string", default: "48" },
+  },
+});
+const modelPath = await fetchRealModel(values.model as RealModelName);
+const maxTokens = Number(values["max-tokens"]);
+const samples = Number(values.samples);
+
+// a neutral passage no habit touches (retention: its perplexity must not rise)
+const NEUTRAL = [
+  { q: "Explain how rain forms.", a: "Rain forms when water vapour in the air cools and condenses into tiny droplets around dust particles. These droplets join together in clouds until they are heavy enough to fall to the ground." },
+  { q: "What does a heart do?", a: "The heart is a muscle that pumps blood through the body. Blood carries oxygen and nutrients to the organs and takes waste away from them." },
+  { q: "How do plants grow?", a: "Plants take in water through their roots and light through their leaves. With carbon dioxide from the air they make sugar, which gives them the energy to grow." },
+];
+
+async function perplexity(engine: Engine): Promise<number> {
+  let nll = 0;
+  let n = 0;
+  for (const { q, a } of NEUTRAL) {
+    const r = await engine.scoreSpan({ messages: [{ role: "user", content: q }], span: a });
+    nll -= r.logprob;
+    n += r.tokens;
+  }
+  return Math.exp(nll / n);
+}
+
+/** Share of `prompts` whose reply breaks the habit: greedy through the bot, and sampled at T = 0.7 on its live engine. */
+async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit): Promise<{ greedy: number; sampled: number }> {
+  let greedy = 0;
+  for (const q of habit.heldOut) if (violates(habit, (await steerer.converse(q, null)).text)) greedy++;
+  let sampled = 0;
+  const engine = app.core.currentEngine;
+  for (const q of habit.heldOut) {
+    for (let s = 0; s < samples; s++) {
+      const r = await engine.generate({ messages: [{ role: "user", content: q }], maxTokens, temperature: 0.7, seed: 1000 + s });
+      if (violates(habit, r.text)) sampled++;
+    }
+  }
+  return { greedy: greedy / habit.heldOut.length, sampled: sampled / (habit.heldOut.length * samples) };
+}
+
+interface HabitResult {
+  habit: string;
+  steeredPrompts: number;
+  steers: number;
+  typedChars: number;
+  before: { greedy: number; sampled: number };
+  after: { greedy: number; sampled: number };
+  heldOutAccuracy: { base: number; candidate: number };
+  chosenLogprob: { base: number; candidate: number };
+  perplexity: { base: number; adapter: number };
+  trainSeconds: number;
+  activated: boolean;
+  notice: string;
+}
+
+const results: HabitResult[] = [];
+for (const name of values.habits.split(",")) {
+  const habit = HABITS[name];
+  if (!habit) throw new Error(`unknown habit ${name}; known: ${Object.keys(HABITS).join(", ")}`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), `steerbot-learn-${name}-`));
+  const { config, secrets } = loadConfig({
+    env: {},
+    overrides: {
+      model: { path: modelPath, gpu: false },
+      generation: { max_tokens: maxTokens, temperature: 0, system_prompt: "" },
+      stream: { edit_interval_ms: 0 },
+      store: { data_dir: dir },
+      steer: { per_user_per_minute: 100_000 },
+      permissions: { default_trust: "approved", admins: { users: ["steerer"] } },
+      // the shipped training defaults, but for the held-out share the gate needs
+      training: { base_model: "", held_out_fraction: 0.25, min_new_steers: 10 },
+    },
+  });
+  const store = await Store.open({ dataDir: "memory://" });
+  const app = await createApp({ config, secrets, log: createLogger("warn"), store });
+  const steerer = new SimulatedSteerer(app.core, { platform: "bench", userId: "steerer" }, { idPrefix: name });
+  const t0 = performance.now();
+  const before = await violationRates(app, steerer, habit);
+  console.log(`[${name}] held-out violation rate before: greedy ${pct(before.greedy)}, T=0.7 ${pct(before.sampled)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+
+  let steers = 0;
+  let typed = 0;
+  const prompts = habit.train.slice(0, Number(values.steers));
+  for (const q of prompts) {
+    const r = await steerer.converse(q, habit);
+    steers += r.steers;
+    typed += r.typed;
+  }
+  console.log(`[${name}] ${steers} steers on ${prompts.length} prompts (${typed} characters typed)`);
+
+  const t1 = performance.now();
+  const run = await app.training.run({ trigger: "cli" });
+  const trainSeconds = (performance.now() - t1) / 1000;
+  console.log(`[${name}] ${run.notice}`);
+  const adapter = run.adapterVersion ? await store.training.adapter(run.adapterVersion) : undefined;
+  const metrics = (adapter?.metrics ?? {}) as { base?: { preferenceAccuracy: number; chosenLogprob: number }; candidate?: { preferenceAccuracy: number; chosenLogprob: number } };
+  const after = await violationRates(app, steerer, habit);
+  const base = await Engine.load({ model: modelPath, gpu: false, sequences: 1 });
+  const tuned = adapter ? await Engine.load({ model: modelPath, gpu: false, sequences: 1, lora: adapter.file_path }) : base;
+  const ppl = { base: await perplexity(base), adapter: await perplexity(tuned) };
+  if (tuned !== base) await tuned.dispose();
+  await base.dispose();
+  results.push({
+    habit: name,
+    steeredPrompts: prompts.length,
+    steers,
+    typedChars: typed,
+    before,
+    after,
+    heldOutAccuracy: { base: metrics.base?.preferenceAccuracy ?? Number.NaN, candidate: metrics.candidate?.preferenceAccuracy ?? Number.NaN },
+    chosenLogprob: { base: metrics.base?.chosenLogprob ?? Number.NaN, candidate: metrics.candidate?.chosenLogprob ?? Number.NaN },
+    perplexity: ppl,
+    trainSeconds,
+    activated: run.state === "succeeded" && (run as { activated?: boolean }).activated === true,
+    notice: run.notice ?? "",
+  });
+  await app.close();
+  await store.close();
+}
+
+function pct(x: number): string {
+  return Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "n/a";
+}
+
+console.log(`\nbench/learn on ${values.model} (${path.basename(modelPath)}), ${cpuCores()} cores, max_tokens ${maxTokens}, T=0.7 samples ${samples} per prompt`);
+console.log("| habit | steers (prompts, chars typed) | violations greedy before → after | T=0.7 before → after | held-out pref. acc. base → adapter | mean log p(chosen) base → adapter | neutral perplexity base → adapter | train s |");
+console.log("|---|---|---|---|---|---|---|---|");
+for (const r of results) {
+  console.log(
+    `| ${r.habit} | ${r.steers} (${r.steeredPrompts}, ${r.typedChars}) | ${pct(r.before.greedy)} → ${pct(r.after.greedy)} | ${pct(r.before.sampled)} → ${pct(r.after.sampled)} | ` +
+      `${pct(r.heldOutAccuracy.base)} → ${pct(r.heldOutAccuracy.candidate)} | ${r.chosenLogprob.base.toFixed(2)} → ${r.chosenLogprob.candidate.toFixed(2)} | ` +
+      `${r.perplexity.base.toFixed(2)} → ${r.perplexity.adapter.toFixed(2)} (${(((r.perplexity.adapter - r.perplexity.base) / r.perplexity.base) * 100).toFixed(1)}%) | ${r.trainSeconds.toFixed(0)} |`,
+  );
+}
+const out = path.join(import.meta.dirname, "results", `learn-${values.model}.json`);
+mkdirSync(path.dirname(out), { recursive: true });
+writeFileSync(out, JSON.stringify({ model: values.model, date: new Date().toISOString(), cores: cpuCores(), maxTokens, samples, results }, null, 2) + "\n");
+console.log(`wrote ${out}`);

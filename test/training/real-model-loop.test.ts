@@ -1,0 +1,72 @@
+/**
+ * The whole loop on a real instruct model, in the default kind of configuration: the served
+ * model is the quantized SmolLM2-135M-Instruct file (`model.path`), `training.base_model` is
+ * empty (train on the served file), the other training settings are the shipped defaults.
+ *
+ * The habit: asked who it is, the base model claims to be a person ("I'm Dr. Elena Maria
+ * Rodriguez, a renowned astrophysicist…"). A simulated steerer (test/helpers) asks identity
+ * questions through the core, as a chat platform would; it stops each stream as soon as the
+ * shown text names someone else and quotes it with the fix "Steerbot, an AI assistant.". Then `/retrain`
+ * trains on the steers, the gate compares base and candidate on the held-out steers, the adapter
+ * is swapped in, and identity questions worded differently from every trained one are answered
+ * as Steerbot. Skips (with the reason) when the model cannot be had from PyPI.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Actor } from "../../src/core/ports.ts";
+import { createTestApp, type TestApp } from "../helpers/app.ts";
+import { introducesSteerbot, persona, PERSONA_NAME } from "../helpers/habits.ts";
+import { realModelOrSkip } from "../helpers/real-model.ts";
+import { SimulatedSteerer } from "../helpers/simulated-steerer.ts";
+
+const admin: Actor = { platform: "test", userId: "admin" };
+const TRAIN = persona.train.slice(0, 40);
+const HELD_OUT = persona.heldOut.filter((_, i) => i % 4 === 0); // 6 wordings, each of another frame
+
+const model = await realModelOrSkip("smollm2-135m");
+
+describe("steers teach the real model (SmolLM2-135M-Instruct Q4_1)", { skip: model.skip }, () => {
+  let app: TestApp;
+  let steerer: SimulatedSteerer;
+
+  before(async () => {
+    app = await createTestApp({
+      db: "pglite",
+      config: {
+        model: { path: model.path! },
+        generation: { max_tokens: 24 },
+        permissions: { admins: { users: ["admin"] } },
+        // one simulated person steers 40 replies in a minute
+        steer: { per_user_per_minute: 1000 },
+        // the defaults but for the share kept out for the gate (40 steers: about 10 held out)
+        training: { base_model: "", held_out_fraction: 0.25 },
+      },
+    });
+    steerer = new SimulatedSteerer(app.core, admin);
+  });
+  after(async () => app?.close());
+
+  it("stores a steer per identity question, trains on the served quantized file, and answers held-out wordings as Steerbot", async () => {
+    const ask = async () => Promise.all(HELD_OUT.map(async (q) => (await steerer.converse(q, null)).text));
+    const before = await ask();
+    const habitBefore = before.filter((r) => !introducesSteerbot(r)).length;
+    console.log(`held-out before: ${habitBefore}/${HELD_OUT.length} with the habit\n  ${before.map((r) => JSON.stringify(r.slice(0, 60))).join("\n  ")}`);
+    assert.ok(habitBefore >= HELD_OUT.length - 1, "the base model has the habit");
+
+    for (const q of TRAIN) await steerer.converse(q, persona);
+    const steers = await app.store.db.selectFrom("steers").select(["prefix", "rejected", "chosen", "trust_state", "form"]).execute();
+    assert.ok(steers.length >= 35, `${steers.length} steers stored`);
+    assert.ok(steers.every((s) => s.chosen.endsWith(PERSONA_NAME) && s.rejected.length > 0 && s.trust_state === "approved" && s.form === "quote"), JSON.stringify(steers.slice(0, 3)));
+
+    const t = performance.now();
+    const ran = await app.core.admin.retrain(admin, async () => {});
+    console.log(`retrain in ${((performance.now() - t) / 1000).toFixed(1)} s:\n${ran.notice}`);
+    assert.equal(ran.ok, true, ran.notice);
+    assert.match(ran.notice!, /is now live/);
+
+    const afterReplies = await ask();
+    const habitAfter = afterReplies.filter((r) => !introducesSteerbot(r)).length;
+    console.log(`held-out after: ${habitAfter}/${HELD_OUT.length} with the habit\n  ${afterReplies.map((r) => JSON.stringify(r.slice(0, 60))).join("\n  ")}`);
+    assert.ok(habitAfter <= 1, `${habitAfter}/${HELD_OUT.length} held-out replies still have the habit`);
+  });
+});
