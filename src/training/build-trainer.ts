@@ -134,8 +134,17 @@ function syncTree(from: string, to: string): void {
   }
 }
 
-/** The parts of the llama.cpp tree the build reads. */
-const SOURCE_PARTS = ["src", "include", "ggml/include", "examples/training", "tools/llama-bench", "common", "vendor/nlohmann"];
+/** The parts of the llama.cpp tree the build reads (folders, and single files). */
+const SOURCE_PARTS = [
+  "src",
+  "include",
+  "ggml/include",
+  "ggml/src/ggml-impl.h", // ggml's private layouts, checked by native/trainer/ggml-private.h
+  "examples/training",
+  "tools/llama-bench",
+  "common",
+  "vendor/nlohmann",
+];
 
 async function preparePatchedSource(workDir: string, log: (l: string) => void): Promise<string> {
   const upstream = await llamaSourceDir();
@@ -143,7 +152,14 @@ async function preparePatchedSource(workDir: string, log: (l: string) => void): 
   rmSync(staging, { recursive: true, force: true });
   for (const part of SOURCE_PARTS) {
     const from = path.join(upstream, part);
-    if (existsSync(from)) syncTree(from, path.join(staging, part));
+    if (!existsSync(from)) continue;
+    const to = path.join(staging, part);
+    if (statSync(from).isFile()) {
+      mkdirSync(path.dirname(to), { recursive: true });
+      copyFileSync(from, to);
+    } else {
+      syncTree(from, to);
+    }
   }
   const patchDir = path.join(TRAINER_DIR, "patches");
   const patches = existsSync(patchDir) ? readdirSync(patchDir).filter((f) => f.endsWith(".diff")).sort() : [];

@@ -1,0 +1,51 @@
+// steer-train: the training data (JSONL, token ids written by the TypeScript wrapper) and the
+// sequences evaluated from it.
+//   {"prompt":[ids],"chosen":[ids],"rejected":[ids]}        a steer (rejected may be empty)
+//   {"tokens":[ids],"weights":[w]}                           a raw weighted sequence (grad-check, tests)
+#pragma once
+
+#include "llama.h"
+
+#include <string>
+#include <vector>
+
+namespace steer {
+
+struct Options;
+
+struct Pair {
+    std::vector<llama_token> prompt, chosen, rejected;
+    // raw weighted sequence (when `tokens` is given)
+    std::vector<llama_token> tokens;
+    std::vector<float> weights;
+    bool raw = false;
+    int line = 0;
+};
+
+// parses the data file, checking every token against the vocab size
+std::vector<Pair> load_data(const std::string & path, int n_vocab);
+// load_data with the vocab size of the model file (read vocab-only)
+std::vector<Pair> load_pairs(const Options & o);
+
+// one sequence to evaluate: tokens, and rows (positions whose next-token loss counts)
+struct Row {
+    int32_t pos;        // the logits at this position predict `target`
+    llama_token target;
+    float weight;
+};
+struct Seq {
+    std::vector<llama_token> tokens;
+    std::vector<Row> rows;  // ascending pos, unique
+};
+
+// prompt + span; one row for every span token (+ optionally the end token after the span)
+Seq span_seq(const std::vector<llama_token> & prompt, const std::vector<llama_token> & span, float w, llama_token end_token = LLAMA_TOKEN_NULL);
+// a raw sequence's weighted positions, weights times scale
+Seq raw_seq(const Pair & p, float scale);
+// the sequence of one example for the SFT part (weights already scaled)
+Seq sft_seq(const Pair & p, float w);
+
+// the longest sequence any example makes (sizes the context)
+size_t max_seq_len(const std::vector<Pair> & pairs);
+
+}  // namespace steer

@@ -1,0 +1,162 @@
+// steer-train train: masked SFT and localized DPO (or both) on a LoRA adapter (fresh, or
+// --adapter to continue one), warmup + cosine/linear/constant schedule, --grad-accum examples
+// per AdamW step; progress as JSON lines, the adapter GGUF at the end.
+//   SFT: weight 1/N_tokens(step) on the chosen tokens, 0 elsewhere, no EOS appended.
+//   DPO: per pair w = β·σ(−βΔ)/N_pairs(step) on the chosen tokens, −w on the rejected ones, with
+//   Δ = (logp_θ(c) − logp_ref(c)) − (logp_θ(r) − logp_ref(r)) recomputed every step; the
+//   reference is the base model (adapter scale 0), computed once.
+#include "adapter-gguf.h"
+#include "common.h"
+#include "data.h"
+#include "loss.h"
+#include "modes.h"
+#include "session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+namespace steer {
+
+static float lr_at(const Options & o, int64_t step, int64_t total) {
+    const int64_t warm = o.warmup >= 1 ? (int64_t) o.warmup : (int64_t) std::ceil(o.warmup * total);
+    if (step <= warm && warm > 0) return o.lr * (float) step / (float) warm;
+    if (o.schedule == "constant" || total <= warm) return o.lr;
+    const double p = (double) (step - warm) / (double) std::max<int64_t>(1, total - warm);
+    if (o.schedule == "linear") return (float) (o.lr * std::max(0.0, 1.0 - p)) + 1e-12f;
+    return (float) (o.lr * 0.5 * (1.0 + cos(M_PI * std::min(1.0, p)))) + 1e-12f;
+}
+
+int mode_train(Options & o) {
+    BaseInfo base = inspect_base(o.model, split(o.targets, ','));
+    load_backends(o);
+    std::vector<Pair> pairs = load_pairs(o);
+    const bool use_sft = o.objective != "dpo";
+    const bool use_dpo = o.objective != "sft";
+    if (use_dpo) {
+        size_t with_rejected = 0;
+        for (auto & p : pairs) with_rejected += !p.raw && !p.rejected.empty();
+        if (with_rejected == 0) throw fatal("bad_data", "objective " + o.objective + " needs pairs with a non-empty rejected span");
+    }
+    std::mt19937 rng(o.seed);
+    std::vector<HostLora> loras;
+    Session S;
+    S.opt = o;
+    if (o.adapter.empty()) {
+        loras = fresh_loras(base, o, rng);
+        open_session(S, base, &loras, max_seq_len(pairs), true);
+    } else {
+        open_session(S, base, nullptr, max_seq_len(pairs), true);  // continue training an adapter
+    }
+
+    // reference log-probs (adapter scale 0 = the base model) of both spans, once
+    std::vector<double> ref_c(pairs.size(), 0), ref_r(pairs.size(), 0);
+    if (use_dpo) {
+        S.set_adapter_scale(0.0f);
+        for (size_t i = 0; i < pairs.size(); ++i) {
+            auto & p = pairs[i];
+            if (p.raw || p.rejected.empty()) continue;
+            for (float v : forward_nll(S, span_seq(p.prompt, p.chosen, 1.0f))) ref_c[i] -= v;
+            for (float v : forward_nll(S, span_seq(p.prompt, p.rejected, 1.0f))) ref_r[i] -= v;
+        }
+        S.set_adapter_scale(1.0f);
+    }
+
+    const int64_t steps_per_epoch = ((int64_t) pairs.size() + o.grad_accum - 1) / o.grad_accum;
+    int64_t total_steps = steps_per_epoch * o.epochs;
+    if (o.max_steps > 0) total_steps = std::min<int64_t>(total_steps, o.max_steps);
+    emit(fmt("{\"type\":\"start\",\"objective\":%s,\"pairs\":%zu,\"steps\":%lld,\"stepsPerEpoch\":%lld,\"epochs\":%d,\"params\":%zu,\"trainableParameters\":%lld,\"targets\":%zu,\"threads\":%d,\"gpu\":%s}",
+             json_str(o.objective).c_str(), pairs.size(), (long long) total_steps, (long long) steps_per_epoch, o.epochs,
+             S.params.size(), (long long) [&] { int64_t n = 0; for (auto & p : S.params) n += ggml_nelements(p.t); return n; }(),
+             base.targets.size(), o.threads, has_gpu() ? "true" : "false"));
+
+    auto t_start = std::chrono::steady_clock::now();
+    int64_t step = 0;
+    double tokens_done = 0;
+    std::vector<size_t> order(pairs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    bool stop = false;
+    for (int epoch = 1; epoch <= o.epochs && !stop; ++epoch) {
+        std::shuffle(order.begin(), order.end(), rng);
+        double epoch_loss = 0, epoch_dpo = 0;
+        int64_t epoch_steps = 0;
+        for (size_t g0 = 0; g0 < order.size() && !stop; g0 += o.grad_accum) {
+            const size_t g1 = std::min(order.size(), g0 + o.grad_accum);
+            ++step;
+            AdamW adam;
+            adam.lr = lr_at(o, step, total_steps);
+            adam.wd = o.weight_decay;
+            // the sequences of this optimizer step, with normalised weights
+            std::vector<Seq> seqs;
+            double n_tok = 0, n_dpo = 0;
+            for (size_t gi = g0; gi < g1; ++gi) {
+                auto & p = pairs[order[gi]];
+                if (use_sft) n_tok += p.raw ? [&] { double s = 0; for (size_t i = 1; i < p.weights.size(); ++i) s += fabs(p.weights[i]); return s; }() : (double) p.chosen.size();
+                if (use_dpo && !p.raw && !p.rejected.empty()) n_dpo += 1;
+            }
+            double dpo_loss = 0;
+            for (size_t gi = g0; gi < g1; ++gi) {
+                const size_t pi = order[gi];
+                auto & p = pairs[pi];
+                float w_sft = use_sft && n_tok > 0 ? (float) (o.sft_weight / n_tok) : 0.0f;
+                if (use_dpo && !p.raw && !p.rejected.empty()) {
+                    // Δ with the current adapter (recomputed every step: one extra forward pass per sequence)
+                    Seq c = span_seq(p.prompt, p.chosen, 1.0f);
+                    Seq r = span_seq(p.prompt, p.rejected, 1.0f);
+                    double lc = 0, lr = 0;
+                    for (float v : forward_nll(S, c)) lc -= v;
+                    for (float v : forward_nll(S, r)) lr -= v;
+                    const double delta = (lc - ref_c[pi]) - (lr - ref_r[pi]);
+                    const double sig = 1.0 / (1.0 + exp(o.beta * delta));  // σ(−βΔ)
+                    dpo_loss += -log(std::max(1e-30, 1.0 - sig));           // −log σ(βΔ)
+                    const float w_dpo = (float) (o.beta * sig / n_dpo);
+                    for (auto & row : c.rows) row.weight = w_sft + w_dpo;
+                    for (auto & row : r.rows) row.weight = -w_dpo;
+                    seqs.push_back(std::move(c));
+                    seqs.push_back(std::move(r));
+                } else if (w_sft > 0) {
+                    seqs.push_back(sft_seq(p, w_sft));
+                }
+            }
+            double step_loss = 0, step_sft_nll = 0;
+            for (size_t si = 0; si < seqs.size(); ++si) {
+                EvalJob J;
+                J.S = &S;
+                J.seq = &seqs[si];
+                J.backward = true;
+                J.step = si + 1 == seqs.size() ? &adam : nullptr;
+                run_seq(S, J);
+                step_loss += J.loss_value;
+                for (size_t ri = 0; ri < J.nll_rows.size(); ++ri) if (seqs[si].rows[ri].weight > 0 && use_sft) step_sft_nll += J.nll_rows[ri];
+                tokens_done += seqs[si].tokens.size();
+            }
+            if (!std::isfinite(step_loss)) throw fatal("diverged", fmt("the loss is not finite at step %lld (try a lower --lr)", (long long) step));
+            const double reported = use_sft ? step_sft_nll / std::max(1.0, n_tok) : dpo_loss / std::max(1.0, n_dpo);
+            epoch_loss += reported;
+            epoch_dpo += n_dpo > 0 ? dpo_loss / n_dpo : 0;
+            ++epoch_steps;
+            const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+            const double eta = secs / step * (total_steps - step);
+            std::string line = fmt("{\"type\":\"progress\",\"step\":%lld,\"steps\":%lld,\"epoch\":%d,\"loss\":%s,\"lr\":%s,\"tokensPerSecond\":%s,\"etaSeconds\":%s",
+                                   (long long) step, (long long) total_steps, epoch, json_num(reported).c_str(), json_num(adam.lr).c_str(),
+                                   json_num(tokens_done / std::max(1e-9, secs)).c_str(), json_num(eta).c_str());
+            if (use_dpo) line += ",\"dpoLoss\":" + json_num(n_dpo > 0 ? dpo_loss / n_dpo : NAN);
+            if (use_sft && use_dpo) line += ",\"sftNll\":" + json_num(step_sft_nll / std::max(1.0, n_tok));
+            emit(line + "}");
+            if (o.max_steps > 0 && step >= o.max_steps) stop = true;
+        }
+        emit(fmt("{\"type\":\"epoch\",\"epoch\":%d,\"loss\":%s%s}", epoch, json_num(epoch_loss / std::max<int64_t>(1, epoch_steps)).c_str(),
+                 use_dpo ? (",\"dpoLoss\":" + json_num(epoch_dpo / std::max<int64_t>(1, epoch_steps))).c_str() : ""));
+    }
+
+    auto trained = read_loras(S.adapter);
+    write_adapter(o.out, base.arch, o.alpha, trained,
+                  {{"steerbot.objective", o.objective}, {"steerbot.targets", o.targets}, {"steerbot.base", o.model}});
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    emit(fmt("{\"type\":\"done\",\"out\":%s,\"steps\":%lld,\"seconds\":%s,\"tokensPerSecond\":%s}", json_str(o.out).c_str(), (long long) step,
+             json_num(secs).c_str(), json_num(tokens_done / std::max(1e-9, secs)).c_str()));
+    return 0;
+}
+
+}  // namespace steer
