@@ -85,6 +85,15 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
         fprintf(stderr, "steer-train: %d of %zu adapter tensors are in the graph\n", n_found, S.params.size());
         return nullptr;
     }
+    // ggml aborts the process on an op it has no backward pass for; the one real models hit is a
+    // gated FFN other than SwiGLU (Gemma's GEGLU): refuse it with a clear error instead
+    for (int i = 0; i < n_nodes; ++i) {
+        ggml_tensor * node = ggml_graph_node(gb, i);
+        if (node->op == GGML_OP_GLU && ggml_get_glu_op(node) != GGML_GLU_OP_SWIGLU) {
+            J.unsupported = ggml_glu_op_name(ggml_get_glu_op(node));
+            return nullptr;
+        }
+    }
     ggml_build_backward_expand(c, gb, accs.data());
 
     if (J.step) {
@@ -200,6 +209,9 @@ void run_seq(Session & S, EvalJob & J) {
     llama_steer_callbacks cb = {job_build, job_inputs, job_outputs, &J};
     int32_t rc = llama_steer_eval(S.ctx, seq.tokens.data(), outputs.data(), (int32_t) seq.tokens.size(), &cb);
     if (J.uctx) { ggml_free(J.uctx); J.uctx = nullptr; }
+    if (!J.unsupported.empty())
+        throw fatal("unsupported_model", "this model's feed-forward layers use " + J.unsupported +
+                                             ", which ggml cannot train through yet (only SWIGLU has a backward pass): LoRA training needs a SwiGLU model (Llama, Qwen, SmolLM, Mistral, Phi-3 ...)");
     if (rc != 0) throw fatal("internal", fmt("graph evaluation failed (%d)", rc));
     if (J.step) {
         S.opt_iter++;

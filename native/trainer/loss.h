@@ -14,6 +14,7 @@
 #include "ggml.h"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace steer {
@@ -45,6 +46,7 @@ struct EvalJob {
     float loss_value = 0.0f;
     std::vector<std::vector<float>> grads;  // when capture_grads
     bool capture_grads = false;
+    std::string unsupported;  // set by the build callback: an op ggml cannot differentiate
 };
 
 // Evaluates one sequence; with backward, adds its gradients to the accumulators; with step,

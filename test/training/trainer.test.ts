@@ -14,6 +14,7 @@ import { buildTrainer, type TrainerBuild } from "../../src/training/build-traine
 import { evaluateSteers, type SteerEvaluationSummary } from "../../src/training/evaluate-steers.ts";
 import { trainAdapter, type TrainResult } from "../../src/training/train-adapter.ts";
 import { runTrainer, TrainerError, type TrainerEvent, type TrainerGradEvent, type TrainerBackwardEvent } from "../../src/training/trainer-process.ts";
+import { realModelOrSkip } from "../helpers/real-model.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 import { CHOSEN, colourSteers, writeSteers } from "./colour-task.ts";
 
@@ -313,6 +314,17 @@ describe("errors", () => {
     await assert.rejects(
       runTrainer({ build, args: ["eval", "--model", path.join(dir, "missing.gguf"), "--data", steers] }),
       (e: unknown) => e instanceof TrainerError && e.code === "bad_model",
+    );
+  });
+
+  test("a model whose FFN ggml cannot differentiate (Gemma 3's GEGLU) is refused with a clear error, not a crash", async (t) => {
+    const gemma = await realModelOrSkip("gemma3-270m");
+    if (gemma.skip) return t.skip(gemma.skip);
+    const steers = path.join(dir, "gemma.jsonl");
+    writeSteers(steers, colourSteers(2, false));
+    await assert.rejects(
+      trainAdapter({ model: gemma.path!, steers, out: path.join(dir, "gemma.gguf"), build, threads: 1, maxSteps: 1 }),
+      (e: unknown) => e instanceof TrainerError && e.code === "unsupported_model" && /GEGLU.*only SWIGLU/.test(e.message),
     );
   });
 
