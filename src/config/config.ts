@@ -83,7 +83,11 @@ export const configSchema = z
       .strict(),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]) }).strict(),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.generation.max_tokens < c.model.context_size, {
+    path: ["generation", "max_tokens"],
+    message: "must be less than model.context_size: the conversation needs room in the context too",
+  });
 
 export type AppConfig = z.infer<typeof configSchema>;
 

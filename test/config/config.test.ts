@@ -42,6 +42,10 @@ describe("config", () => {
       () => loadConfig({ env: { STEERBOT_TRAINING__OBJECTIVE: "ppo" } }),
       (e: Error) => e instanceof ConfigError && /training\.objective: .*"sft"/.test(e.message),
     );
+    assert.throws(
+      () => loadConfig({ env: { STEERBOT_MODEL__CONTEXT_SIZE: "512", STEERBOT_GENERATION__MAX_TOKENS: "512" } }),
+      (e: Error) => e instanceof ConfigError && /generation\.max_tokens: must be less than model\.context_size.*\(got 512\)/.test(e.message),
+    );
     assert.throws(() => loadConfig({ env: { STEERBOT_MODEL__TYPO: "1" } }), (e: Error) => e instanceof ConfigError && /model: .*typo/i.test(e.message));
   });
 
