@@ -15,6 +15,7 @@ import { register as registerFixtureModel } from "./commands/fixture-model.ts";
 import { register as registerImport } from "./commands/import.ts";
 import { register as registerMigrate } from "./commands/migrate.ts";
 import { register as registerStart } from "./commands/start.ts";
+import { register as registerSteers } from "./commands/steers.ts";
 import { register as registerTrain } from "./commands/train.ts";
 
 const program = new Command()
@@ -31,6 +32,7 @@ for (const register of [
   registerMigrate,
   registerImport,
   registerExport,
+  registerSteers,
   registerAlign,
   registerFixtureModel,
   registerTrain,
