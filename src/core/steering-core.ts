@@ -324,9 +324,9 @@ export class SteeringCore {
     const signal = reply.abort.signal;
     let result: Awaited<ReturnType<TextGenerator["generate"]>> | undefined;
     try {
+      // a resume may have to leave out old turns; a reply that fills the context ends as it is
       const room = reply.tokens.length === 0 || (await this.fitToResume(reply));
-      const generate: TextGenerator["generate"] = room ? (o) => engine.generate(o) : async () => ({ text: "", tokens: [], stopReason: "maxTokens" });
-      result = await generate({
+      result = room ? await engine.generate({
         messages: reply.context,
         assistantPrefixTokens: reply.tokens.length ? reply.tokens.map((t) => t.id) : undefined,
         assistantPrefix: reply.text,
@@ -339,7 +339,7 @@ export class SteeringCore {
           display.update(reply.text);
           if (display.goneError) reply.abort.abort();
         },
-      });
+      }) : { text: "", tokens: [], stopReason: "maxTokens" };
     } catch (e) {
       log.error({ err: e, generation: reply.generationId }, "generation failed");
       reply.state = "done";
