@@ -130,6 +130,7 @@ for (const threads of threadCounts) {
   let coreLast = 0;
   const timed: TextGenerator = {
     modelPath: engine.modelPath,
+    contextSize: engine.contextSize,
     fingerprint: () => engine.fingerprint(),
     tokenize: (t) => engine.tokenize(t),
     detokenize: (ids) => engine.detokenize(ids),

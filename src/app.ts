@@ -8,7 +8,7 @@
  */
 import path from "node:path";
 import cron, { type ScheduledTask } from "node-cron";
-import { dataDir, type AppConfig, type Secrets } from "./config/config.ts";
+import { ConfigError, dataDir, type AppConfig, type Secrets } from "./config/config.ts";
 import { SteeringCore } from "./core/steering-core.ts";
 import { Engine } from "./engine/engine.ts";
 import type { Logger } from "./log.ts";
@@ -91,7 +91,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
 
   let task: ScheduledTask | undefined;
   if (opts.schedule && config.training.enabled) {
-    if (!cron.validate(config.training.schedule)) throw new Error(`training.schedule: "${config.training.schedule}" is not a valid cron expression`);
+    if (!cron.validate(config.training.schedule)) throw new ConfigError(`training.schedule: "${config.training.schedule}" is not a valid cron expression`);
     task = cron.schedule(
       config.training.schedule,
       async () => {

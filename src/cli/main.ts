@@ -6,6 +6,7 @@
  * (arguments, configuration, files).
  */
 import { Command } from "commander";
+import { reportError } from "./app-context.ts";
 import { register as registerAdapters } from "./commands/adapters.ts";
 import { register as registerAlign } from "./commands/align.ts";
 import { register as registerDiscord } from "./commands/discord.ts";
@@ -15,12 +16,14 @@ import { register as registerFixtureModel } from "./commands/fixture-model.ts";
 import { register as registerImport } from "./commands/import.ts";
 import { register as registerMigrate } from "./commands/migrate.ts";
 import { register as registerStart } from "./commands/start.ts";
+import { register as registerSteers } from "./commands/steers.ts";
 import { register as registerTrain } from "./commands/train.ts";
 
 const program = new Command()
   .name("steerbot")
   .description("collect steers (stop + short correction) on Discord and Telegram and fine-tune a local LLM from them")
-  .showHelpAfterError()
+  // commander's usage errors as one line, pointing at --help instead of printing all of it
+  .configureOutput({ outputError: (str, write) => write(`${str.trim().replace(/\s*\n\s*/g, " ")} (--help for usage)\n`) })
   .exitOverride((err) => {
     // commander's own usage errors (unknown option, missing argument) are bad input.
     process.exit(err.exitCode === 0 ? 0 : 2);
@@ -31,6 +34,7 @@ for (const register of [
   registerMigrate,
   registerImport,
   registerExport,
+  registerSteers,
   registerAlign,
   registerFixtureModel,
   registerTrain,
@@ -40,4 +44,7 @@ for (const register of [
 ])
   register(program);
 
-await program.parseAsync(process.argv);
+// Every command reports its own errors (app-context.ts `action`); this catches what escapes one.
+await program.parseAsync(process.argv).catch((e: unknown) => {
+  process.exitCode = reportError(e);
+});

@@ -13,8 +13,15 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { projectRoot } from "../engine/llama-source.ts";
 
-const who = z.object({ users: z.array(z.coerce.string()).default([]), roles: z.array(z.coerce.string()).default([]) }).strict();
-const rule = who.extend({ channels: z.array(z.coerce.string()).default([]) }).strict();
+/**
+ * Discord and Telegram ids are strings. An unquoted one is a number to YAML, and ids past 2^53
+ * come out rounded (123456789012345678 → 123456789012345680): refused, never coerced.
+ */
+const id = z.string({
+  error: (iss) => (typeof iss.input === "number" ? `ids are strings: write it in quotes ("…"); unquoted, YAML reads a number and long ids lose digits` : undefined),
+});
+const who = z.object({ users: z.array(id).default([]), roles: z.array(id).default([]) }).strict();
+const rule = who.extend({ channels: z.array(id).default([]) }).strict();
 const emoji = z.string().min(1).max(16);
 
 export const configSchema = z
@@ -84,7 +91,11 @@ export const configSchema = z
       .strict(),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]) }).strict(),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.generation.max_tokens < c.model.context_size, {
+    path: ["generation", "max_tokens"],
+    message: "must be less than model.context_size: the conversation needs room in the context too",
+  });
 
 export type AppConfig = z.infer<typeof configSchema>;
 

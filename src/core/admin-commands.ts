@@ -54,7 +54,7 @@ export class AdminCommands {
     if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
     const rows = await this.deps.store.steers.list({ states: ["pending"], limit });
     if (rows.length === 0) return { ok: true, notice: "No steers are waiting for review.", steers: [] };
-    const steers = rows.map((r) => ({ id: String(r.id), preview: `#${r.id} by ${r.author ?? "?"}: “${clip(r.rejected)}” → “${clip(r.chosen)}”` }));
+    const steers = rows.map((r) => ({ id: String(r.id), preview: `#${r.id} by ${r.author ?? "?"}: “${clipText(r.rejected)}” → “${clipText(r.chosen)}”` }));
     return { ok: true, notice: `${rows.length} steer(s) waiting for review:\n${steers.map((s) => s.preview).join("\n")}`, steers };
   }
 
@@ -119,7 +119,8 @@ export class AdminCommands {
   }
 }
 
-function clip(s: string): string {
+/** A span on one line, clipped to a preview's length (admin listings, `steerbot steers list`). */
+export function clipText(s: string): string {
   const one = s.replace(/\s+/g, " ").trim();
   return one.length > PREVIEW ? `${one.slice(0, PREVIEW - 1)}…` : one;
 }

@@ -41,8 +41,9 @@
  * - Empty chosen is an error (`empty_chosen`): a quote with nothing under it, `s/old//` or an
  *   all-whitespace `new` (deleting is not a steer: chosen must teach the model something), or
  *   plain text that only repeats S.
- * - A text starting `s/` that cannot be parsed is `substitute_malformed`; other delimiters that
- *   do not parse fall through to plain text (so "s.t. x.y" stays prose). Quote characters
+ * - A text starting `s/` (or `s|`, `s#`, `s@`, `s%`, `s&`, `s~`, `s!`, `s$`) that cannot be
+ *   parsed is `substitute_malformed` (`s|foo` lacks its closing delimiter); other delimiters
+ *   that do not parse fall through to plain text (so "s.t. x.y" and "s=3" stay prose). Quote characters
  *   (' " `) are not delimiters. A trailing `g` flag is accepted and ignored.
  * - Length limit: counted in Unicode code points of the trimmed correction.
  * - Quotes are matched exactly first, then with any run of whitespace matching any run of
@@ -110,7 +111,7 @@ export function alignCorrection(shown: string, correction: Correction, opts: Ali
   const minOverlap = opts.minOverlap ?? DEFAULT_MIN_OVERLAP;
   const text = normalizeLike(shown, correction.text).trim();
   const quoteText = correction.quote ? normalizeLike(shown, correction.quote.text) : "";
-  const hasQuote = quoteText.trim() !== "";
+  const hasQuote = !isBlank(quoteText);
 
   const length = codePointLength(text);
   if (length > maxChars) {
@@ -126,7 +127,7 @@ export function alignCorrection(shown: string, correction: Correction, opts: Ali
   if (hasQuote) {
     return alignQuote(shown, shownGraphemes, quoteText, correction.quote!.position, text);
   }
-  if (text === "") return fail("empty", `That correction is empty. ${CORRECTION_HOWTO}`);
+  if (isBlank(text)) return fail("empty", `That correction is empty. ${CORRECTION_HOWTO}`);
 
   // 1b. Discord-style quote lines.
   if (text.startsWith(">>> ")) {
@@ -144,17 +145,19 @@ export function alignCorrection(shown: string, correction: Correction, opts: Ali
       .map((l) => l.replace(/^> ?/, ""))
       .join("\n");
     const rest = lines.slice(quoted).join("\n").trim();
-    if (quote.trim() !== "") return alignQuote(shown, shownGraphemes, quote, undefined, rest);
-    if (rest === "") return fail("empty", `That correction is empty. ${CORRECTION_HOWTO}`);
+    if (!isBlank(quote)) return alignQuote(shown, shownGraphemes, quote, undefined, rest);
+    if (isBlank(rest)) return fail("empty", `That correction is empty. ${CORRECTION_HOWTO}`);
     return alignPlain(shown, shownGraphemes, rest, minOverlap);
   }
 
   // 2. s/old/new/
   const sub = parseSubstitute(text);
   if (sub === "malformed") {
+    const d = text[1]!;
+    const form = `s${d}old${d}new${d}`;
     return fail(
       "substitute_malformed",
-      "That looks like s/old/new/ but I can't read it. Write s/old/new/ with something between the first two slashes, and \\/ for a / inside old or new.",
+      `That looks like ${form} but I can't read it. Write ${form} with something between the first two ${d === "/" ? "slashes" : `${d} signs`}, and \\${d} for a ${d} inside old or new.`,
     );
   }
   if (sub) return alignSubstitute(shown, shownGraphemes, sub.old, sub.replacement);
@@ -181,7 +184,7 @@ function alignQuote(
 ): AlignmentResult {
   const quote = rawQuote.trim();
   const chosen = rest.trim();
-  if (chosen === "") {
+  if (isBlank(chosen)) {
     return fail(
       "empty_chosen",
       "You quoted the wrong part but wrote no fix. Reply again with the quote and what I should have said below it.",
@@ -206,7 +209,7 @@ function alignQuote(
 }
 
 function alignSubstitute(shown: string, graphemes: Uint8Array, old: string, replacement: string): AlignmentResult {
-  if (replacement.trim() === "") {
+  if (isBlank(replacement)) {
     return fail(
       "empty_chosen",
       `s/${preview(old)}// would only delete text; tell me what to say instead: s/${preview(old)}/right text/.`,
@@ -226,7 +229,7 @@ function alignPlain(shown: string, graphemes: Uint8Array, text: string, minOverl
   const overlap = findOverlap(shown, graphemes, text, minOverlap);
   if (overlap) {
     const chosen = text.slice(overlap.length);
-    if (chosen.trim() === "") {
+    if (isBlank(chosen)) {
       return fail(
         "empty_chosen",
         `That only repeats what I already wrote. Add what I should have said after it, or use s/wrong/right/.`,
@@ -257,16 +260,23 @@ function fail(code: CorrectionErrorCode, message: string): AlignmentFailure {
 
 /** ASCII punctuation usable as a delimiter: not alphanumeric, not space, not \ and no quotes. */
 const SUB_DELIMITER = /^[!#$%&()*+,\-./:;<=>?@[\]^_{|}~]$/;
+/**
+ * Delimiters nobody writes after a lone "s" in prose or code: `s|foo` that does not parse is a
+ * broken command (refused, never stored as prose). After any other one (`s.t.`, `s=3`, `s[0]`)
+ * text that does not parse is plain text.
+ */
+const SURE_DELIMITER = /^[/|#@%&~!$]$/;
 
 /**
  * Parses `s<d>old<d>new[<d>[g]]`. `\<d>` is a literal delimiter, `\\` a literal backslash, any
  * other backslash is kept as written (so `C:\path` survives). Returns null for text that is not
- * a substitute command, "malformed" for text that starts `s/` but is broken.
+ * a substitute command, "malformed" for text that starts `s/` (or another sure delimiter, see
+ * {@link SURE_DELIMITER}) but is broken.
  */
 export function parseSubstitute(text: string): { old: string; replacement: string } | "malformed" | null {
   if (text.length < 2 || text[0] !== "s" || !SUB_DELIMITER.test(text[1]!)) return null;
   const d = text[1]!;
-  const broken = d === "/" ? ("malformed" as const) : null;
+  const broken = SURE_DELIMITER.test(d) ? ("malformed" as const) : null;
   const first = readPart(text, 2, d);
   if (!first.closed || first.part === "") return broken;
   const second = readPart(text, first.next, d);
@@ -425,6 +435,14 @@ function codePointLength(text: string): number {
 }
 
 /** Brings the correction to the shown text's conventions; see the head comment. */
+/**
+ * Nothing a person could read: whitespace and invisible format characters only (zero-width
+ * space and joiners, word joiner, BOM, direction marks).
+ */
+function isBlank(text: string): boolean {
+  return text.replace(/[\s\p{Cf}]/gu, "") === "";
+}
+
 function normalizeLike(shown: string, text: string): string {
   let t = text;
   if (!shown.includes("\r")) t = t.replace(/\r\n?/g, "\n");

@@ -12,7 +12,7 @@
  * `steerbot align` and matched by the platform adapters, so never rename one.
  */
 export type CorrectionErrorCode =
-  /** The correction is empty or whitespace only. */
+  /** The correction is empty: whitespace or invisible characters (zero-width space, joiners) only. */
   | "empty"
   /** Longer than the limit (`maxChars`). */
   | "too_long"

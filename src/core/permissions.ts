@@ -3,7 +3,8 @@
  *
  * Owns: reading the `permissions` section of the configuration. One rule shape for every
  * platform, so Discord and Telegram behave the same. An empty list means "everyone"; the
- * person who asked may always stop and steer their own reply, and admins may do anything.
+ * person who asked may always stop and steer their own reply, and admins may do anything. The
+ * operator at the terminal (the playground) is an admin.
  */
 import type { AppConfig } from "../config/config.ts";
 import type { Actor, ThreadRef } from "./ports.ts";
@@ -16,7 +17,7 @@ export class Permissions {
   constructor(private readonly cfg: AppConfig["permissions"]) {}
 
   isAdmin(actor: Actor): boolean {
-    return matchesWho(this.cfg.admins, actor, false);
+    return actor.operator === true || matchesWho(this.cfg.admins, actor, false);
   }
 
   /** May this actor do `action` in this thread? `ownerId` = who asked for the reply. */

@@ -18,6 +18,11 @@ export interface Actor {
   displayName?: string;
   /** Platform role ids (Discord roles; Telegram: "administrator"/"creator" for chat admins). */
   roles?: string[];
+  /**
+   * The person running this steerbot at its own terminal (the playground): an admin, whose
+   * steers are approved, as on the CLI. Only the terminal platform sets it.
+   */
+  operator?: boolean;
 }
 
 /** Where a conversation lives: the model's context is the history of this thread. */

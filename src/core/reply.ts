@@ -41,8 +41,11 @@ export class Reply {
     readonly thread: ThreadRef,
     readonly threadDbId: number,
     readonly owner: Actor,
-    /** The chat before this reply: the model's context and every steer's `context`. */
-    readonly context: ChatMessage[],
+    /**
+     * The chat before this reply as the model sees it, and so every steer's `context`. A resume
+     * after a steer may leave out more old turns to make room (core/context-budget.ts).
+     */
+    public context: ChatMessage[],
     /** The engine this reply generates with (kept across a hot-swap until it finishes). */
     public engine: TextGenerator,
   ) {}

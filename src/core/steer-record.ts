@@ -39,10 +39,13 @@ export interface ParsedSteers {
   errors: SteerLineError[];
 }
 
-/** Parses JSONL text; blank lines are skipped, bad lines are collected, never thrown. */
+/**
+ * Parses JSONL text; blank lines are skipped, bad lines are collected, never thrown. A UTF-8
+ * byte-order mark at the start (Windows editors write one) is not part of line 1.
+ */
 export function parseSteerJsonl(text: string): ParsedSteers {
   const result: ParsedSteers = { steers: [], errors: [] };
-  const lines = text.split(/\r?\n/);
+  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
   lines.forEach((raw, i) => {
     const line = i + 1;
     if (raw.trim() === "") return;

@@ -13,6 +13,7 @@ import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
 import { AdminCommands, type TrainingControl } from "./admin-commands.ts";
 import { alignCorrection } from "./alignment.ts";
+import { fitContext } from "./context-budget.ts";
 import { Permissions } from "./permissions.ts";
 import type { AcceptRequest, Actor, AskRequest, CorrectRequest, Outcome, ReplySurface, StopRequest, ThreadRef } from "./ports.ts";
 import { Reply } from "./reply.ts";
@@ -111,17 +112,25 @@ export class SteeringCore {
       if (req.text.trim() === "") return { ok: false, notice: "Ask me something: write your question after the mention or /ask." };
       const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
       const threadDbId = await store.conversations.upsertThread(req.thread, req.actor.userId);
-      const history = await store.conversations.history(threadDbId);
-      const context: ChatMessage[] = [
-        ...(config.generation.system_prompt ? [{ role: "system" as const, content: config.generation.system_prompt }] : []),
-        ...history,
-        { role: "user", content: req.text },
-      ];
+      // The newest turns that fit with room for a whole reply (a thread may last forever).
+      const history = await store.conversations.history(threadDbId, this.engine.contextSize);
+      const system: ChatMessage[] = config.generation.system_prompt ? [{ role: "system", content: config.generation.system_prompt }] : [];
+      const fitted = fitContext(this.engine, [...system, ...history.messages, { role: "user", content: req.text }], this.contextBudget(this.engine));
+      if (!fitted.ok) {
+        return {
+          ok: false,
+          notice:
+            `Your message is too long for this model: it needs ${fitted.promptTokens} tokens of context and ${this.contextBudget(this.engine)} are free ` +
+            `(${this.engine.contextSize} in all, ${config.generation.max_tokens} kept for the reply). Please shorten it.`,
+        };
+      }
+      const context = fitted.messages;
       const stored = user.opted_out ? context.map((m, i) => (i === context.length - 1 ? { ...m, content: "[withheld: the author opted out]" } : m)) : context;
       const gen = await store.conversations.createGeneration({
         threadId: threadDbId,
         contextMessages: stored,
         contextText: this.engine.renderContext(context).text,
+        droppedMessages: history.total - history.messages.length + fitted.dropped,
         modelFingerprint: await this.modelFingerprint(),
         adapterId: this.adapterId,
         sourceMessageId: req.sourceMessageId,
@@ -315,7 +324,9 @@ export class SteeringCore {
     const signal = reply.abort.signal;
     let result: Awaited<ReturnType<TextGenerator["generate"]>> | undefined;
     try {
-      result = await engine.generate({
+      // a resume may have to leave out old turns; a reply that fills the context ends as it is
+      const room = reply.tokens.length === 0 || (await this.fitToResume(reply));
+      result = room ? await engine.generate({
         messages: reply.context,
         assistantPrefixTokens: reply.tokens.length ? reply.tokens.map((t) => t.id) : undefined,
         assistantPrefix: reply.text,
@@ -328,7 +339,7 @@ export class SteeringCore {
           display.update(reply.text);
           if (display.goneError) reply.abort.abort();
         },
-      });
+      }) : { text: "", tokens: [], stopReason: "maxTokens" };
     } catch (e) {
       log.error({ err: e, generation: reply.generationId }, "generation failed");
       reply.state = "done";
@@ -350,6 +361,37 @@ export class SteeringCore {
     if ((reply.state as Reply["state"]) === "stopped") return; // stopped while the last edits went out: cut() owns the ending
     reply.state = "done";
     await this.saveReply(reply, "done", { generatedTokens: result.tokens.length });
+  }
+
+  /** Tokens a prompt may take so that a whole reply (`generation.max_tokens`) still fits. */
+  private contextBudget(engine: TextGenerator): number {
+    return engine.contextSize - this.deps.config.generation.max_tokens;
+  }
+
+  /**
+   * Before a reply resumes after a steer its text so far is part of the prompt too, so older
+   * turns may have to go for the continuation to have room for a whole reply; the generation
+   * row follows (what the model sees, how many messages it does not). False when the reply
+   * alone fills the context: it ends where it is.
+   */
+  private async fitToResume(reply: Reply): Promise<boolean> {
+    const { store, log } = this.deps;
+    const fitted = fitContext(reply.engine, reply.context, this.contextBudget(reply.engine), reply.tokens.length);
+    if (fitted.dropped > 0) {
+      reply.context = fitted.messages;
+      const gen = await store.conversations.getGeneration(reply.generationId);
+      if (gen) {
+        const stored = gen.context_messages.filter((_, i) => i < fitted.droppedFrom || i >= fitted.droppedFrom + fitted.dropped); // keeps an opted-out author's question withheld
+        await store.conversations.updateGeneration(reply.generationId, {
+          context_messages: JSON.stringify(stored),
+          context_text: reply.engine.renderContext(fitted.messages).text,
+          dropped_messages: gen.dropped_messages + fitted.dropped,
+        });
+      }
+    }
+    if (fitted.promptTokens < reply.engine.contextSize) return true;
+    log.info({ generation: reply.generationId, tokens: fitted.promptTokens }, "the reply fills the model's context; it ends here");
+    return false;
   }
 
   /** Aborts generation and cuts the reply to exactly the text the person saw. */

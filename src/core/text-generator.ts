@@ -12,6 +12,8 @@ export interface StreamedToken {
 
 export interface TextGenerator {
   readonly modelPath: string;
+  /** Tokens of context one conversation may use (prompt and reply together). */
+  readonly contextSize: number;
   fingerprint(): Promise<string>;
   tokenize(text: string): number[];
   detokenize(ids: readonly number[]): string;

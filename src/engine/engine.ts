@@ -33,7 +33,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import type { ChatMessage } from "../core/steer-record.ts";
-import { fileSha256, resolveModelPath } from "./model-file.ts";
+import { fileSha256, ModelUnavailableError, resolveModelPath } from "./model-file.ts";
 import { SequencePool, commonPrefixLength } from "./sequence-pool.ts";
 import { TokenTextDecoder } from "./token-text-decoder.ts";
 
@@ -264,7 +264,7 @@ export class Engine {
       });
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      throw new Error(`cannot load model ${modelPath}: ${why}. Is it a valid GGUF file for this llama.cpp release?`, { cause: err });
+      throw new ModelUnavailableError(options.model, `cannot load model ${modelPath}: ${why}. Is it a valid GGUF file for this llama.cpp release?`, { cause: err });
     }
     const trainCtx = model.trainContextSize || DEFAULT_CONTEXT_SIZE;
     const contextSize = options.contextSize ?? Math.min(DEFAULT_CONTEXT_SIZE, trainCtx);

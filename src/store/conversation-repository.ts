@@ -4,7 +4,7 @@
  * Owns: every SQL statement on `threads`, `messages` and `generations`, including marking the
  * generations a crash left `streaming` as `interrupted` at start.
  */
-import type { Kysely } from "kysely";
+import { sql, type Kysely } from "kysely";
 import type { ChatMessage } from "../core/steer-record.ts";
 import type { Database, GenerationRow, GenerationStatus, GenerationUpdate } from "./database.ts";
 
@@ -40,10 +40,23 @@ export class ConversationRepository {
     await this.db.updateTable("messages").set({ text }).where("id", "=", id).execute();
   }
 
-  /** The thread's history in order, as the model's context. */
-  async history(threadId: number, limit = 200): Promise<ChatMessage[]> {
-    const rows = await this.db.selectFrom("messages").select(["role", "text"]).where("thread_id", "=", threadId).orderBy("id", "desc").limit(limit).execute();
-    return rows.reverse().map((r) => ({ role: r.role, content: r.text }));
+  /**
+   * The newest `limit` messages of the thread in order (the model's context is chosen from
+   * them, see core/context-budget.ts), and how many messages the thread has in all.
+   */
+  async history(threadId: number, limit: number): Promise<{ messages: ChatMessage[]; total: number }> {
+    const rows = await this.db
+      .selectFrom("messages")
+      .select(["role", "text", sql<number>`count(*) over ()`.as("total")])
+      .where("thread_id", "=", threadId)
+      .orderBy("id", "desc")
+      .limit(limit)
+      .execute();
+    return { messages: rows.reverse().map((r) => ({ role: r.role, content: r.text })), total: Number(rows[0]?.total ?? 0) };
+  }
+
+  async getGeneration(id: number): Promise<GenerationRow | undefined> {
+    return this.db.selectFrom("generations").selectAll().where("id", "=", id).executeTakeFirst();
   }
 
   /**
@@ -54,6 +67,8 @@ export class ConversationRepository {
     threadId: number;
     contextMessages: ChatMessage[];
     contextText: string;
+    /** Older messages of the thread left out of the context (see core/context-budget.ts). */
+    droppedMessages?: number;
     modelFingerprint: string;
     adapterId?: number | null;
     sourceMessageId?: string;
@@ -64,6 +79,7 @@ export class ConversationRepository {
         thread_id: g.threadId,
         context_messages: JSON.stringify(g.contextMessages),
         context_text: g.contextText,
+        dropped_messages: g.droppedMessages ?? 0,
         model_fingerprint: g.modelFingerprint,
         adapter_id: g.adapterId ?? null,
         source_message_id: g.sourceMessageId ?? null,

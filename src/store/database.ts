@@ -51,6 +51,8 @@ export interface GenerationsTable {
   thread_id: number;
   context_messages: Json<ChatMessage[]>;
   context_text: string;
+  /** Older messages of the thread left out of `context_messages` to fit the model's context. */
+  dropped_messages: ColumnType<number, number | undefined>;
   model_fingerprint: string;
   adapter_id: number | null;
   status: ColumnType<GenerationStatus, GenerationStatus | undefined>;

@@ -2,7 +2,8 @@
  * Opening the database: embedded PGlite by default, a PostgreSQL server through `pg` when
  * DATABASE_URL is set, and the migrations from `migrations/` applied on both.
  *
- * Owns: dialect choice, connection lifetime and migration. Why PGlite by default: a fresh
+ * Owns: dialect choice, connection lifetime (an embedded data directory is locked for this
+ * process: data-dir-lock.ts) and migration. Why PGlite by default: a fresh
  * machine runs `npm start` with no server to install, and the very same SQL and migrations run
  * on it as on Postgres, so nothing is tested twice in two dialects.
  */
@@ -13,6 +14,7 @@ import { Kysely, PGliteDialect, PostgresDialect } from "kysely";
 import { FileMigrationProvider, Migrator, type MigrationResultSet } from "kysely/migration";
 import pg from "pg";
 import { projectRoot } from "../engine/llama-source.ts";
+import { DataDirLockedError, lockDataDir } from "./data-dir-lock.ts";
 import type { Database } from "./database.ts";
 
 export interface DatabaseTarget {
@@ -38,6 +40,8 @@ export interface OpenedDatabase {
   kind: "postgres" | "pglite";
   /** Where the data lives, safe to print (no password). */
   location: string;
+  /** Frees what the database held beyond its connections (PGlite: the data directory's lock); after `db.destroy()`. */
+  release?: () => Promise<void>;
 }
 
 export class StoreError extends Error {
@@ -97,11 +101,24 @@ export async function openDatabase(target: DatabaseTarget): Promise<OpenedDataba
     return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), listen, tryLock, kind: "postgres", location: `postgres://${u.host}${u.pathname}` };
   }
   const dir = target.dataDir === "memory://" ? undefined : path.resolve(target.dataDir, "pglite");
-  if (dir) mkdirSync(dir, { recursive: true });
+  let unlock = async () => {};
+  if (dir) {
+    mkdirSync(dir, { recursive: true });
+    try {
+      unlock = await lockDataDir(dir, (err) => {
+        // Another process may be writing the directory now: stopping is what protects it.
+        process.stderr.write(`steerbot: lost the lock on the embedded database in ${dir} (${err.message}); stopping so that two processes never write it\n`);
+        process.exit(1);
+      });
+    } catch (e) {
+      throw new StoreError(e instanceof DataDirLockedError ? e.message : `cannot lock the embedded database in ${dir}: ${(e as Error).message}`);
+    }
+  }
   let pglite: PGlite;
   try {
     pglite = dir ? await PGlite.create(dir) : await PGlite.create();
   } catch (e) {
+    await unlock();
     throw new StoreError(`cannot open the embedded database in ${dir}: ${(e as Error).message}`);
   }
   const listen: Listen = async (channel, onPayload) => {
@@ -120,7 +137,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<OpenedDataba
       await pglite.query("select pg_advisory_unlock($1)", [key]).catch(() => {});
     };
   };
-  return { db: new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) }), listen, tryLock, kind: "pglite", location: dir ?? "memory" };
+  return { db: new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) }), listen, tryLock, kind: "pglite", location: dir ?? "memory", release: unlock };
 }
 
 /** Applies every pending migration; throws with the failing migration's name. */

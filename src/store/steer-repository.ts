@@ -2,16 +2,50 @@
  * Steers: the localized preference pairs everything else exists to collect.
  *
  * Owns: every SQL statement on `steers` — storing a bot steer, importing JSONL records once
- * (content hash), exporting them, the pending-review queue and forgetting an author.
+ * (content hash), exporting them, finding them by state, author and date, reviewing them (the
+ * pending queue) and forgetting an author.
  */
 import { createHash } from "node:crypto";
-import type { Kysely } from "kysely";
+import type { Expression, ExpressionBuilder, Kysely, SqlBool } from "kysely";
 import type { SteerRecord } from "../core/steer-record.ts";
 import type { Database, NewSteer, SteerRow, TrustState } from "./database.ts";
 
 export interface ImportOutcome {
   stored: number;
   duplicates: number;
+}
+
+/** Which steers: every condition given must hold. */
+export interface SteerFilter {
+  states?: TrustState[];
+  ids?: readonly number[];
+  /**
+   * `platform:id` (a bot steer's platform and author, or an imported steer's author written
+   * that way, as export writes it) or a bare author id on any platform.
+   */
+  author?: string;
+  /** Created at or after. */
+  since?: Date;
+  /** Created before. */
+  before?: Date;
+  afterId?: number;
+  limit?: number;
+}
+
+function matching(eb: ExpressionBuilder<Database, "steers">, f: SteerFilter): Expression<SqlBool> {
+  const all: Expression<SqlBool>[] = [];
+  if (f.states?.length) all.push(eb("trust_state", "in", f.states));
+  if (f.ids) all.push(f.ids.length ? eb("id", "in", f.ids) : eb.lit(false));
+  if (f.author !== undefined) {
+    const colon = f.author.indexOf(":");
+    const either = [eb("author", "=", f.author)];
+    if (colon > 0) either.push(eb.and([eb("platform", "=", f.author.slice(0, colon)), eb("author", "=", f.author.slice(colon + 1))]));
+    all.push(eb.or(either));
+  }
+  if (f.since) all.push(eb("created_at", ">=", f.since));
+  if (f.before) all.push(eb("created_at", "<", f.before));
+  if (f.afterId !== undefined) all.push(eb("id", ">", f.afterId));
+  return eb.and(all);
 }
 
 export function contentHash(json: string): string {
@@ -84,12 +118,26 @@ export class SteerRepository {
     return this.db.selectFrom("steers").selectAll().where("platform", "=", platform).where("correction_message_id", "=", messageId).executeTakeFirst();
   }
 
-  async list(opts: { states?: TrustState[]; limit?: number; afterId?: number } = {}): Promise<SteerRow[]> {
-    let q = this.db.selectFrom("steers").selectAll().orderBy("id");
-    if (opts.states?.length) q = q.where("trust_state", "in", opts.states);
-    if (opts.afterId !== undefined) q = q.where("id", ">", opts.afterId);
-    if (opts.limit !== undefined) q = q.limit(opts.limit);
+  async list(filter: SteerFilter = {}): Promise<SteerRow[]> {
+    let q = this.db.selectFrom("steers").selectAll().where((eb) => matching(eb, filter)).orderBy("id");
+    if (filter.limit !== undefined) q = q.limit(filter.limit);
     return q.execute();
+  }
+
+  /**
+   * Sets the trust state of the steers with these ids; returns the ids changed, those already
+   * in that state and those that do not exist.
+   */
+  async review(ids: readonly number[], state: TrustState): Promise<{ changed: number[]; unchanged: number[]; missing: number[] }> {
+    if (ids.length === 0) return { changed: [], unchanged: [], missing: [] };
+    return this.db.transaction().execute(async (tx) => {
+      const found = await tx.selectFrom("steers").select(["id", "trust_state"]).where("id", "in", ids).forUpdate().execute();
+      const unchanged = found.filter((r) => r.trust_state === state).map((r) => r.id);
+      const changed = found.filter((r) => r.trust_state !== state).map((r) => r.id);
+      if (changed.length) await tx.updateTable("steers").set({ trust_state: state }).where("id", "in", changed).execute();
+      const known = new Set(found.map((r) => r.id));
+      return { changed: changed.sort((a, b) => a - b), unchanged: unchanged.sort((a, b) => a - b), missing: [...new Set(ids)].filter((id) => !known.has(id)) };
+    });
   }
 
   /**

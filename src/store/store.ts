@@ -25,6 +25,7 @@ export class Store {
     readonly tryLock: TryLock,
     readonly kind: "postgres" | "pglite",
     readonly location: string,
+    private readonly release: () => Promise<void>,
   ) {
     this.steers = new SteerRepository(db);
     this.conversations = new ConversationRepository(db);
@@ -34,13 +35,13 @@ export class Store {
 
   /** Opens the database and applies pending migrations (steerbot migrates at every start). */
   static async open(target: DatabaseTarget, opts: { migrate?: boolean } = {}): Promise<Store> {
-    const { db, listen, tryLock, kind, location } = await openDatabase(target);
-    const store = new Store(db, listen, tryLock, kind, location);
+    const { db, listen, tryLock, kind, location, release } = await openDatabase(target);
+    const store = new Store(db, listen, tryLock, kind, location, release ?? (async () => {}));
     if (opts.migrate !== false) {
       try {
         await migrateToLatest(db);
       } catch (e) {
-        await db.destroy();
+        await store.close();
         throw e;
       }
     }
@@ -53,6 +54,10 @@ export class Store {
   }
 
   async close(): Promise<void> {
-    await this.db.destroy();
+    try {
+      await this.db.destroy();
+    } finally {
+      await this.release();
+    }
   }
 }

@@ -65,6 +65,15 @@ for (const kind of ["pglite", "postgres"] as const) {
       assert.match(r.stdout, /imported 1 steers/);
     });
 
+    it("imports a file saved with a UTF-8 byte-order mark", async () => {
+      const bom = path.join(dir, "bom.jsonl");
+      writeFileSync(bom, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`${JSON.stringify({ ...lines[0], id: "bom" })}\n`)]));
+      const r = await runCli(["import", bom], { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr, "");
+      assert.match(r.stdout, /imported 1 steers \(0 already stored, 0 invalid lines\)/);
+    });
+
     it("says what is wrong with a missing file and a bad format", async () => {
       const r = await runCli(["import", path.join(dir, "nope.jsonl")], { env });
       assert.equal(r.code, 2);

@@ -18,10 +18,24 @@ describe("config", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
     const local = path.join(dir, "local.yaml");
     writeFileSync(local, "model:\n  threads: 3\ngeneration:\n  temperature: 0.1\n");
-    const { config } = loadConfig({ env: { STEERBOT_CONFIG: local, STEERBOT_MODEL__THREADS: "2", STEERBOT_PERMISSIONS__ADMINS__USERS: "[42, 43]" } });
+    const { config } = loadConfig({ env: { STEERBOT_CONFIG: local, STEERBOT_MODEL__THREADS: "2", STEERBOT_PERMISSIONS__ADMINS__USERS: '["123456789012345678", "43"]' } });
     assert.equal(config.model.threads, 2);
     assert.equal(config.generation.temperature, 0.1);
-    assert.deepEqual(config.permissions.admins.users, ["42", "43"]);
+    assert.deepEqual(config.permissions.admins.users, ["123456789012345678", "43"]);
+  });
+
+  it("refuses an unquoted id (YAML would round it) naming the key", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
+    const local = path.join(dir, "local.yaml");
+    writeFileSync(local, "permissions:\n  trusted:\n    users: [123456789012345678]\n");
+    const quoted = /ids are strings: write it in quotes/;
+    assert.throws(
+      () => loadConfig({ env: { STEERBOT_CONFIG: local } }),
+      (e: Error) => e instanceof ConfigError && /^ {2}permissions\.trusted\.users\.0: ids are strings: write it in quotes \("…"\)/m.test(e.message),
+    );
+    assert.throws(() => loadConfig({ env: { STEERBOT_PERMISSIONS__STEER__CHANNELS: "[-1001234567890]" } }), (e: Error) => /permissions\.steer\.channels\.0: /.test(e.message) && quoted.test(e.message));
+    writeFileSync(local, "permissions:\n  trusted:\n    users: ['123456789012345678']\n");
+    assert.deepEqual(loadConfig({ env: { STEERBOT_CONFIG: local } }).config.permissions.trusted.users, ["123456789012345678"]);
   });
 
   it("tells whether anyone chose the model (only the shipped default may fall back to the demo model)", () => {
@@ -41,6 +55,10 @@ describe("config", () => {
     assert.throws(
       () => loadConfig({ env: { STEERBOT_TRAINING__OBJECTIVE: "ppo" } }),
       (e: Error) => e instanceof ConfigError && /training\.objective: .*"sft"/.test(e.message),
+    );
+    assert.throws(
+      () => loadConfig({ env: { STEERBOT_MODEL__CONTEXT_SIZE: "512", STEERBOT_GENERATION__MAX_TOKENS: "512" } }),
+      (e: Error) => e instanceof ConfigError && /generation\.max_tokens: must be less than model\.context_size.*\(got 512\)/.test(e.message),
     );
     assert.throws(() => loadConfig({ env: { STEERBOT_MODEL__TYPO: "1" } }), (e: Error) => e instanceof ConfigError && /model: .*typo/i.test(e.message));
   });

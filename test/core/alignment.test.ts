@@ -165,6 +165,12 @@ const okCases: OkCase[] = [
     correction: "s.t. x.y",
     expect: { form: "continuation", prefix: "Okay", rejected: "", chosen: " s.t. x.y" },
   },
+  {
+    name: "continuation: s= reads as prose or code, not as a command",
+    shown: "Okay",
+    correction: "s=3 is the speed",
+    expect: { form: "continuation", prefix: "Okay", rejected: "", chosen: " s=3 is the speed" },
+  },
   // --- substitute --------------------------------------------------------------------------
   {
     name: "substitute: basic",
@@ -319,6 +325,22 @@ interface FailCase {
 const failCases: FailCase[] = [
   { name: "empty", shown: CAPITAL, correction: "", code: "empty", message: `That correction is empty. ${CORRECTION_HOWTO}` },
   { name: "whitespace only", shown: CAPITAL, correction: "  \n\t ", code: "empty", message: `That correction is empty. ${CORRECTION_HOWTO}` },
+  { name: "zero-width characters only", shown: CAPITAL, correction: "\u200b\u200c\u200d\u2060\ufeff \u200b", code: "empty", message: `That correction is empty. ${CORRECTION_HOWTO}` },
+  { name: "a quote of invisible characters, no fix", shown: CAPITAL, correction: "> \u200b", code: "empty", message: `That correction is empty. ${CORRECTION_HOWTO}` },
+  {
+    name: "s/old/ zero-width only /",
+    shown: CAPITAL,
+    correction: "s/Lyon/\u200b/",
+    code: "empty_chosen",
+    message: "s/Lyon// would only delete text; tell me what to say instead: s/Lyon/right text/.",
+  },
+  {
+    name: "s|old without its closing delimiter",
+    shown: CAPITAL,
+    correction: "s|Lyon",
+    code: "substitute_malformed",
+    message: "That looks like s|old|new| but I can't read it. Write s|old|new| with something between the first two | signs, and \\| for a | inside old or new.",
+  },
   {
     name: "too long (default 2000)",
     shown: CAPITAL,
@@ -493,7 +515,11 @@ describe("parseSubstitute", () => {
     ["s/a", "malformed"],
     ["s//b/", "malformed"],
     ["s/a/b/x", "malformed"],
-    ["s|a|b|x", null],
+    ["s|a|b|x", "malformed"],
+    ["s|a", "malformed"],
+    ["s#a", "malformed"],
+    ["s.a", null],
+    ["s=3", null],
     ["s'il vous plaît'non'", null],
     ["sa/b/", null],
     ["so/what/", null],

@@ -150,12 +150,16 @@ for (const db of ["pglite", "postgres"] as const) {
         ["   ", /empty|write/i],
         ["s/zzzz-not-there/x/", /zzzz-not-there|not find|couldn't find|can't find/i],
         ["x".repeat(2001), /2000/],
+        ["s|foo", /s\|old\|new\| but I can't read it/],
+        ["\u200b\u200d\u2060", /empty/],
       ] as const) {
-        const out = await app.core.correct({ thread, actor: alice, correction: { text }, messageId: `bad-${text.length}`, surface: new RecordingSurface() });
+        const id = `bad-${[...text].map((c) => c.codePointAt(0)).join("-").slice(0, 40)}`;
+        const out = await app.core.correct({ thread, actor: alice, correction: { text }, messageId: id, surface: new RecordingSurface() });
         assert.equal(out.ok, false);
         assert.match(out.notice ?? "", re);
-        assert.equal(await app.store.steers.findByCorrection("test", `bad-${text.length}`), undefined);
+        assert.equal(await app.store.steers.findByCorrection("test", id), undefined);
       }
+      assert.equal((await app.store.steers.list({ states: ["approved", "pending", "rejected"] })).filter((s) => s.correction_message_id?.startsWith("bad-")).length, 0);
     });
 
     it("stores steers of untrusted people as pending for admins", async () => {

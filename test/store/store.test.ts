@@ -147,6 +147,12 @@ describe("steer JSONL parser", () => {
     assert.match(out.errors[2]!.reason, /^chosen:/);
     assert.match(out.errors[3]!.reason, /chosen must not be empty/);
   });
+  it("reads line 1 after a UTF-8 byte-order mark", () => {
+    const out = parseSteerJsonl(`\uFEFF${JSON.stringify(sample[0])}\r\n${JSON.stringify(sample[0])}\r\n`);
+    assert.deepEqual(out.errors, []);
+    assert.equal(out.steers.length, 2);
+    assert.equal(out.steers[0]!.line, 1);
+  });
   it("keeps extra fields", () => {
     const out = parseSteerJsonl(JSON.stringify({ ...sample[0], author: "me", extra: { a: 1 } }));
     assert.equal(out.steers[0]!.steer.author, "me");

@@ -18,6 +18,7 @@
 import { readFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import { alignCorrection, type Correction } from "../../core/alignment.ts";
+import { action } from "../app-context.ts";
 
 /** Exit code of every failure this command reports as JSON. */
 export const ALIGN_FAILURE_EXIT_CODE = 2;
@@ -37,9 +38,7 @@ export function register(program: Command): void {
     .requiredOption("--correction-file <file>", "the correction reply text (UTF-8)")
     .option("--quote <text>", "the quoted part of the reply (as a Telegram reply quote)")
     .option("--quote-position <n>", "UTF-16 offset of the quote in the shown text", parseOffset)
-    .action(async (opts: AlignCliOptions) => {
-      process.exitCode = await runAlign(opts);
-    });
+    .action(action((opts: AlignCliOptions) => runAlign(opts)));
 }
 
 /** Runs the command and returns its exit code; output goes to stdout as one JSON line. */

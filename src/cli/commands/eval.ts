@@ -13,6 +13,7 @@ import type { Command } from "commander";
 import { evaluateSteers } from "../../training/evaluate-steers.ts";
 import { TrainerError } from "../../training/trainer-process.ts";
 import { positiveInt } from "./train.ts";
+import { action } from "../app-context.ts";
 
 interface EvalCliOptions {
   steers: string;
@@ -33,9 +34,7 @@ export function register(program: Command): void {
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
     .option("--json", "print one JSON object")
     .option("--per-steer", "include every steer's numbers (with --json)")
-    .action(async (opts: EvalCliOptions) => {
-      process.exitCode = await runEval(opts);
-    });
+    .action(action((opts: EvalCliOptions) => runEval(opts)));
 }
 
 async function runEval(opts: EvalCliOptions): Promise<number> {

@@ -12,6 +12,8 @@
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
+import { action, appContext, CliError, EXIT } from "../app-context.ts";
+import { ModelUnavailableError } from "../../engine/model-file.ts";
 import { buildTrainer } from "../../training/build-trainer.ts";
 import { DEFAULT_TARGETS, trainAdapter, type LoraTarget, type TrainObjective } from "../../training/train-adapter.ts";
 import { COMPUTE_TYPES, TrainerError, type ComputeTypeChoice } from "../../training/trainer-process.ts";
@@ -74,7 +76,7 @@ export function register(program: Command): void {
     .description("Train a LoRA adapter from steers (masked SFT and/or localized DPO)")
     .option("--from-db", "run the whole pipeline on the stored steers: train, evaluate, gate, activate (settings from the config)")
     .option("--steers <file>", "steers JSONL file")
-    .option("--model <file>", "base model GGUF (F32, F16, BF16 or quantized)")
+    .option("--model <file>", "base model GGUF (F32, F16, BF16 or quantized); with --from-db, the trainer's base model for this run instead of training.base_model")
     .option("--out <file>", "adapter GGUF to write")
     .option("--objective <name>", "sft, dpo or sft+dpo", parseObjective, "sft" as TrainObjective)
     .option("--rank <r>", "LoRA rank", positiveInt, 16)
@@ -88,26 +90,58 @@ export function register(program: Command): void {
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
     .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, "auto" as ComputeTypeChoice)
     .option("--json", "print the result as one JSON object")
-    .action(async (opts: TrainCliOptions & { fromDb?: boolean }) => {
-      if (opts.fromDb) {
-        process.exitCode = await trainFromDb();
-        return;
-      }
-      const missing = (["steers", "model", "out"] as const).filter((k) => !opts[k]);
-      if (missing.length) {
-        process.stderr.write(`steerbot train: ${missing.map((m) => `--${m}`).join(", ")} required (or --from-db)\n`);
-        process.exitCode = 2;
-        return;
-      }
-      process.exitCode = await runTrain(opts);
-    });
+    .action(
+      action(async (opts: TrainCliOptions & { fromDb?: boolean }, cmd: Command) => {
+        if (opts.fromDb) {
+          // Settings of a file run that the pipeline takes from the configuration instead: refused
+          // when given, never silently ignored.
+          const fileOnly = FILE_RUN_OPTIONS.filter((o) => cmd.getOptionValueSource(o.key) === "cli");
+          if (fileOnly.length) {
+            const names = fileOnly.map((o) => `--${o.flag}`).join(", ");
+            const keys = fileOnly.filter((o) => o.config).map((o) => `training.${o.config}`);
+            throw new CliError(
+              `${names}: not used with --from-db, which trains on the stored steers with the configured settings` +
+                (keys.length ? ` (set ${keys.join(", ")} in config/local.yaml or as STEERBOT_TRAINING__<KEY>)` : ""),
+              EXIT.badInput,
+            );
+          }
+          if (opts.model !== undefined && !existsSync(opts.model)) throw new CliError(`model ${opts.model} not found`, EXIT.badInput);
+          return trainFromDb(opts.model);
+        }
+        const missing = (["steers", "model", "out"] as const).filter((k) => !opts[k]);
+        if (missing.length) throw new CliError(`train needs ${missing.map((m) => `--${m}`).join(", ")} (or --from-db)`, EXIT.badInput);
+        return runTrain(opts);
+      }),
+    );
 }
 
+/** Options of `train --steers` that `--from-db` takes from the configuration (`config`: its key there). */
+const FILE_RUN_OPTIONS: { key: string; flag: string; config?: string }[] = [
+  { key: "steers", flag: "steers" },
+  { key: "out", flag: "out" },
+  { key: "objective", flag: "objective", config: "objective" },
+  { key: "rank", flag: "rank", config: "rank" },
+  { key: "alpha", flag: "alpha", config: "alpha" },
+  { key: "epochs", flag: "epochs", config: "epochs" },
+  { key: "lr", flag: "lr", config: "learning_rate" },
+  { key: "targets", flag: "targets" },
+  { key: "seed", flag: "seed" },
+  { key: "gradAccum", flag: "grad-accum" },
+  { key: "beta", flag: "beta" },
+  { key: "threads", flag: "threads", config: "threads" },
+  { key: "computeType", flag: "compute-type", config: "compute_type" },
+  { key: "json", flag: "json" },
+];
+
 /** `train --from-db`: the pipeline the nightly job and /retrain run, with a progress bar. */
-async function trainFromDb(): Promise<number> {
-  const { appContext } = await import("../app-context.ts");
+async function trainFromDb(baseModel?: string): Promise<number> {
   const { createApp } = await import("../../app.ts");
-  const app = await createApp(appContext());
+  const ctx = appContext();
+  if (baseModel !== undefined) ctx.config = { ...ctx.config, training: { ...ctx.config.training, base_model: baseModel } };
+  const app = await createApp(ctx).catch((e: unknown) => {
+    if (!(e instanceof ModelUnavailableError)) throw e;
+    throw new CliError(`${e.message} (--from-db evaluates on and serves model.path; --model sets only the trainer's base model)`, EXIT.failure);
+  });
   const bar = new cliProgress.SingleBar(
     { format: "training |{bar}| {value}/{total} steps | loss {loss} | {tps} tok/s | eta {eta_formatted}", stream: process.stderr, hideCursor: true },
     cliProgress.Presets.shades_classic,

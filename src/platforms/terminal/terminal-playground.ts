@@ -5,7 +5,8 @@
  * Owns: the terminal conversation. A reply streams; **any key stops it** at what is on
  * screen; the next line typed is the correction (any form: plain text, `s/old/new/`, a
  * `> quoted` line) and the reply resumes from it. Commands: /accept, /steer TEXT (correct a
- * finished reply), /new, /help, /quit. Steers land in the store like any other.
+ * finished reply), /new, /help, /quit. Steers land in the store like any other, approved: the
+ * person at the terminal is the operator.
  */
 import { Writable } from "node:stream";
 import { createInterface, type Interface } from "node:readline/promises";
@@ -20,7 +21,8 @@ Commands: /accept (keep the reply)  /steer TEXT (correct a finished reply)  /new
 export class TerminalPlayground {
   private thread: ThreadRef;
   private conversation = 1;
-  private readonly actor: Actor = { platform: "terminal", userId: process.env.USER || "you", displayName: "terminal" };
+  /** Whoever types here runs this steerbot: the operator, so their steers are approved at once. */
+  private readonly actor: Actor = { platform: "terminal", userId: process.env.USER || "you", displayName: "terminal", operator: true };
   private lastMessageId: string | undefined;
   private counter = 0;
   private muted = false;

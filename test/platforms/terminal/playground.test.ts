@@ -62,7 +62,8 @@ describe("terminal playground", () => {
     assert.match(stopped, /\[stopped\]/);
     tmux("send-keys", "-t", session, "Once upon a time there was a dragon.", "Enter");
     await waitFor(/correction> Once upon a time there was a dragon\.\nbot> [^]*dragon\./);
-    await waitFor(/dragon\.[^]*\nyou> $/m, 120_000);
+    const after = await waitFor(/dragon\.[^]*\nyou> $/m, 120_000);
+    assert.doesNotMatch(after, /approval/, "no steer of the operator waits for an admin");
     tmux("send-keys", "-t", session, "/quit", "Enter");
     await waitFor(/EXITED 0/);
 
@@ -72,6 +73,7 @@ describe("terminal playground", () => {
       assert.equal(steers.length, 1);
       const s = steers[0]!;
       assert.equal(s.platform, "terminal");
+      assert.equal(s.trust_state, "approved", "the person at the terminal is the operator: their steers train");
       assert.ok(s.chosen.endsWith("Once upon a time there was a dragon."), s.chosen);
       assert.ok(s.prefix_tokens && s.chosen_tokens && s.chosen_tokens.length > 3);
       const gen = await store.db.selectFrom("generations").selectAll().where("id", "=", s.generation_id!).executeTakeFirstOrThrow();
