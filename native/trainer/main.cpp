@@ -20,10 +20,33 @@
 
 #include "llama.h"
 
+#include <cstdlib>
 #include <exception>
+
+#if defined(__linux__)
+#include <csignal>
+#include <sys/prctl.h>
+#include <unistd.h>
+#endif
+
+// A trainer outlives a bot killed with SIGKILL (an OOM kill, a `kill -9`, a crashed
+// container) unless the kernel ends it: its next write to the dead parent's pipe would, but the
+// silent phases (loading and converting the model, a long optimizer step, an evaluation) can
+// last minutes and hold every core. So it asks for SIGTERM when its parent dies, and checks
+// once that the parent which spawned it (STEER_TRAIN_PARENT_PID, set by the bot) is still
+// there: it may have died between fork and this line.
+static void exit_with_parent() {
+#if defined(__linux__)
+    const char * want = std::getenv("STEER_TRAIN_PARENT_PID");
+    if (!want) return;
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != (pid_t) std::atol(want)) raise(SIGTERM);
+#endif
+}
 
 int main(int argc, char ** argv) {
     using namespace steer;
+    exit_with_parent();
     try {
         Options o = parse_args(argc, argv);
         llama_log_set(log_cb, nullptr);

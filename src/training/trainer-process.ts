@@ -2,7 +2,8 @@
  * Running the native trainer (`steer-train`) as a child process.
  *
  * Owns: the command line, parsing its stdout JSON lines into typed events, keeping a tail of
- * its stderr (llama.cpp logs) for error messages, abort by signal, and turning an `error`
+ * its stderr (llama.cpp logs) for error messages, abort by signal, ending with this process
+ * (the trainer gets SIGTERM when its parent dies, even by SIGKILL), and turning an `error`
  * event or a non-zero exit into a {@link TrainerError}.
  */
 import { spawn } from "node:child_process";
@@ -74,14 +75,8 @@ export interface TrainerGradEvent {
   norm: number;
 }
 
-/**
- * How the trainer multiplies with the frozen base weights: `auto` picks the fastest the CPU has
- * (`amx`: AMX-BF16 tiles, `bf16`: AVX512-BF16, `f32`).
- */
-export const COMPUTE_TYPES = ["auto", "f32", "bf16", "amx"] as const;
-export type ComputeTypeChoice = (typeof COMPUTE_TYPES)[number];
-/** What `auto` became. */
-export type ComputeType = Exclude<ComputeTypeChoice, "auto">;
+export { COMPUTE_TYPES, type ComputeType, type ComputeTypeChoice } from "./training-options.ts";
+import type { ComputeType } from "./training-options.ts";
 
 /** Printed once, at the first backward pass: how gradients through the frozen weights are computed. */
 export interface TrainerBackwardEvent {
@@ -148,7 +143,9 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerEve
   const build = options.build ?? (await buildTrainer());
   const args = [...options.args, "--backend-dir", build.ggmlLibDir];
   return new Promise((resolve, reject) => {
-    const child = spawn(build.binary, args, { stdio: ["ignore", "pipe", "pipe"], signal: options.signal });
+    // STEER_TRAIN_PARENT_PID: the trainer ends with this process, however it dies (main.cpp).
+    const env = { ...process.env, STEER_TRAIN_PARENT_PID: String(process.pid) };
+    const child = spawn(build.binary, args, { stdio: ["ignore", "pipe", "pipe"], signal: options.signal, env });
     const events: TrainerEvent[] = [];
     const stderr: string[] = [];
     let failed: TrainerErrorEvent | undefined;
