@@ -59,8 +59,9 @@ export async function createApp(opts: AppOptions): Promise<App> {
   const loadEngine = engineLoader(config);
   let engine: Engine;
   try {
+    await store.holdInstance();
     const interrupted = await store.conversations.markInterrupted();
-    if (interrupted) log.info({ interrupted }, "marked generations left streaming by the last run as interrupted");
+    if (interrupted) log.info({ interrupted }, "marked generations left streaming by processes that ended as interrupted");
     engine = await loadEngine();
   } catch (e) {
     if (!opts.store) await store.close();
@@ -85,8 +86,14 @@ export async function createApp(opts: AppOptions): Promise<App> {
   } catch (e) {
     log.error({ err: e }, "the active adapter could not be loaded; serving the base model");
   }
-  const unlisten = await store.listen(ADAPTER_CHANNEL, () => {
-    activator.sync().catch((err) => log.error({ err }, "adapter change heard but not applied"));
+  const sync = (why: string) => activator.sync().catch((err) => log.error({ err }, `${why} but the adapter was not applied`));
+  const unlisten = await store.listen(ADAPTER_CHANNEL, () => void sync("adapter change heard"), {
+    onDisconnected: (err) => log.warn({ err }, "lost the database connection that hears adapter changes; reconnecting"),
+    // changes made while it was down were not heard: read the active adapter again
+    onResubscribed: () => {
+      log.info("hearing adapter changes again");
+      void sync("reconnected");
+    },
   });
 
   let task: ScheduledTask | undefined;

@@ -12,6 +12,7 @@ import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { Kysely, PGliteDialect, PostgresDialect } from "kysely";
 import { FileMigrationProvider, Migrator, type MigrationResultSet } from "kysely/migration";
+import pRetry from "p-retry";
 import pg from "pg";
 import { projectRoot } from "../engine/llama-source.ts";
 import { DataDirLockedError, lockDataDir } from "./data-dir-lock.ts";
@@ -24,14 +25,36 @@ export interface DatabaseTarget {
   dataDir: string;
 }
 
-/** Subscribes to NOTIFY on a channel; resolves to an unsubscribe function. */
-export type Listen = (channel: string, onPayload: (payload: string) => void) => Promise<() => Promise<void>>;
+export interface ListenEvents {
+  /** The subscription's connection dropped (a server restart, a failover, an admin); reconnecting. */
+  onDisconnected?: (err: Error | undefined) => void;
+  /**
+   * Subscribed again after a drop. Notifications sent meanwhile are lost, so whoever listens
+   * must re-read what they announce (the app re-syncs its adapter).
+   */
+  onResubscribed?: () => void;
+}
+
+/**
+ * Subscribes to NOTIFY on a channel and stays subscribed (reconnecting with backoff) until
+ * the returned unsubscribe function is called.
+ */
+export type Listen = (channel: string, onPayload: (payload: string) => void, events?: ListenEvents) => Promise<() => Promise<void>>;
 
 /**
  * Takes a session-level advisory lock if it is free; resolves to its release function, or
- * undefined when another session (another process, another request) holds it.
+ * undefined when another session (another process, another request) holds it. `onLost` is
+ * called if the lock is lost while held: its connection died, so the server freed it and
+ * another process may take it now.
  */
-export type TryLock = (key: number) => Promise<(() => Promise<void>) | undefined>;
+export type TryLock = (key: number, onLost?: (err: Error) => void) => Promise<(() => Promise<void>) | undefined>;
+
+/**
+ * TCP keep-alive on the long-lived connections (LISTEN, locks): a server that vanished
+ * without closing them (a failover, a cut network) is noticed within about a minute instead of
+ * the operating system's two hours.
+ */
+const KEEP_ALIVE = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 } as const;
 
 export interface OpenedDatabase {
   db: Kysely<Database>;
@@ -71,29 +94,57 @@ export async function openDatabase(target: DatabaseTarget): Promise<OpenedDataba
     }
     const u = new URL(target.databaseUrl);
     const url = target.databaseUrl;
-    // LISTEN needs a connection of its own that stays open (a pooled one would be handed back).
-    const listen: Listen = async (channel, onPayload) => {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      client.on("notification", (n) => n.channel === channel && onPayload(n.payload ?? ""));
-      client.on("error", () => {}); // a dropped listener is re-created by its owner; never crash
-      await client.query(`listen "${channel.replace(/"/g, "")}"`);
+    // LISTEN needs a connection of its own that stays open (a pooled one would be handed back);
+    // when it drops, a new one subscribes again, retrying with backoff until the server is back.
+    const listen: Listen = async (channel, onPayload, events = {}) => {
+      const stop = new AbortController();
+      let client: pg.Client | undefined;
+      const subscribe = async () => {
+        const c = new pg.Client({ connectionString: url, ...KEEP_ALIVE });
+        let lastError: Error | undefined;
+        c.on("error", (err) => (lastError = err)); // reported by 'end' below; never crash
+        c.on("notification", (n) => n.channel === channel && onPayload(n.payload ?? ""));
+        try {
+          await c.connect();
+          await c.query(`listen "${channel.replace(/"/g, "")}"`);
+        } catch (e) {
+          await c.end().catch(() => {});
+          throw e;
+        }
+        c.once("end", () => {
+          if (stop.signal.aborted) return;
+          events.onDisconnected?.(lastError);
+          pRetry(subscribe, { retries: Infinity, minTimeout: 200, maxTimeout: 30_000, randomize: true, signal: stop.signal, unref: true })
+            .then(() => events.onResubscribed?.())
+            .catch(() => {}); // only an abort (unsubscribed) ends the retries
+        });
+        client = c;
+      };
+      await subscribe();
       return async () => {
-        await client.end().catch(() => {});
+        stop.abort();
+        await client?.end().catch(() => {});
       };
     };
     // A session lock must be released on the session that took it: a connection of its own
-    // held for as long as the lock is, never one of the pool's.
-    const tryLock: TryLock = async (key) => {
-      const client = new pg.Client({ connectionString: url });
+    // held for as long as the lock is, never one of the pool's. That connection dying frees
+    // the lock on the server, which the holder must hear about (onLost).
+    const tryLock: TryLock = async (key, onLost) => {
+      const client = new pg.Client({ connectionString: url, ...KEEP_ALIVE });
+      let lastError: Error | undefined;
+      client.on("error", (err) => (lastError = err));
       await client.connect();
-      client.on("error", () => {});
       const got = await client.query<{ ok: boolean }>("select pg_try_advisory_lock($1) as ok", [key]);
       if (!got.rows[0]?.ok) {
         await client.end().catch(() => {});
         return undefined;
       }
+      let released = false;
+      client.once("end", () => {
+        if (!released) onLost?.(new StoreError(`lost the database lock ${key}: its connection closed${lastError ? ` (${lastError.message})` : ""}`));
+      });
       return async () => {
+        released = true;
         await client.query("select pg_advisory_unlock($1)", [key]).catch(() => {});
         await client.end().catch(() => {});
       };

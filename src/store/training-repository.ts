@@ -22,14 +22,17 @@ export class TrainingRepository {
   ) {}
 
   /**
-   * Runs `fn` while holding the run lock on one connection; returns undefined (without
-   * running) when another process or request holds it.
+   * Runs `fn` while holding the run lock on one connection; returns `ran: false` (without
+   * running) when another process or request holds it. `lost` aborts (with the reason) if the
+   * lock's connection dies while `fn` runs: the server has freed the lock and another
+   * instance may start a run, so `fn` must stop rather than run alongside it.
    */
-  async withRunLock<T>(fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
-    const release = await this.tryLock(RUN_LOCK_KEY);
+  async withRunLock<T>(fn: (lost: AbortSignal) => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    const lost = new AbortController();
+    const release = await this.tryLock(RUN_LOCK_KEY, (err) => lost.abort(err));
     if (!release) return { ran: false };
     try {
-      return { ran: true, value: await fn() };
+      return { ran: true, value: await fn(lost.signal) };
     } finally {
       await release();
     }

@@ -21,6 +21,10 @@ export class AdapterRefusedError extends Error {
   override readonly name = "AdapterRefusedError";
 }
 
+/** The database write that makes an adapter active failed; nothing was swapped. */
+export class AdapterNotRecordedError extends Error {
+  override readonly name = "AdapterNotRecordedError";
+}
 
 /**
  * Checks an adapter and loads it into a new engine: refuses (AdapterRefusedError) a missing,
@@ -104,10 +108,18 @@ export class AdapterActivator {
     this.queue = run.catch((err) => this.deps.log.error({ err }, "model reload after swaps failed; staying on the current model"));
   }
 
-  /** Swaps the core onto `version` (null = base model). Serialised: one swap at a time. */
-  swapTo(version: string | null): Promise<void> {
+  /**
+   * Swaps the core onto `version` (null = base model). Serialised: one swap at a time.
+   *
+   * `record` (the database write that makes `version` the active adapter for every instance)
+   * runs after the adapter has been checked and loaded and before it goes live: if the write
+   * fails, the loaded engine is dropped and the live adapter stays, so what runs here never
+   * differs from what the database (and the notice built from it) says. Loading is the step
+   * that can fail; putting a loaded engine live cannot.
+   */
+  swapTo(version: string | null, record?: () => Promise<void>): Promise<void> {
     this.target = version;
-    const run = this.queue.then(() => this.doSwap(version));
+    const run = this.queue.then(() => this.doSwap(version, record));
     this.queue = run.catch(() => {
       if (this.target === version) this.target = this.liveVersion; // refused: what is live stays the target
     });
@@ -121,7 +133,7 @@ export class AdapterActivator {
     if (want !== this.target) await this.swapTo(want);
   }
 
-  private async doSwap(version: string | null): Promise<void> {
+  private async doSwap(version: string | null, record?: () => Promise<void>): Promise<void> {
     const { core, log, store } = this.deps;
     const started = performance.now();
     let next: Engine;
@@ -135,6 +147,14 @@ export class AdapterActivator {
       next = await this.engineWith();
     }
     const readyMs = performance.now() - started;
+    if (record) {
+      try {
+        await record();
+      } catch (e) {
+        await next.dispose().catch(() => {});
+        throw new AdapterNotRecordedError(`adapter ${version ?? "(base model)"} was loaded but could not be recorded as active (${(e as Error).message}); the live adapter is unchanged`, { cause: e });
+      }
+    }
     const previous = await core.useEngine(next, adapterId);
     this.liveVersion = version;
     log.info({ adapter: version ?? "(base model)", loadMs: Math.round(readyMs) }, "adapter swapped in");

@@ -21,7 +21,7 @@ import { SteerRepository } from "../store/steer-repository.ts";
 import type { Store } from "../store/store.ts";
 import { cpuCores, type Engine } from "../engine/engine.ts";
 import { fileSha256, resolveModelPath } from "../engine/model-file.ts";
-import { AdapterRefusedError, type AdapterActivator } from "./adapter-activator.ts";
+import { AdapterNotRecordedError, AdapterRefusedError, type AdapterActivator } from "./adapter-activator.ts";
 import { evaluateSteers, type SteerEvaluationSummary } from "./evaluate-steers.ts";
 import { renderLossCurvePng } from "./loss-curve-png.ts";
 import { trainAdapter, type TrainProgress } from "./train-adapter.ts";
@@ -115,7 +115,7 @@ export class TrainingService implements TrainingControl {
 
   async run(req: RunRequest): Promise<RunOutcome> {
     const { store, log } = this.deps;
-    const locked = await store.training.withRunLock(() => this.runLocked(req));
+    const locked = await store.training.withRunLock((lost) => this.runLocked(req, lost));
     if (!locked.ran) {
       const running = await store.training.runningRun();
       const since = running ? ` (run #${running.id}, started ${running.started_at.toISOString().slice(0, 16).replace("T", " ")} UTC)` : "";
@@ -125,7 +125,7 @@ export class TrainingService implements TrainingControl {
     return locked.value;
   }
 
-  private async runLocked(req: RunRequest): Promise<RunOutcome> {
+  private async runLocked(req: RunRequest, lockLost: AbortSignal): Promise<RunOutcome> {
     const { store, config } = this.deps;
     const t = config.training;
     const say = async (text: string) => {
@@ -160,6 +160,8 @@ export class TrainingService implements TrainingControl {
     mkdirSync(adaptersDir, { recursive: true });
     const file = path.join(adaptersDir, `${version}.gguf`);
     const abort = (this.current = new AbortController());
+    const onLockLost = () => abort.abort(lockLost.reason);
+    lockLost.addEventListener("abort", onLockLost, { once: true });
     const logLines: string[] = [];
     let lastSaid = 0;
     try {
@@ -216,13 +218,12 @@ export class TrainingService implements TrainingControl {
       let activated = false;
       if (wins) {
         try {
-          // Swap here first (checksum, load test, swap), then tell the other instances.
-          await this.deps.activator.swapTo(version);
-          await store.training.activate(row.base_fingerprint, version);
+          // Checked and loaded here, recorded as active (which tells the other instances), then live.
+          await this.deps.activator.swapTo(version, () => store.training.activate(row.base_fingerprint, version));
           activated = true;
         } catch (e) {
-          await store.training.setAdapterState(row.id, "rejected");
-          if (!(e instanceof AdapterRefusedError)) throw e;
+          if (!(e instanceof AdapterRefusedError || e instanceof AdapterNotRecordedError)) throw e;
+          await store.training.setAdapterState(row.id, "rejected").catch((err) => this.deps.log.warn({ err }, "could not mark the refused adapter rejected"));
           metrics.candidate = { ...metrics.candidate, refused: e.message } as typeof metrics.candidate;
         }
       }
@@ -241,12 +242,18 @@ export class TrainingService implements TrainingControl {
       return { ok: true, state: "succeeded", runId, notice, attachments: [png], adapterVersion: version, activated };
     } catch (e) {
       rmSync(`${file}.partial`, { force: true });
-      const cancelled = abort.signal.aborted;
-      const reason = cancelled ? "cancelled by an admin" : (e as Error).message;
+      const lostLock = lockLost.aborted;
+      const cancelled = abort.signal.aborted && !lostLock;
+      const reason = lostLock
+        ? `stopped: the connection holding the training lock dropped (${(lockLost.reason as Error).message}), so another instance may start a run now`
+        : cancelled
+          ? "cancelled by an admin"
+          : (e as Error).message;
       await store.training.updateRun(runId, { state: cancelled ? "cancelled" : "failed", error: reason, log_tail: logLines.slice(-50).join("\n"), finished: true });
       this.deps.log.error({ err: e, run: runId }, "training run failed");
       return { ok: false, state: cancelled ? "cancelled" : "failed", runId, notice: `Training run #${runId} ${cancelled ? "was cancelled" : `failed: ${reason}`}. The live adapter is unchanged.` };
     } finally {
+      lockLost.removeEventListener("abort", onLockLost);
       this.current = undefined;
       this.deps.limitGenerationThreads?.(undefined);
     }
@@ -273,12 +280,13 @@ export class TrainingService implements TrainingControl {
       target = earlier?.version ?? null;
     }
     try {
-      await this.deps.activator.swapTo(target); // checked and live here first, then everywhere
+      // checked and loaded here, recorded (every instance hears it), then live here
+      await this.deps.activator.swapTo(target, () => store.training.activate(base, target));
     } catch (e) {
       if (e instanceof AdapterRefusedError) return { ok: false, notice: `Refused: ${e.message}` };
+      if (e instanceof AdapterNotRecordedError) return { ok: false, notice: `Not activated: ${e.message}` };
       throw e;
     }
-    await store.training.activate(base, target);
     return { ok: true, notice: target ? `Adapter ${target} is now live.` : "Back to the base model (no adapter)." };
   }
 

@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { sql } from "kysely";
 import type { Actor } from "../../src/core/ports.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { RecordingSurface } from "../helpers/recording-surface.ts";
@@ -62,12 +63,15 @@ for (const db of ["pglite", "postgres"] as const) {
       const before = await replyTo(app, prompt, "before");
       const engineBefore = app.core.currentEngine;
       const progress: string[] = [];
-      // Two requests at once: one run, the other is told a run is going.
-      const [a, b] = await Promise.all([
-        app.core.admin.retrain(admin, async (t) => void progress.push(t)),
-        new Promise((r) => setTimeout(r, 300)).then(() => app.core.admin.retrain(admin, async () => {})),
-      ]);
-      const [ran, refused] = (a as { state?: string }).state === "busy" ? [b, a] : [a, b];
+      // A second request while the first one runs (it has said so) is told a run is going.
+      let runSaidSo!: () => void;
+      const first = app.core.admin.retrain(admin, async (t) => {
+        progress.push(t);
+        runSaidSo();
+      });
+      await new Promise<void>((r) => (runSaidSo = r));
+      const refused = await app.core.admin.retrain(admin, async () => {});
+      const ran = await first;
       assert.match(refused.notice!, /already going/);
       assert.equal(ran.ok, true, ran.notice);
       assert.match(ran.notice!, /is now live/);
@@ -104,17 +108,17 @@ for (const db of ["pglite", "postgres"] as const) {
     it("a killed trainer leaves the run failed and the live adapter unchanged", async () => {
       const live = app.activator.liveVersion;
       await app.store.steers.importRecords(colourSteers(12, false, 7)); // enough new steers for another run
-      const running = app.training.run({ trigger: "cli" });
-      // Kill our own native trainer (a child of this process) as soon as it runs.
-      for (let i = 0; i < 600; i++) {
-        try {
+      // Kill our own native trainer (a child of this process) at its first step.
+      let killed = false;
+      const out = await app.training.run({
+        trigger: "cli",
+        onTrainerProgress: () => {
+          if (killed) return;
+          killed = true;
           execFileSync("pkill", ["-KILL", "-P", String(process.pid), "-f", "steer-train"]);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-      const out = await running;
+        },
+      });
+      assert.ok(killed, "the trainer made no step");
       assert.equal(out.state, "failed", out.notice);
       assert.match(out.notice!, /live adapter is unchanged/);
       const run = await app.store.db.selectFrom("training_runs").selectAll().where("id", "=", out.runId!).executeTakeFirstOrThrow();
@@ -127,16 +131,11 @@ for (const db of ["pglite", "postgres"] as const) {
     it("an admin's cancel command stops a run; the live adapter stays", async () => {
       const live = app.activator.liveVersion;
       assert.deepEqual(await app.core.admin.cancelTraining(admin), { ok: false, notice: "No training run is going in this bot." });
-      const running = app.training.run({ trigger: "cli" });
-      // wait until our trainer child runs, then cancel as a chat admin would
-      for (let i = 0; i < 600; i++) {
-        try {
-          execFileSync("pgrep", ["-P", String(process.pid), "-f", "steer-train"]);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
+      // at the trainer's first step, cancel as a chat admin would
+      let stepped!: () => void;
+      const firstStep = new Promise<void>((r) => (stepped = r));
+      const running = app.training.run({ trigger: "cli", onTrainerProgress: () => stepped() });
+      await firstStep;
       assert.deepEqual(await app.core.admin.cancelTraining(stranger), { ok: false, notice: "Sorry, only admins can do that." });
       const cancel = await app.core.admin.cancelTraining(admin);
       assert.equal(cancel.ok, true);
@@ -159,19 +158,62 @@ for (const db of ["pglite", "postgres"] as const) {
       assert.equal(app.activator.liveVersion, null);
     });
 
+    it("an activation the database cannot record changes nothing: the live adapter stays and the notice says so", async () => {
+      const before = app.activator.liveVersion;
+      const file = path.join(dir, "unrecorded.gguf");
+      writeRandomLora(model, file, 99);
+      await app.store.training.addAdapter({ version: "unrecorded", filePath: file, sha256: await fileSha256(file), baseFingerprint: await app.engine.fingerprint(), trainingRunId: null, state: "candidate", metrics: {} });
+      // A real failed write: the database itself refuses to make any adapter active.
+      await sql`create function steerbot_test_refuse() returns trigger language plpgsql as $$ begin raise exception 'disk full (test)'; end $$`.execute(app.store.db);
+      await sql`create trigger refuse_activation before update on adapters for each row when (new.state = 'active') execute function steerbot_test_refuse()`.execute(app.store.db);
+      try {
+        const engineBefore = app.core.currentEngine;
+        const out = await app.core.admin.adapters(admin, "activate", "unrecorded");
+        assert.equal(out.ok, false);
+        assert.match(out.notice!, /^Not activated: adapter unrecorded was loaded but could not be recorded as active \(.*disk full \(test\)\); the live adapter is unchanged$/);
+        assert.equal(app.activator.liveVersion, before);
+        assert.equal(app.core.currentEngine, engineBefore);
+        const row = await app.store.training.adapter("unrecorded");
+        assert.equal(row?.state, "candidate");
+      } finally {
+        await sql`drop trigger refuse_activation on adapters`.execute(app.store.db);
+        await sql`drop function steerbot_test_refuse()`.execute(app.store.db);
+      }
+      // and once the database takes the write again, the same adapter goes live
+      const again = await app.core.admin.adapters(admin, "activate", "unrecorded");
+      assert.equal(again.ok, true, again.notice);
+      assert.equal(app.activator.liveVersion, "unrecorded");
+    });
+
     it("finishes replies streaming through a swap, and frees every replaced context and model over 35 swaps", async () => {
-      // 10 replies streaming while the engine is swapped under them.
+      // 10 replies streaming on the live adapter while the engine is swapped to the base model under them.
+      const oldAdapter = await app.store.training.adapter(app.activator.liveVersion!);
+      assert.ok(oldAdapter, "an adapter is live before the swap");
       const surfaces = Array.from({ length: 10 }, () => new RecordingSurface(2000, 0, 5));
+      const finished = new Set<number>();
       const replies = surfaces.map((s, i) =>
-        app.core.ask({ thread: { platform: "test", chatId: "c", threadId: `swap-${i}` }, actor: admin, text: `Story ${i}`, sourceMessageId: `swap-${i}`, surface: s }),
+        app.core
+          .ask({ thread: { platform: "test", chatId: "c", threadId: `swap-${i}` }, actor: admin, text: `Story ${i}`, sourceMessageId: `swap-${i}`, surface: s })
+          .finally(() => finished.add(i)),
       );
+      await Promise.all(surfaces.map((s) => new Promise<void>((r) => (s.onChange = (shown) => shown.length > 0 && r())))); // all have started
+      let streamingAtSwap = -1;
+      const realUseEngine = app.core.useEngine.bind(app.core);
+      app.core.useEngine = (next, adapterId) => ((streamingAtSwap = 10 - finished.size), realUseEngine(next, adapterId));
       await app.activator.swapTo(null);
+      app.core.useEngine = realUseEngine;
+      assert.ok(streamingAtSwap > 0, "no reply was still streaming when the engine was swapped");
       const outs = await Promise.all(replies);
       assert.ok(outs.every((o) => o.ok));
-      const gens = await app.store.db.selectFrom("generations").select(["status", "final_text"]).where("source_message_id", "like", "swap-%").execute();
+      const gens = await app.store.db.selectFrom("generations").select(["status", "final_text", "adapter_id", "source_message_id"]).where("source_message_id", "like", "swap-%").orderBy("id").execute();
       assert.equal(gens.length, 10);
       assert.ok(gens.every((g) => g.status === "done"), JSON.stringify(gens.map((g) => g.status)));
-      surfaces.forEach((s) => assert.ok(s.visible.length > 0));
+      // every one was written to its end by the engine it started on, and the next one by the new
+      assert.deepEqual(new Set(gens.map((g) => g.adapter_id)), new Set([oldAdapter.id]));
+      surfaces.forEach((s, i) => assert.equal(s.visible, gens.find((g) => g.source_message_id === `swap-${i}`)!.final_text, `swap-${i}: shown is stored`));
+      await replyTo(app, "Story after the swap", "swap-after");
+      const after = await app.store.db.selectFrom("generations").select("adapter_id").where("source_message_id", "=", "swap-after").executeTakeFirstOrThrow();
+      assert.equal(after.adapter_id, null);
 
       // 35 distinct adapters: swaps create contexts on the loaded model and, every few
       // adapters, load a fresh model so the old one and its adapters are freed. What is freed is
