@@ -2,7 +2,7 @@
  * Conversations: threads, their messages and the generations (streamed replies) in them.
  *
  * Owns: every SQL statement on `threads`, `messages` and `generations`, including marking the
- * generations a crash left `streaming` as `interrupted` at start.
+ * generations a crashed process left `streaming` as `interrupted` at start (and only those).
  */
 import { sql, type Kysely } from "kysely";
 import type { ChatMessage } from "../core/steer-record.ts";
@@ -15,7 +15,13 @@ export interface ThreadKey {
 }
 
 export class ConversationRepository {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    /** Written on every generation this process starts (see {@link markInterrupted}). */
+    private readonly instanceId: string,
+    /** Whether another process holds that instance's lock (it is alive). */
+    private readonly instanceAlive: (instanceId: string) => Promise<boolean>,
+  ) {}
 
   async upsertThread(key: ThreadKey, createdBy?: string): Promise<number> {
     const row = await this.db
@@ -83,6 +89,7 @@ export class ConversationRepository {
         model_fingerprint: g.modelFingerprint,
         adapter_id: g.adapterId ?? null,
         source_message_id: g.sourceMessageId ?? null,
+        instance_id: this.instanceId,
       })
       .onConflict((oc) => oc.columns(["thread_id", "source_message_id"]).where("source_message_id", "is not", null).doNothing())
       .returningAll()
@@ -97,10 +104,25 @@ export class ConversationRepository {
     await this.updateGeneration(id, { status, final_text: finalText, timings: JSON.stringify(timings), finished_at: new Date() });
   }
 
-  /** Generations left `streaming` by a previous process died with it. */
+  /**
+   * Generations left `streaming` by a process that is gone died with it: those become
+   * `interrupted`. Another bot on the same database streams its own right now — an instance
+   * is alive while it holds its instance lock (Store.holdInstance), so those are left alone.
+   */
   async markInterrupted(): Promise<number> {
-    const r = await this.db.updateTable("generations").set({ status: "interrupted", finished_at: new Date() }).where("status", "=", "streaming").executeTakeFirst();
-    return Number(r.numUpdatedRows);
+    const owners = await this.db.selectFrom("generations").select("instance_id").distinct().where("status", "=", "streaming").execute();
+    let marked = 0;
+    for (const { instance_id: owner } of owners) {
+      if (owner === this.instanceId || (owner !== null && (await this.instanceAlive(owner)))) continue;
+      const r = await this.db
+        .updateTable("generations")
+        .set({ status: "interrupted", finished_at: new Date() })
+        .where("status", "=", "streaming")
+        .where((eb) => (owner === null ? eb("instance_id", "is", null) : eb("instance_id", "=", owner)))
+        .executeTakeFirst();
+      marked += Number(r.numUpdatedRows);
+    }
+    return marked;
   }
 
   async deleteMessagesByAuthor(platform: string, author: string, db: Kysely<Database> = this.db): Promise<number> {

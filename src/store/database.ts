@@ -55,6 +55,8 @@ export interface GenerationsTable {
   dropped_messages: ColumnType<number, number | undefined>;
   model_fingerprint: string;
   adapter_id: number | null;
+  /** The process streaming it (Store.instanceId); null before that was recorded. */
+  instance_id: ColumnType<string | null, string | null | undefined>;
   status: ColumnType<GenerationStatus, GenerationStatus | undefined>;
   final_text: string | null;
   platform_message_ids: ColumnType<string[], string[] | undefined>;

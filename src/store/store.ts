@@ -4,6 +4,7 @@
  * Owns: the database lifetime. All SQL of steerbot lives in this folder; the rest of the code
  * talks to repositories.
  */
+import { createHash, randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import type { Database } from "./database.ts";
 import { ConversationRepository } from "./conversation-repository.ts";
@@ -17,6 +18,9 @@ export class Store {
   readonly conversations: ConversationRepository;
   readonly users: UserRepository;
   readonly training: TrainingRepository;
+  /** This process among the instances sharing the database (generations record it). */
+  readonly instanceId = randomUUID();
+  private releaseInstance: (() => Promise<void>) | undefined;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -28,7 +32,7 @@ export class Store {
     private readonly release: () => Promise<void>,
   ) {
     this.steers = new SteerRepository(db);
-    this.conversations = new ConversationRepository(db);
+    this.conversations = new ConversationRepository(db, this.instanceId, (id) => this.instanceAlive(id));
     this.users = new UserRepository(db);
     this.training = new TrainingRepository(db, tryLock);
   }
@@ -48,16 +52,42 @@ export class Store {
     return store;
   }
 
+  /**
+   * Holds this instance's lock for as long as the store is open: the sign, to every other
+   * process on the database, that the generations this one streams are alive (a session
+   * advisory lock is freed by the server when the process or its connection dies).
+   */
+  async holdInstance(): Promise<void> {
+    if (this.releaseInstance) return;
+    const release = await this.tryLock(instanceLockKey(this.instanceId));
+    if (!release) throw new Error(`instance lock of ${this.instanceId} is taken`); // a random id: cannot happen
+    this.releaseInstance = release;
+  }
+
+  private async instanceAlive(id: string): Promise<boolean> {
+    const release = await this.tryLock(instanceLockKey(id));
+    if (!release) return true;
+    await release();
+    return false;
+  }
+
   /** Runs fn in one transaction: a steer and the generation it changes are written together or not at all. */
   transaction<T>(fn: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
     return this.db.transaction().execute(fn);
   }
 
   async close(): Promise<void> {
+    await this.releaseInstance?.().catch(() => {});
+    this.releaseInstance = undefined;
     try {
       await this.db.destroy();
     } finally {
       await this.release();
     }
   }
+}
+
+/** Advisory lock key of an instance: 48 bits of a hash of its id (a safe integer for int8). */
+function instanceLockKey(id: string): number {
+  return createHash("sha256").update(`steerbot-instance:${id}`).digest().readUIntBE(0, 6);
 }

@@ -117,12 +117,52 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal(rows.map((r) => SteerRepository.toJsonLine(r)).join("\n") + "\n", text);
     });
 
-    it("marks streaming generations interrupted", async () => {
+    it("marks interrupted the streaming generations of processes that are gone, not its own", async () => {
+      await store.holdInstance();
+      const thread = await store.conversations.upsertThread({ platform: "test", chatId: "c", threadId: "interrupted" });
+      const gen = (sourceMessageId: string) =>
+        store.conversations.createGeneration({ threadId: thread, contextMessages: [], contextText: "", modelFingerprint: "m", sourceMessageId });
+      const own = await gen("own");
+      const dead = await gen("dead");
+      const legacy = await gen("legacy");
+      // a process that crashed, and a row from before instances were recorded
+      await store.db.updateTable("generations").set({ instance_id: "crashed-process" }).where("id", "=", dead!.id).execute();
+      await store.db.updateTable("generations").set({ instance_id: null }).where("id", "=", legacy!.id).execute();
+      const status = async (id: number) => (await store.conversations.getGeneration(id))!.status;
       const n = await store.conversations.markInterrupted();
-      assert.equal(n, 1);
-      const g = await store.db.selectFrom("generations").select("status").executeTakeFirstOrThrow();
-      assert.equal(g.status, "interrupted");
+      assert.equal(n, 2, "the crashed process's and the unrecorded one, not this process's own");
+      assert.equal(await status(own!.id), "streaming");
+      assert.equal(await status(dead!.id), "interrupted");
+      assert.equal(await status(legacy!.id), "interrupted");
     });
+
+    if (kind === "postgres") {
+      it("leaves another running instance's streaming generations alone until that instance is gone", async () => {
+        const other = await Store.open(tdb.target);
+        let otherOpen = true;
+        try {
+          await other.holdInstance();
+          const thread = await other.conversations.upsertThread({ platform: "test", chatId: "c", threadId: "other-instance" });
+          const g = await other.conversations.createGeneration({ threadId: thread, contextMessages: [], contextText: "", modelFingerprint: "m", sourceMessageId: "o1" });
+          // a third instance starting now must not touch it
+          const third = await Store.open(tdb.target);
+          try {
+            await third.holdInstance();
+            await third.conversations.markInterrupted();
+            assert.equal((await third.conversations.getGeneration(g!.id))!.status, "streaming");
+            // the other instance dies (its session, and with it its instance lock, ends)
+            await other.close();
+            otherOpen = false;
+            assert.ok((await third.conversations.markInterrupted()) >= 1);
+            assert.equal((await third.conversations.getGeneration(g!.id))!.status, "interrupted");
+          } finally {
+            await third.close();
+          }
+        } finally {
+          if (otherOpen) await other.close();
+        }
+      });
+    }
   });
 }
 
