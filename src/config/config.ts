@@ -7,6 +7,7 @@
  * DATABASE_URL) from the environment only — a secret in a file is refused, because config
  * files get committed and pasted into issues.
  */
+import { COMPUTE_TYPES, OBJECTIVES } from "../training/training-options.ts";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -79,12 +80,12 @@ export const configSchema = z
         threads: z.number().int().min(0).max(1024),
         timezone: z.string().min(1),
         min_new_steers: z.number().int().min(1),
-        objective: z.enum(["sft", "dpo", "sft+dpo"]),
+        objective: z.enum(OBJECTIVES),
         rank: z.number().int().min(1).max(512),
         alpha: z.number().positive(),
         epochs: z.number().int().min(1).max(1000),
         learning_rate: z.number().positive().max(1),
-        compute_type: z.enum(["auto", "f32", "bf16", "amx"]),
+        compute_type: z.enum(COMPUTE_TYPES),
         held_out_fraction: z.number().min(0).max(0.9),
         min_improvement: z.number().min(0).max(1),
       })

@@ -3,8 +3,8 @@
  *
  * Owns: `trainAdapter(opts, onProgress)` — prepares the dataset (tokenized steers), builds the
  * native trainer on first use, runs it, reports progress, and returns the loss curve and
- * throughput. Defaults (rank 16, alpha 32, all seven projections q,k,v,o,gate,up,down, lr 1e-3
- * with 10% warmup then cosine, 4 steers per optimizer step). attn_k/attn_v receive gradients
+ * throughput. Defaults: training-options.ts (rank 16, alpha 32, all seven projections
+ * q,k,v,o,gate,up,down, 10% warmup then cosine, 4 steers per optimizer step). attn_k/attn_v receive gradients
  * only because our patch makes training graphs attend to the ubatch's own K/V: upstream reads
  * K/V back from the cache, whose write has no backward pass, which zeroes their gradients and
  * drops every gradient path through K/V into earlier layers (see test/training/).
@@ -14,12 +14,10 @@ import path from "node:path";
 import type { Engine } from "../engine/engine.ts";
 import { buildTrainer, type TrainerBuild } from "./build-trainer.ts";
 import { prepareDataset, type SkippedSteer, type SteerInput } from "./steer-dataset.ts";
-import { runTrainer, type ComputeType, type ComputeTypeChoice, type TrainerProgressEvent, type TrainerStartEvent } from "./trainer-process.ts";
+import { runTrainer, type TrainerProgressEvent, type TrainerStartEvent } from "./trainer-process.ts";
+import { TRAINING_DEFAULTS as D, type ComputeType, type ComputeTypeChoice, type LoraTarget, type TrainObjective } from "./training-options.ts";
 
-export type TrainObjective = "sft" | "dpo" | "sft+dpo";
-export type LoraTarget = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
-
-export const DEFAULT_TARGETS: readonly LoraTarget[] = ["q", "k", "v", "o", "gate", "up", "down"];
+export type { LoraTarget, TrainObjective } from "./training-options.ts";
 
 export interface TrainAdapterOptions {
   /** Base model GGUF: F32, F16, BF16 or quantized (dequantized once by the trainer; the adapter applies to the quantized file). */
@@ -83,7 +81,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
   if (opts.initAdapter && !existsSync(opts.initAdapter)) throw new Error(`adapter ${opts.initAdapter} not found`);
   const build = opts.build ?? (await buildTrainer());
   const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine });
-  const objective = opts.objective ?? "sft";
+  const objective = opts.objective ?? D.objective;
   try {
     if (objective !== "sft" && !data.tokens.some((t) => t.rejected.length > 0)) {
       throw new Error(`objective ${objective} needs steers with a rejected span; these have none`);
@@ -94,17 +92,17 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       "--data", data.file,
       "--out", path.resolve(opts.out),
       "--objective", objective,
-      "--rank", String(opts.rank ?? 16),
-      "--alpha", String(opts.alpha ?? 32),
-      "--epochs", String(opts.epochs ?? 3),
-      "--lr", String(opts.lr ?? 1e-3),
-      "--schedule", opts.schedule ?? "cosine",
-      "--warmup", String(opts.warmup ?? 0.1),
-      "--weight-decay", String(opts.weightDecay ?? 0),
-      "--beta", String(opts.beta ?? 0.1),
-      "--grad-accum", String(opts.gradAccum ?? 4),
-      "--targets", (opts.targets ?? DEFAULT_TARGETS).join(","),
-      "--seed", String(opts.seed ?? 42),
+      "--rank", String(opts.rank ?? D.rank),
+      "--alpha", String(opts.alpha ?? D.alpha),
+      "--epochs", String(opts.epochs ?? D.epochs),
+      "--lr", String(opts.lr ?? D.learningRate),
+      "--schedule", opts.schedule ?? D.schedule,
+      "--warmup", String(opts.warmup ?? D.warmup),
+      "--weight-decay", String(opts.weightDecay ?? D.weightDecay),
+      "--beta", String(opts.beta ?? D.beta),
+      "--grad-accum", String(opts.gradAccum ?? D.gradAccum),
+      "--targets", (opts.targets ?? D.targets).join(","),
+      "--seed", String(opts.seed ?? D.seed),
     ];
     if (opts.threads) args.push("--threads", String(opts.threads));
     if (opts.computeType) args.push("--compute-type", opts.computeType);

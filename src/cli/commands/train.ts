@@ -15,10 +15,9 @@ import { type Command, InvalidArgumentError } from "commander";
 import { action, appContext, CliError, EXIT } from "../app-context.ts";
 import { ModelUnavailableError } from "../../engine/model-file.ts";
 import { buildTrainer } from "../../training/build-trainer.ts";
-import { DEFAULT_TARGETS, trainAdapter, type LoraTarget, type TrainObjective } from "../../training/train-adapter.ts";
-import { COMPUTE_TYPES, TrainerError, type ComputeTypeChoice } from "../../training/trainer-process.ts";
-
-const TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+import { trainAdapter } from "../../training/train-adapter.ts";
+import { TrainerError } from "../../training/trainer-process.ts";
+import { COMPUTE_TYPES, LORA_TARGETS, OBJECTIVES, TRAINING_DEFAULTS as D, type ComputeTypeChoice, type LoraTarget, type TrainObjective } from "../../training/training-options.ts";
 const BAD_INPUT_CODES = new Set(["unsupported_model", "bad_data", "empty_data", "usage", "bad_model", "bad_adapter"]);
 
 interface TrainCliOptions {
@@ -54,7 +53,7 @@ export function positiveNumber(value: string): number {
 function parseTargets(value: string): LoraTarget[] {
   const list = value.split(",").map((s) => s.trim()).filter(Boolean);
   for (const t of list) {
-    if (!(TARGETS as readonly string[]).includes(t)) throw new InvalidArgumentError(`unknown target ${t} (use ${TARGETS.join(",")})`);
+    if (!(LORA_TARGETS as readonly string[]).includes(t)) throw new InvalidArgumentError(`unknown target ${t} (use ${LORA_TARGETS.join(",")})`);
   }
   if (list.length === 0) throw new InvalidArgumentError("no targets");
   return list as LoraTarget[];
@@ -66,8 +65,8 @@ function parseComputeType(value: string): ComputeTypeChoice {
 }
 
 function parseObjective(value: string): TrainObjective {
-  if (value !== "sft" && value !== "dpo" && value !== "sft+dpo") throw new InvalidArgumentError("use sft, dpo or sft+dpo");
-  return value;
+  if (!(OBJECTIVES as readonly string[]).includes(value)) throw new InvalidArgumentError(`use ${OBJECTIVES.slice(0, -1).join(", ")} or ${OBJECTIVES.at(-1)}`);
+  return value as TrainObjective;
 }
 
 export function register(program: Command): void {
@@ -78,17 +77,17 @@ export function register(program: Command): void {
     .option("--steers <file>", "steers JSONL file")
     .option("--model <file>", "base model GGUF (F32, F16, BF16 or quantized); with --from-db, the trainer's base model for this run instead of training.base_model")
     .option("--out <file>", "adapter GGUF to write")
-    .option("--objective <name>", "sft, dpo or sft+dpo", parseObjective, "sft" as TrainObjective)
-    .option("--rank <r>", "LoRA rank", positiveInt, 16)
-    .option("--alpha <a>", "LoRA alpha", positiveNumber, 32)
-    .option("--epochs <n>", "epochs", positiveInt, 3)
-    .option("--lr <x>", "peak learning rate", positiveNumber, 1e-3)
-    .option("--targets <list>", "projections to adapt (q,k,v,o,gate,up,down)", parseTargets, [...DEFAULT_TARGETS])
-    .option("--seed <n>", "random seed", (v) => Number.parseInt(v, 10), 42)
-    .option("--grad-accum <n>", "steers per optimizer step", positiveInt, 4)
-    .option("--beta <b>", "DPO beta", positiveNumber, 0.1)
+    .option("--objective <name>", OBJECTIVES.join(", "), parseObjective, D.objective)
+    .option("--rank <r>", "LoRA rank", positiveInt, D.rank)
+    .option("--alpha <a>", "LoRA alpha", positiveNumber, D.alpha)
+    .option("--epochs <n>", "epochs", positiveInt, D.epochs)
+    .option("--lr <x>", "peak learning rate", positiveNumber, D.learningRate)
+    .option("--targets <list>", `projections to adapt (${LORA_TARGETS.join(",")})`, parseTargets, [...D.targets])
+    .option("--seed <n>", "random seed", (v) => Number.parseInt(v, 10), D.seed)
+    .option("--grad-accum <n>", "steers per optimizer step", positiveInt, D.gradAccum)
+    .option("--beta <b>", "DPO beta", positiveNumber, D.beta)
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
-    .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, "auto" as ComputeTypeChoice)
+    .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, D.computeType)
     .option("--json", "print the result as one JSON object")
     .action(
       action(async (opts: TrainCliOptions & { fromDb?: boolean }, cmd: Command) => {

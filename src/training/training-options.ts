@@ -1,0 +1,46 @@
+/**
+ * The training settings, defined once: the names the config, the CLI and the API accept, and
+ * the defaults of every one of them.
+ *
+ * Owns: {@link OBJECTIVES}, {@link LORA_TARGETS}, {@link COMPUTE_TYPES} and
+ * {@link TRAINING_DEFAULTS}. `config/default.yaml` repeats the defaults that a user sets there
+ * (so they are documented where they are changed); test/training/training-options.test.ts holds
+ * the two equal.
+ */
+
+/** sft: masked NLL of the chosen span; dpo: localized DPO of chosen vs rejected; both summed. */
+export const OBJECTIVES = ["sft", "dpo", "sft+dpo"] as const;
+export type TrainObjective = (typeof OBJECTIVES)[number];
+
+/** The projections a LoRA adapter may adapt, by their short names. */
+export const LORA_TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+
+/**
+ * How the trainer multiplies with the frozen base weights: `auto` picks the fastest the CPU has
+ * (`amx`: AMX-BF16 tiles, `bf16`: AVX512-BF16, `f32`).
+ */
+export const COMPUTE_TYPES = ["auto", "f32", "bf16", "amx"] as const;
+export type ComputeTypeChoice = (typeof COMPUTE_TYPES)[number];
+/** What `auto` became. */
+export type ComputeType = Exclude<ComputeTypeChoice, "auto">;
+
+export const TRAINING_DEFAULTS = {
+  objective: "sft+dpo" as TrainObjective,
+  rank: 16,
+  alpha: 32,
+  epochs: 3,
+  /** Peak learning rate: 10% warmup, then cosine decay. */
+  learningRate: 5e-4,
+  computeType: "auto" as ComputeTypeChoice,
+  schedule: "cosine" as "cosine" | "linear" | "constant",
+  /** Fraction of the steps (< 1) or a step count. */
+  warmup: 0.1,
+  weightDecay: 0,
+  /** DPO β. */
+  beta: 0.1,
+  /** Steers per optimizer step. */
+  gradAccum: 4,
+  seed: 42,
+  targets: LORA_TARGETS as readonly LoraTarget[],
+} as const;
