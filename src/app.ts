@@ -69,15 +69,15 @@ export async function createApp(opts: AppOptions): Promise<App> {
   }
   const core = new SteeringCore({ store, engine, config, log });
   const baseFingerprint = () => engine.fingerprint();
-  const activator = new AdapterActivator({ store, core, log, loadEngine, baseFingerprint });
+  const activator = new AdapterActivator({ store, core, engine, log, loadEngine, baseFingerprint });
   const training = new TrainingService({
     store,
     config,
     log,
     activator,
     baseFingerprint,
-    engine: () => core.currentEngine as Engine,
-    limitGenerationThreads: (limit) => (core.currentEngine as Engine).setThreadLimit(limit),
+    engine: () => activator.engine,
+    limitGenerationThreads: (limit) => activator.engine.setThreadLimit(limit),
   });
   core.training = training;
 
@@ -124,8 +124,8 @@ export async function createApp(opts: AppOptions): Promise<App> {
       training.cancel();
       await unlisten().catch(() => {});
       await core.idle().catch(() => {});
-      await (core.currentEngine as Engine).dispose();
-      if (core.currentEngine !== engine) await engine.dispose().catch(() => {});
+      await activator.engine.dispose();
+      if (activator.engine !== engine) await engine.dispose().catch(() => {});
       if (!opts.store) await store.close();
     },
   };

@@ -10,7 +10,6 @@
  * adapter on it — is freed when the replies still streaming on it have finished. Memory stays
  * bounded however many swaps happen, and no swap waits for a model load.
  */
-import type { SteeringCore } from "../core/steering-core.ts";
 import type { Engine } from "../engine/engine.ts";
 import { fileSha256 } from "../engine/model-file.ts";
 import type { Logger } from "../log.ts";
@@ -59,9 +58,17 @@ export async function checkAdapter(
 /** Adapter files loaded on one model instance before it is reloaded (in the background) to free them. */
 export const MAX_ADAPTERS_PER_MODEL = 4;
 
+/** Where the served engine is switched: the conversation core (all the activator needs of it). */
+export interface EngineSwitch {
+  /** New replies use `next` from now on; resolves once no reply uses the previous engine. */
+  useEngine(next: Engine, adapterId: number | null): Promise<unknown>;
+}
+
 export interface AdapterActivatorDeps {
   store: Store;
-  core: SteeringCore;
+  core: EngineSwitch;
+  /** The engine served at start (the base model). */
+  engine: Engine;
   log: Logger;
   /** Loads the configured base model with this adapter applied (none: the base model). */
   loadEngine: (adapterPath?: string) => Promise<Engine>;
@@ -74,8 +81,16 @@ export class AdapterActivator {
   /** The adapter the last requested swap goes to (a NOTIFY for it must not swap again). */
   private target: string | null = null;
   private queue: Promise<unknown> = Promise.resolve();
+  private live: Engine;
 
-  constructor(private readonly deps: AdapterActivatorDeps) {}
+  constructor(private readonly deps: AdapterActivatorDeps) {
+    this.live = deps.engine;
+  }
+
+  /** The engine new replies are generated with (this activator put it live). */
+  get engine(): Engine {
+    return this.live;
+  }
 
   /** {@link checkAdapter} on the engine this process would swap to. */
   loadChecked(adapter: Pick<AdapterRow, "version" | "file_path" | "sha256">): Promise<Engine> {
@@ -84,8 +99,7 @@ export class AdapterActivator {
 
   /** A new context on the live model: the fast path of every swap. */
   private engineWith(adapterPath?: string): Promise<Engine> {
-    const current = this.deps.core.currentEngine as Engine;
-    return typeof current.withAdapter === "function" ? current.withAdapter(adapterPath) : this.deps.loadEngine(adapterPath);
+    return this.live.withAdapter(adapterPath);
   }
 
   /**
@@ -94,15 +108,14 @@ export class AdapterActivator {
    * model and its adapters are freed when its last replies end.
    */
   private refreshIfCrowded(): void {
-    const current = this.deps.core.currentEngine as Engine;
-    if (typeof current.adapterFilesLoaded !== "number" || current.adapterFilesLoaded < MAX_ADAPTERS_PER_MODEL) return;
+    const current = this.live;
+    if (current.adapterFilesLoaded < MAX_ADAPTERS_PER_MODEL) return;
     const version = this.liveVersion;
     const run = this.queue.then(async () => {
-      if (this.liveVersion !== version || (this.deps.core.currentEngine as Engine) !== current) return; // swapped meanwhile
+      if (this.liveVersion !== version || this.live !== current) return; // swapped meanwhile
       const row = version ? await this.deps.store.training.adapter(version) : undefined;
       const fresh = await this.deps.loadEngine(row?.file_path);
-      const previous = await this.deps.core.useEngine(fresh, row?.id ?? null);
-      await (previous as Engine).dispose();
+      await this.putLive(fresh, row?.id ?? null);
       this.deps.log.info({ adapter: version ?? "(base model)" }, "reloaded the model to free earlier adapters");
     });
     this.queue = run.catch((err) => this.deps.log.error({ err }, "model reload after swaps failed; staying on the current model"));
@@ -155,10 +168,23 @@ export class AdapterActivator {
         throw new AdapterNotRecordedError(`adapter ${version ?? "(base model)"} was loaded but could not be recorded as active (${(e as Error).message}); the live adapter is unchanged`, { cause: e });
       }
     }
-    const previous = await core.useEngine(next, adapterId);
-    this.liveVersion = version;
-    log.info({ adapter: version ?? "(base model)", loadMs: Math.round(readyMs) }, "adapter swapped in");
-    if (previous !== next) await (previous as Engine).dispose();
+    await this.putLive(next, adapterId, () => {
+      this.liveVersion = version;
+      log.info({ adapter: version ?? "(base model)", loadMs: Math.round(readyMs) }, "adapter swapped in");
+    });
     this.refreshIfCrowded();
+  }
+
+  /**
+   * New replies use `next` at once; the previous engine is disposed once the replies still
+   * streaming on it have ended. `live` runs as soon as `next` serves.
+   */
+  private async putLive(next: Engine, adapterId: number | null, live?: () => void): Promise<void> {
+    const previous = this.live;
+    this.live = next;
+    const drained = this.deps.core.useEngine(next, adapterId);
+    live?.();
+    await drained;
+    if (previous !== next) await previous.dispose();
   }
 }
