@@ -12,7 +12,7 @@
  * retention: perplexity of a neutral text with the adapter vs the base model.
  *
  * Run: `npx tsx bench/learn.ts [--model smollm2-135m|gemma3-270m] [--habits persona,british-spelling]
- *       [--steers N] [--samples K]` (quick: N = 40 steered prompts per habit, ≈ 10 min on 2 cores).
+ *       [--steers N] [--samples K] [--lr X --epochs N --objective O --out FILE]` (quick: N = 40 steered prompts per habit, ≈ 10 min on 2 cores).
  * Prints a table and writes bench/results/learn-<model>.json (with a few replies before and after).
  *
  * Not yet here (see the issue): the learning curve (25/50/100/200 steers × sft/dpo/sft+dpo ×
@@ -39,8 +39,18 @@ const { values } = parseArgs({
     steers: { type: "string", default: "40" },
     samples: { type: "string", default: "2" },
     "max-tokens": { type: "string", default: "48" },
+    // training settings to compare against the defaults (config/default.yaml) in a sweep
+    lr: { type: "string" },
+    epochs: { type: "string" },
+    objective: { type: "string" },
+    out: { type: "string" },
   },
 });
+const trainingOverrides = {
+  ...(values.lr ? { learning_rate: Number(values.lr) } : {}),
+  ...(values.epochs ? { epochs: Number(values.epochs) } : {}),
+  ...(values.objective ? { objective: values.objective } : {}),
+};
 const modelPath = await fetchRealModel(values.model as RealModelName);
 const maxTokens = Number(values["max-tokens"]);
 const samples = Number(values.samples);
@@ -114,7 +124,7 @@ for (const name of values.habits.split(",")) {
       steer: { per_user_per_minute: 100_000 },
       permissions: { default_trust: "approved", admins: { users: ["steerer"] } },
       // the shipped training defaults, but for the held-out share the gate needs
-      training: { base_model: "", held_out_fraction: 0.25, min_new_steers: 10 },
+      training: { base_model: "", held_out_fraction: 0.25, min_new_steers: 10, ...trainingOverrides },
     },
   });
   const store = await Store.open({ dataDir: "memory://" });
@@ -178,7 +188,7 @@ for (const r of results) {
       `${r.perplexity.base.toFixed(2)} → ${r.perplexity.adapter.toFixed(2)} (${(((r.perplexity.adapter - r.perplexity.base) / r.perplexity.base) * 100).toFixed(1)}%) | ${r.trainSeconds.toFixed(0)} |`,
   );
 }
-const out = path.join(import.meta.dirname, "results", `learn-${values.model}.json`);
+const out = values.out ?? path.join(import.meta.dirname, "results", `learn-${values.model}.json`);
 mkdirSync(path.dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify({ model: values.model, date: new Date().toISOString(), cores: cpuCores(), maxTokens, samples, results }, null, 2) + "\n");
+writeFileSync(out, JSON.stringify({ model: values.model, date: new Date().toISOString(), cores: cpuCores(), maxTokens, samples, training: trainingOverrides, results }, null, 2) + "\n");
 console.log(`wrote ${out}`);
