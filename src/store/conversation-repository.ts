@@ -102,13 +102,4 @@ export class ConversationRepository {
     const r = await this.db.updateTable("generations").set({ status: "interrupted", finished_at: new Date() }).where("status", "=", "streaming").executeTakeFirst();
     return Number(r.numUpdatedRows);
   }
-
-  async deleteMessagesByAuthor(platform: string, author: string, db: Kysely<Database> = this.db): Promise<number> {
-    const r = await db
-      .deleteFrom("messages")
-      .where("author", "=", author)
-      .where("thread_id", "in", (eb) => eb.selectFrom("threads").select("id").where("platform", "=", platform))
-      .executeTakeFirst();
-    return Number(r.numDeletedRows);
-  }
 }

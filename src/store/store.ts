@@ -8,6 +8,7 @@ import type { Kysely } from "kysely";
 import type { Database } from "./database.ts";
 import { ConversationRepository } from "./conversation-repository.ts";
 import { migrateToLatest, openDatabase, type DatabaseTarget, type Listen, type TryLock } from "./open-database.ts";
+import { PersonalData } from "./personal-data.ts";
 import { SteerRepository } from "./steer-repository.ts";
 import { TrainingRepository } from "./training-repository.ts";
 import { UserRepository } from "./user-repository.ts";
@@ -17,6 +18,8 @@ export class Store {
   readonly conversations: ConversationRepository;
   readonly users: UserRepository;
   readonly training: TrainingRepository;
+  /** Where people's words live: opt-out redaction, usable steers, forget (personal-data.ts). */
+  readonly personalData: PersonalData;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -31,6 +34,7 @@ export class Store {
     this.conversations = new ConversationRepository(db);
     this.users = new UserRepository(db);
     this.training = new TrainingRepository(db, tryLock);
+    this.personalData = new PersonalData(db);
   }
 
   /** Opens the database and applies pending migrations (steerbot migrates at every start). */
