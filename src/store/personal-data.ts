@@ -178,7 +178,8 @@ export class PersonalData {
         ...mySteers.map((s) => s.chosen),
         ...mySteers.filter((s) => s.generation_id === null).flatMap((s) => s.context.filter((m) => m.role === "user").map((m) => m.content)),
       ];
-      const words = [...new Set(written.filter((w) => w.trim().length >= MIN_SEARCHED_CHARS))].sort((a, b) => b.length - a.length);
+      // trimmed too: a chat template may strip the whitespace around a message it renders
+      const words = [...new Set(written.flatMap((w) => [w, w.trim()]).filter((w) => w.trim().length >= MIN_SEARCHED_CHARS))].sort((a, b) => b.length - a.length);
 
       const jsonWords = words.map((w) => JSON.stringify(w).slice(1, -1)); // as they appear inside an imported line
       let othersDeleted = 0;
