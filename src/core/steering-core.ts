@@ -196,6 +196,7 @@ export class SteeringCore {
 
       if (user.opted_out) {
         notice = "You opted out, so this correction was applied but not stored.";
+        store.personalData.withhold({ generationId: reply.generationId, threadDbId: reply.threadDbId, platform: req.actor.platform, author: req.actor.userId, text: snapped.chosen });
       } else {
         await this.steerLimiter.consume(`${req.actor.platform}:${req.actor.userId}`).catch(() => {});
         const row = await store.transaction(async (tx) => {

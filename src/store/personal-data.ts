@@ -73,6 +73,18 @@ export const NON_PERSONAL_COLUMNS = {
   training_runs: ["trigger", "objective", "hyperparameters", "state", "loss_curve", "eval_before", "eval_after", "log_tail", "error"],
 } as const satisfies Partial<Record<keyof Database, readonly string[]>>;
 
+/** Words an opted-out person typed into a live reply (a correction that was applied, not stored). */
+export interface WithheldSpan {
+  generationId: number;
+  threadDbId: number;
+  platform: string;
+  author: string;
+  text: string;
+}
+
+/** Withheld spans kept at most (the oldest go first; their replies are long gone by then). */
+const MAX_WITHHELD_SPANS = 2000;
+
 export interface ForgetOutcome {
   /** The person's own steers deleted. */
   steers: number;
@@ -100,7 +112,35 @@ function scrub(text: string, words: readonly string[]): string {
 const holdsAny = (text: string | null, words: readonly string[]) => text !== null && words.some((w) => text.includes(w));
 
 export class PersonalData {
+  /**
+   * Why in memory: an opted-out person's correction steers the live reply, so from then on the
+   * reply's text (its final text, its message in the thread history, the prefix of a later
+   * steer on it) holds their words. They must be recognised to be withheld when those are
+   * written, and must not be stored to be recognised; they live as long as this process, as
+   * the live reply does.
+   */
+  private withheld: WithheldSpan[] = [];
+
   constructor(private readonly db: Kysely<Database>) {}
+
+  /** Remembers an opted-out person's correction so that every later write of that reply withholds it. */
+  withhold(span: WithheldSpan): void {
+    if (span.text.trim().length < MIN_SEARCHED_CHARS) return;
+    this.withheld.push(span);
+    if (this.withheld.length > MAX_WITHHELD_SPANS) this.withheld.shift();
+  }
+
+  get hasWithheld(): boolean {
+    return this.withheld.length > 0;
+  }
+
+  /** `text` as it may be stored for this generation or thread: opted-out people's corrections replaced by {@link WITHHELD}. */
+  redact(text: string, where: { generationId?: number; threadDbId?: number }): string {
+    let out = text;
+    const spans = this.withheld.filter((w) => w.generationId === where.generationId || w.threadDbId === where.threadDbId).sort((a, b) => b.text.length - a.text.length);
+    for (const w of spans) if (out.includes(w.text)) out = out.split(w.text).join(WITHHELD);
+    return out;
+  }
 
   /**
    * The chat as it may be stored: the last message (the question being answered) withheld when
@@ -133,6 +173,8 @@ export class PersonalData {
     return eb.and([
       eb.not(eb.exists(optedOut)),
       eb.not(sql<boolean>`steers.context @> ${JSON.stringify([{ content: WITHHELD }])}::jsonb`),
+      // a prefix or span with an opted-out person's correction withheld (SteerRepository.insert)
+      sql<boolean>`strpos(steers.prefix || steers.rejected || steers.chosen, ${WITHHELD}) = 0`,
     ]);
   }
 
@@ -170,7 +212,7 @@ export class PersonalData {
    */
   async forget(platform: string, userId: string): Promise<ForgetOutcome> {
     const me = `${platform}:${userId}`;
-    return this.db.transaction().execute(async (tx) => {
+    const out = await this.db.transaction().execute(async (tx) => {
       const { mine, mySteers, threadIds } = await this.gather(tx, platform, userId);
       // What they wrote: their messages, their corrections, and the chat of steers imported under their name.
       const written = [
@@ -264,6 +306,9 @@ export class PersonalData {
 
       return { steers: mySteers.length, messages: mine.length, othersDeleted, othersRewritten, threadIds };
     });
+    // their corrections made while opted out: the replies holding them are dropped by the core
+    this.withheld = this.withheld.filter((w) => !(w.platform === platform && w.author === userId));
+    return out;
   }
 
   /** Database ids of the threads a person took part in (asked, steered, or opened). */

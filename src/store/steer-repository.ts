@@ -60,7 +60,10 @@ export function contentHash(json: string): string {
 }
 
 export class SteerRepository {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly personal: PersonalData,
+  ) {}
 
   /**
    * Stores imported records (approved: whoever runs the CLI is an admin). A record already
@@ -71,7 +74,7 @@ export class SteerRepository {
    */
   async importRecords(records: SteerRecord[]): Promise<ImportOutcome> {
     if (records.length === 0) return { stored: 0, duplicates: 0, withheld: 0 };
-    const forgotten = await new PersonalData(this.db).forgottenAuthors(records.flatMap((r) => (typeof r.author === "string" ? [r.author] : [])));
+    const forgotten = await this.personal.forgottenAuthors(records.flatMap((r) => (typeof r.author === "string" ? [r.author] : [])));
     const allowed = records.filter((r) => !(typeof r.author === "string" && forgotten.has(r.author)));
     const withheld = records.length - allowed.length;
     return this.db.transaction().execute(async (tx) => {
@@ -116,12 +119,20 @@ export class SteerRepository {
    * Stores one steer collected by a bot. Returns undefined when this correction message was
    * stored before (a platform delivered the same event twice). The context of a steer on a
    * generation is the context that generation stored, so a question withheld there (its author
-   * opted out) is withheld here too, whoever steers.
+   * opted out) is withheld here too, whoever steers; so is an opted-out person's correction
+   * earlier in the reply ({@link PersonalData.redact}).
    */
   async insert(steer: Omit<NewSteer, "content_hash" | "source">, db: Kysely<Database> = this.db): Promise<SteerRow | undefined> {
-    if (steer.generation_id != null) {
-      const gen = await db.selectFrom("generations").select("context_messages").where("id", "=", steer.generation_id).executeTakeFirst();
+    const generationId = steer.generation_id;
+    if (generationId != null) {
+      const gen = await db.selectFrom("generations").select("context_messages").where("id", "=", generationId).executeTakeFirst();
       if (gen) steer = { ...steer, context: JSON.stringify(gen.context_messages) };
+      // an opted-out person's correction earlier in this reply is withheld, and so are the token ids spelling it
+      const at = { generationId };
+      const [prefix, rejected, chosen] = [steer.prefix, steer.rejected, steer.chosen].map((t) => this.personal.redact(t, at)) as [string, string, string];
+      if (prefix !== steer.prefix) steer = { ...steer, prefix, prefix_tokens: null };
+      if (rejected !== steer.rejected) steer = { ...steer, rejected, rejected_tokens: null };
+      if (chosen !== steer.chosen) steer = { ...steer, chosen, chosen_tokens: null };
     }
     const hash = contentHash(JSON.stringify([steer.platform, steer.correction_message_id, steer.prefix, steer.chosen]));
     return db

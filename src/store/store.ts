@@ -30,11 +30,11 @@ export class Store {
     readonly location: string,
     private readonly release: () => Promise<void>,
   ) {
-    this.steers = new SteerRepository(db);
-    this.conversations = new ConversationRepository(db);
+    this.personalData = new PersonalData(db);
+    this.steers = new SteerRepository(db, this.personalData);
+    this.conversations = new ConversationRepository(db, this.personalData);
     this.users = new UserRepository(db);
     this.training = new TrainingRepository(db, tryLock);
-    this.personalData = new PersonalData(db);
   }
 
   /** Opens the database and applies pending migrations (steerbot migrates at every start). */

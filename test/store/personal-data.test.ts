@@ -67,6 +67,22 @@ for (const db of ["postgres", "pglite"] as const) {
       assert.equal((await app.store.steers.listForTraining()).some((s) => s.id === bobs.id), false);
     });
 
+    it("stores an opted-out person's correction nowhere: not in the reply's final text, its history message, nor a later steer on it", async () => {
+      const fay: Actor = { platform: "test", userId: "fay-opt" };
+      await app.core.admin.optOut(fay);
+      const thread = newThread();
+      await ask(fay, thread, "Tell me a fable", "fq1");
+      const applied = await app.core.correct({ thread, actor: fay, correction: { text: "Vermilion tapirs wander slowly." }, messageId: "fc1", surface: surface() });
+      assert.match(applied.notice ?? "", /applied but not stored/);
+      await steer(bob, thread, "Bob ends it here.", "fc2");
+      const bobs = await app.store.steers.findByCorrection("test", "fc2");
+      assert.ok(bobs, "bob's steer is stored");
+      assert.deepEqual(await findInDatabase(app.store, ["Vermilion", "tapirs"]), []);
+      assert.match(bobs.prefix, /\[withheld: the author opted out\]/);
+      assert.equal(bobs.prefix_tokens, null, "the token ids spelling her words are not kept either");
+      assert.equal((await app.store.steers.listForTraining()).some((s) => s.id === bobs.id), false);
+    });
+
     it("leaves opted-out people's steers, imported under their name too, out of training and held-out evaluation", async () => {
       const dave: Actor = { platform: "test", userId: "dave-later-out" };
       const thread = newThread();
