@@ -25,7 +25,8 @@ export const WITHHELD = "[withheld: the author opted out]";
 export const FORGOTTEN = "[forgotten]";
 
 /**
- * Shorter spans of a person's are not searched for in other people's records: a correction
+ * Shorter spans of a person's are not searched for in other people's records (by forget) nor
+ * withheld from a reply's text (after an opted-out person's correction): a correction
  * like "no" or "Yes." identifies no one and occurs in most texts, so searching for it would
  * wipe or deface unrelated records. Records built on such a span are still found by structure
  * (the generation it was typed into, the steers after it on that generation).
@@ -156,8 +157,8 @@ export class PersonalData {
   /**
    * Steers training, held-out evaluation and export may use: not written by a person who opted
    * out or was forgotten (bot steers by platform + author; imported ones by the `platform:id`
-   * author export writes), and not on a chat whose question was withheld (a pair without its
-   * question teaches nothing but to answer a placeholder).
+   * author export writes), and holding no withheld text — a question or an opted-out person's
+   * correction earlier in the reply (a pair around a placeholder teaches the placeholder).
    */
   static usable(eb: ExpressionBuilder<Database, "steers">): Expression<SqlBool> {
     const optedOut = eb
