@@ -34,7 +34,7 @@ export class AdminCommands {
        * Stops and drops the live replies that hold a forgotten person's words (theirs, and
        * every reply in the threads they took part in), so none is saved or steered again.
        */
-      dropReplies?: (platform: string, userId: string, threadDbIds: readonly number[]) => void;
+      dropReplies?: (platform: string, userId: string, threadDbIds: readonly number[]) => Promise<void>;
     },
   ) {}
 
@@ -120,9 +120,9 @@ export class AdminCommands {
     }
     const { store, dropReplies } = this.deps;
     // Live replies first: one still generating would otherwise save its text after the forget.
-    dropReplies?.(actor.platform, actor.userId, await store.personalData.threadsOf(actor.platform, actor.userId));
+    await dropReplies?.(actor.platform, actor.userId, await store.personalData.threadsOf(actor.platform, actor.userId));
     const out = await store.personalData.forget(actor.platform, actor.userId);
-    dropReplies?.(actor.platform, actor.userId, out.threadIds);
+    await dropReplies?.(actor.platform, actor.userId, out.threadIds); // any that started meanwhile
     const others = out.othersDeleted + out.othersRewritten;
     return {
       ok: true,

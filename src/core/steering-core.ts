@@ -281,14 +281,18 @@ export class SteeringCore {
     }
   }
 
-  /** /forget: the replies holding the person's words stop where they are and are never saved or steered again. */
-  private dropReplies(platform: string, userId: string, threadDbIds: readonly number[]): void {
-    for (const r of [...this.liveReplies]) {
-      if (!threadDbIds.includes(r.threadDbId) && !(r.owner.platform === platform && r.owner.userId === userId)) continue;
+  /**
+   * /forget: the replies holding the person's words stop where they are and are never saved or
+   * steered again; settles once their generations have ended.
+   */
+  private async dropReplies(platform: string, userId: string, threadDbIds: readonly number[]): Promise<void> {
+    const dropped = [...this.liveReplies].filter((r) => threadDbIds.includes(r.threadDbId) || (r.owner.platform === platform && r.owner.userId === userId));
+    for (const r of dropped) {
       r.state = "stopped"; // streamOnce leaves a stopped reply's ending to cut(), which never comes
       r.abort.abort();
       this.forget(r);
     }
+    await Promise.all(dropped.map((r) => r.running));
   }
 
   private forget(reply: Reply): void {

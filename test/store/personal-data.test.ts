@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { Actor, ThreadRef } from "../../src/core/ports.ts";
+import type { Actor, ReplySurface, ThreadRef } from "../../src/core/ports.ts";
 import { parseSteerJsonl } from "../../src/core/steer-record.ts";
 import { NON_PERSONAL_COLUMNS, PERSONAL_COLUMNS } from "../../src/store/personal-data.ts";
 import { SteerRepository } from "../../src/store/steer-repository.ts";
@@ -150,6 +150,35 @@ for (const db of ["postgres", "pglite"] as const) {
       const late = await app.core.correct({ thread: t1, actor: bob, correction: { text: "Too late now." }, messageId: "bc5", surface: surface() });
       assert.match(late.notice ?? "", /can no longer be steered/);
       assert.ok(app.core.openReplyIn(t2), "other threads' replies stay");
+    });
+
+    it("forgets a person while their reply is still being written: it stops, and nothing of it is saved afterwards", async () => {
+      const gus: Actor = { platform: "test", userId: "u-gus-3e8b" };
+      const thread = newThread();
+      // A platform that holds the reply's first message until we let it go: the reply stays "generating".
+      const inner = surface();
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let sent!: () => void;
+      const firstSend = new Promise<void>((r) => (sent = r));
+      const held: ReplySurface = {
+        maxMessageLength: 2000,
+        minEditIntervalMs: 0,
+        send: async (text) => (sent(), await gate, inner.send(text)),
+        edit: async (id, text) => (await gate, inner.edit(id, text)),
+      };
+      const asking = app.core.ask({ thread, actor: gus, text: "Recite the saffron lighthouse saga", sourceMessageId: "gq1", surface: held });
+      await firstSend;
+      assert.equal(app.core.openReplyIn(thread)?.state, "generating");
+      const out = await app.core.admin.forget(gus, true);
+      assert.equal(out.ok, true);
+      release();
+      assert.equal((await asking).ok, true);
+      assert.equal(app.core.openReplyIn(thread), undefined);
+      assert.deepEqual(await findInDatabase(app.store, ["saffron", "lighthouse", "u-gus-3e8b"]), []);
+      assert.equal(await app.store.db.selectFrom("generations").select("id").where("source_message_id", "=", "gq1").executeTakeFirst(), undefined);
+      const saved = await app.store.db.selectFrom("messages").innerJoin("threads", "threads.id", "messages.thread_id").select("messages.id").where("threads.platform_thread_id", "=", thread.threadId).execute();
+      assert.deepEqual(saved, [], "the stopped reply was not saved into the history after the forget");
     });
 
     it("keeps a forgotten person forgotten: an old export of theirs is refused, and what they send later is not stored", async () => {
