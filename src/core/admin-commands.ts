@@ -30,6 +30,11 @@ export class AdminCommands {
       /** The training pipeline, once attached (undefined in a build or run without it). */
       training: () => TrainingControl | undefined;
       activeGenerations: () => number;
+      /**
+       * Stops and drops the live replies that hold a forgotten person's words (theirs, and
+       * every reply in the threads they took part in), so none is saved or steered again.
+       */
+      dropReplies?: (platform: string, userId: string, threadDbIds: readonly number[]) => Promise<void>;
     },
   ) {}
 
@@ -105,17 +110,24 @@ export class AdminCommands {
     return { ok: true, notice: "Done: from now on, none of your messages or corrections are stored. Use /forget to delete what was stored before." };
   }
 
-  /** Deletes what was stored of this user; asks first. */
+  /**
+   * Deletes every copy of this user's words and id (store/personal-data.ts says where they
+   * live), drops the live replies holding them, and keeps them opted out; asks first.
+   */
   async forget(actor: Actor, confirmed: boolean): Promise<Outcome> {
-    if (!confirmed) return { ok: true, notice: "This deletes every message and steer of yours that steerbot stored. Confirm to go ahead." };
-    const { store } = this.deps;
-    const { steers, messages } = await store.transaction(async (tx) => {
-      const steers = await store.steers.deleteByAuthor(actor.platform, actor.userId, tx);
-      const messages = await store.conversations.deleteMessagesByAuthor(actor.platform, actor.userId, tx);
-      await store.users.markForgotten(actor.platform, actor.userId, tx);
-      return { steers, messages };
-    });
-    return { ok: true, notice: `Deleted ${steers} steer(s) and ${messages} message(s) of yours.` };
+    if (!confirmed) {
+      return { ok: true, notice: "This deletes every message and steer of yours that steerbot stored, and stops storing new ones. Confirm to go ahead." };
+    }
+    const { store, dropReplies } = this.deps;
+    // Live replies first: one still generating would otherwise save its text after the forget.
+    await dropReplies?.(actor.platform, actor.userId, await store.personalData.threadsOf(actor.platform, actor.userId));
+    const out = await store.personalData.forget(actor.platform, actor.userId);
+    await dropReplies?.(actor.platform, actor.userId, out.threadIds); // any that started meanwhile
+    const others = out.othersDeleted + out.othersRewritten;
+    return {
+      ok: true,
+      notice: `Deleted ${out.steers} steer(s) and ${out.messages} message(s) of yours${others ? `, and removed your words from ${others} other record(s)` : ""}. Nothing of yours will be stored again.`,
+    };
   }
 }
 

@@ -10,6 +10,7 @@
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import type { AppConfig } from "../config/config.ts";
 import type { Logger } from "../log.ts";
+import { PersonalData } from "../store/personal-data.ts";
 import type { Store } from "../store/store.ts";
 import { AdminCommands, type TrainingControl } from "./admin-commands.ts";
 import { alignCorrection } from "./alignment.ts";
@@ -57,6 +58,7 @@ export class SteeringCore {
       engine: { modelPath: deps.engine.modelPath, fingerprint: () => this.modelFingerprint() },
       training: () => this.training,
       activeGenerations: () => [...this.liveReplies].filter((r) => r.state === "generating").length,
+      dropReplies: (platform, userId, threadDbIds) => this.dropReplies(platform, userId, threadDbIds),
     });
   }
 
@@ -111,7 +113,7 @@ export class SteeringCore {
       if (!this.permissions.allows("ask", req.actor, req.thread)) return { ok: false, notice: "You are not allowed to ask the bot here." };
       if (req.text.trim() === "") return { ok: false, notice: "Ask me something: write your question after the mention or /ask." };
       const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
-      const threadDbId = await store.conversations.upsertThread(req.thread, req.actor.userId);
+      const threadDbId = await store.conversations.upsertThread(req.thread, user.opted_out ? undefined : req.actor.userId);
       // The newest turns that fit with room for a whole reply (a thread may last forever).
       const history = await store.conversations.history(threadDbId, this.engine.contextSize);
       const system: ChatMessage[] = config.generation.system_prompt ? [{ role: "system", content: config.generation.system_prompt }] : [];
@@ -125,11 +127,11 @@ export class SteeringCore {
         };
       }
       const context = fitted.messages;
-      const stored = user.opted_out ? context.map((m, i) => (i === context.length - 1 ? { ...m, content: "[withheld: the author opted out]" } : m)) : context;
+      const stored = PersonalData.storableContext(context, user.opted_out);
       const gen = await store.conversations.createGeneration({
         threadId: threadDbId,
         contextMessages: stored,
-        contextText: this.engine.renderContext(context).text,
+        contextText: this.engine.renderContext(stored).text,
         droppedMessages: history.total - history.messages.length + fitted.dropped,
         modelFingerprint: await this.modelFingerprint(),
         adapterId: this.adapterId,
@@ -194,6 +196,7 @@ export class SteeringCore {
 
       if (user.opted_out) {
         notice = "You opted out, so this correction was applied but not stored.";
+        store.personalData.withhold({ generationId: reply.generationId, threadDbId: reply.threadDbId, platform: req.actor.platform, author: req.actor.userId, text: snapped.chosen });
       } else {
         await this.steerLimiter.consume(`${req.actor.platform}:${req.actor.userId}`).catch(() => {});
         const row = await store.transaction(async (tx) => {
@@ -276,6 +279,20 @@ export class SteeringCore {
       const old = [...this.liveReplies].find((r) => r.state !== "generating");
       if (old) this.forget(old);
     }
+  }
+
+  /**
+   * /forget: the replies holding the person's words stop where they are and are never saved or
+   * steered again; settles once their generations have ended.
+   */
+  private async dropReplies(platform: string, userId: string, threadDbIds: readonly number[]): Promise<void> {
+    const dropped = [...this.liveReplies].filter((r) => threadDbIds.includes(r.threadDbId) || (r.owner.platform === platform && r.owner.userId === userId));
+    for (const r of dropped) {
+      r.state = "stopped"; // streamOnce leaves a stopped reply's ending to cut(), which never comes
+      r.abort.abort();
+      this.forget(r);
+    }
+    await Promise.all(dropped.map((r) => r.running));
   }
 
   private forget(reply: Reply): void {
@@ -384,7 +401,7 @@ export class SteeringCore {
         const stored = gen.context_messages.filter((_, i) => i < fitted.droppedFrom || i >= fitted.droppedFrom + fitted.dropped); // keeps an opted-out author's question withheld
         await store.conversations.updateGeneration(reply.generationId, {
           context_messages: JSON.stringify(stored),
-          context_text: reply.engine.renderContext(fitted.messages).text,
+          context_text: reply.engine.renderContext(stored).text,
           dropped_messages: gen.dropped_messages + fitted.dropped,
         });
       }

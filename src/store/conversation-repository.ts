@@ -7,6 +7,7 @@
 import { sql, type Kysely } from "kysely";
 import type { ChatMessage } from "../core/steer-record.ts";
 import type { Database, GenerationRow, GenerationStatus, GenerationUpdate } from "./database.ts";
+import type { PersonalData } from "./personal-data.ts";
 
 export interface ThreadKey {
   platform: string;
@@ -17,6 +18,8 @@ export interface ThreadKey {
 export class ConversationRepository {
   constructor(
     private readonly db: Kysely<Database>,
+    /** Withholds opted-out people's corrections from the reply texts written here. */
+    private readonly personal: PersonalData,
     /** Written on every generation this process starts (see {@link markInterrupted}). */
     private readonly instanceId: string,
     /** Whether another process holds that instance's lock (it is alive). */
@@ -36,13 +39,17 @@ export class ConversationRepository {
   async addMessage(threadId: number, m: { role: ChatMessage["role"]; text: string; author?: string; platformMessageIds?: string[] }): Promise<number> {
     const row = await this.db
       .insertInto("messages")
-      .values({ thread_id: threadId, role: m.role, text: m.text, author: m.author ?? null, platform_message_ids: m.platformMessageIds ?? [] })
+      .values({ thread_id: threadId, role: m.role, text: this.personal.redact(m.text, { threadDbId: threadId }), author: m.author ?? null, platform_message_ids: m.platformMessageIds ?? [] })
       .returning("id")
       .executeTakeFirstOrThrow();
     return row.id;
   }
 
   async updateMessageText(id: number, text: string): Promise<void> {
+    if (this.personal.hasWithheld) {
+      const m = await this.db.selectFrom("messages").select("thread_id").where("id", "=", id).executeTakeFirst();
+      if (m) text = this.personal.redact(text, { threadDbId: m.thread_id });
+    }
     await this.db.updateTable("messages").set({ text }).where("id", "=", id).execute();
   }
 
@@ -97,6 +104,7 @@ export class ConversationRepository {
   }
 
   async updateGeneration(id: number, set: GenerationUpdate, db: Kysely<Database> = this.db): Promise<void> {
+    if (typeof set.final_text === "string") set = { ...set, final_text: this.personal.redact(set.final_text, { generationId: id }) };
     await db.updateTable("generations").set(set).where("id", "=", id).execute();
   }
 
@@ -123,14 +131,5 @@ export class ConversationRepository {
       marked += Number(r.numUpdatedRows);
     }
     return marked;
-  }
-
-  async deleteMessagesByAuthor(platform: string, author: string, db: Kysely<Database> = this.db): Promise<number> {
-    const r = await db
-      .deleteFrom("messages")
-      .where("author", "=", author)
-      .where("thread_id", "in", (eb) => eb.selectFrom("threads").select("id").where("platform", "=", platform))
-      .executeTakeFirst();
-    return Number(r.numDeletedRows);
   }
 }

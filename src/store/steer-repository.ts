@@ -3,16 +3,20 @@
  *
  * Owns: every SQL statement on `steers` — storing a bot steer, importing JSONL records once
  * (content hash), exporting them, finding them by state, author and date, reviewing them (the
- * pending queue) and forgetting an author.
+ * pending queue). Which steers may be trained on or exported, and forgetting a person, are
+ * personal-data.ts's rule; this file applies it.
  */
 import { createHash } from "node:crypto";
 import type { Expression, ExpressionBuilder, Kysely, SqlBool } from "kysely";
 import type { SteerRecord } from "../core/steer-record.ts";
 import type { Database, NewSteer, SteerRow, TrustState } from "./database.ts";
+import { PersonalData } from "./personal-data.ts";
 
 export interface ImportOutcome {
   stored: number;
   duplicates: number;
+  /** Records by a forgotten person (author `platform:id`), not stored. */
+  withheld: number;
 }
 
 /** Which steers: every condition given must hold. */
@@ -30,6 +34,8 @@ export interface SteerFilter {
   before?: Date;
   afterId?: number;
   limit?: number;
+  /** Only steers that may leave the store (export): see {@link PersonalData.usable}. */
+  usable?: boolean;
 }
 
 function matching(eb: ExpressionBuilder<Database, "steers">, f: SteerFilter): Expression<SqlBool> {
@@ -45,6 +51,7 @@ function matching(eb: ExpressionBuilder<Database, "steers">, f: SteerFilter): Ex
   if (f.since) all.push(eb("created_at", ">=", f.since));
   if (f.before) all.push(eb("created_at", "<", f.before));
   if (f.afterId !== undefined) all.push(eb("id", ">", f.afterId));
+  if (f.usable) all.push(PersonalData.usable(eb));
   return eb.and(all);
 }
 
@@ -53,18 +60,26 @@ export function contentHash(json: string): string {
 }
 
 export class SteerRepository {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly personal: PersonalData,
+  ) {}
 
   /**
    * Stores imported records (approved: whoever runs the CLI is an admin). A record already
    * imported — same JSON text — is skipped, so importing a file twice stores nothing twice.
-   * All records go in one transaction: an import is stored whole or not at all.
+   * All records go in one transaction: an import is stored whole or not at all. Records whose
+   * author (`platform:id`, as export writes it) was forgotten are not stored: an old export
+   * must not bring back what /forget deleted.
    */
   async importRecords(records: SteerRecord[]): Promise<ImportOutcome> {
-    if (records.length === 0) return { stored: 0, duplicates: 0 };
+    if (records.length === 0) return { stored: 0, duplicates: 0, withheld: 0 };
+    const forgotten = await this.personal.forgottenAuthors(records.flatMap((r) => (typeof r.author === "string" ? [r.author] : [])));
+    const allowed = records.filter((r) => !(typeof r.author === "string" && forgotten.has(r.author)));
+    const withheld = records.length - allowed.length;
     return this.db.transaction().execute(async (tx) => {
       let stored = 0;
-      for (const r of records) {
+      for (const r of allowed) {
         const json = JSON.stringify(r);
         const row = await tx
           .insertInto("steers")
@@ -96,15 +111,29 @@ export class SteerRepository {
           .executeTakeFirst();
         if (row) stored++;
       }
-      return { stored, duplicates: records.length - stored };
+      return { stored, duplicates: allowed.length - stored, withheld };
     });
   }
 
   /**
    * Stores one steer collected by a bot. Returns undefined when this correction message was
-   * stored before (a platform delivered the same event twice).
+   * stored before (a platform delivered the same event twice). The context of a steer on a
+   * generation is the context that generation stored, so a question withheld there (its author
+   * opted out) is withheld here too, whoever steers; so is an opted-out person's correction
+   * earlier in the reply ({@link PersonalData.redact}).
    */
   async insert(steer: Omit<NewSteer, "content_hash" | "source">, db: Kysely<Database> = this.db): Promise<SteerRow | undefined> {
+    const generationId = steer.generation_id;
+    if (generationId != null) {
+      const gen = await db.selectFrom("generations").select("context_messages").where("id", "=", generationId).executeTakeFirst();
+      if (gen) steer = { ...steer, context: JSON.stringify(gen.context_messages) };
+      // an opted-out person's correction earlier in this reply is withheld, and so are the token ids spelling it
+      const at = { generationId };
+      const [prefix, rejected, chosen] = [steer.prefix, steer.rejected, steer.chosen].map((t) => this.personal.redact(t, at)) as [string, string, string];
+      if (prefix !== steer.prefix) steer = { ...steer, prefix, prefix_tokens: null };
+      if (rejected !== steer.rejected) steer = { ...steer, rejected, rejected_tokens: null };
+      if (chosen !== steer.chosen) steer = { ...steer, chosen, chosen_tokens: null };
+    }
     const hash = contentHash(JSON.stringify([steer.platform, steer.correction_message_id, steer.prefix, steer.chosen]));
     return db
       .insertInto("steers")
@@ -141,26 +170,15 @@ export class SteerRepository {
   }
 
   /**
-   * The steers training may use: approved ones whose author has not opted out (imported
-   * steers have no platform author and are always included).
+   * The steers training and its held-out evaluation may use: approved and usable
+   * ({@link PersonalData.usable}: no opted-out or forgotten author, no withheld question).
    */
   async listForTraining(): Promise<SteerRow[]> {
     return this.db
       .selectFrom("steers")
       .selectAll("steers")
       .where("trust_state", "=", "approved")
-      .where((eb) =>
-        eb.not(
-          eb.exists(
-            eb
-              .selectFrom("users")
-              .select("users.id")
-              .whereRef("users.platform", "=", "steers.platform")
-              .whereRef("users.platform_user_id", "=", "steers.author")
-              .where("users.opted_out", "=", true),
-          ),
-        ),
-      )
+      .where((eb) => PersonalData.usable(eb))
       .orderBy("steers.id")
       .execute();
   }
@@ -180,12 +198,6 @@ export class SteerRepository {
     let q = this.db.selectFrom("steers").select((eb) => eb.fn.countAll<number>().as("n")).where("trust_state", "=", "approved");
     if (since) q = q.where("created_at", ">", since);
     return Number((await q.executeTakeFirstOrThrow()).n);
-  }
-
-  /** Deletes every steer a user authored on a platform; returns how many. */
-  async deleteByAuthor(platform: string, author: string, db: Kysely<Database> = this.db): Promise<number> {
-    const r = await db.deleteFrom("steers").where("platform", "=", platform).where("author", "=", author).executeTakeFirst();
-    return Number(r.numDeletedRows);
   }
 
   /** The interchange form of a stored steer (imported ones come back exactly as imported). */

@@ -9,6 +9,7 @@ import type { Kysely } from "kysely";
 import type { Database } from "./database.ts";
 import { ConversationRepository } from "./conversation-repository.ts";
 import { migrateToLatest, openDatabase, type DatabaseTarget, type Listen, type TryLock } from "./open-database.ts";
+import { PersonalData } from "./personal-data.ts";
 import { SteerRepository } from "./steer-repository.ts";
 import { TrainingRepository } from "./training-repository.ts";
 import { UserRepository } from "./user-repository.ts";
@@ -18,6 +19,8 @@ export class Store {
   readonly conversations: ConversationRepository;
   readonly users: UserRepository;
   readonly training: TrainingRepository;
+  /** Where people's words live: opt-out redaction, usable steers, forget (personal-data.ts). */
+  readonly personalData: PersonalData;
   /** This process among the instances sharing the database (generations record it). */
   readonly instanceId = randomUUID();
   private releaseInstance: (() => Promise<void>) | undefined;
@@ -31,8 +34,9 @@ export class Store {
     readonly location: string,
     private readonly release: () => Promise<void>,
   ) {
-    this.steers = new SteerRepository(db);
-    this.conversations = new ConversationRepository(db, this.instanceId, (id) => this.instanceAlive(id));
+    this.personalData = new PersonalData(db);
+    this.steers = new SteerRepository(db, this.personalData);
+    this.conversations = new ConversationRepository(db, this.personalData, this.instanceId, (id) => this.instanceAlive(id));
     this.users = new UserRepository(db);
     this.training = new TrainingRepository(db, tryLock);
   }

@@ -5,6 +5,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { freshPostgres, type TestDatabase } from "../helpers/databases.ts";
 import { runCli } from "../helpers/cli.ts";
+import { Store } from "../../src/store/store.ts";
 
 const lines = [
   { context: [{ role: "user", content: "Name a fruit." }], prefix: "A fruit: ", rejected: "carrot", chosen: "apple", id: "s1" },
@@ -72,6 +73,24 @@ for (const kind of ["pglite", "postgres"] as const) {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stderr, "");
       assert.match(r.stdout, /imported 1 steers \(0 already stored, 0 invalid lines\)/);
+    });
+
+    it("exports no steer of a person who opted out, also one imported under their name", async () => {
+      const mine = path.join(dir, "frank.jsonl");
+      writeFileSync(mine, `${JSON.stringify({ author: "test:frank", context: [{ role: "user", content: "Frank's own question" }], prefix: "", rejected: "", chosen: "Frank's answer" })}\n`);
+      assert.equal((await runCli(["import", mine], { env })).code, 0);
+      const store = await Store.open({ databaseUrl: env.DATABASE_URL || undefined, dataDir: env.STEERBOT_STORE__DATA_DIR! });
+      try {
+        await store.users.setOptedOut("test", "frank", true);
+      } finally {
+        await store.close();
+      }
+      for (const format of ["steers", "trl-dpo", "trl-sft"]) {
+        const exp = await runCli(["export", "--format", format, "--state", "all"], { env });
+        assert.equal(exp.code, 0, exp.stderr);
+        assert.ok(exp.stdout.length > 0);
+        assert.doesNotMatch(exp.stdout, /Frank/, format);
+      }
     });
 
     it("says what is wrong with a missing file and a bad format", async () => {

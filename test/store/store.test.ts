@@ -109,9 +109,9 @@ for (const kind of ["postgres", "pglite"] as const) {
       const parsed = parseSteerJsonl(text);
       assert.equal(parsed.errors.length, 0);
       const first = await store.steers.importRecords(parsed.steers.map((s) => s.steer));
-      assert.deepEqual(first, { stored: 2, duplicates: 0 });
+      assert.deepEqual(first, { stored: 2, duplicates: 0, withheld: 0 });
       const second = await store.steers.importRecords(parsed.steers.map((s) => s.steer));
-      assert.deepEqual(second, { stored: 0, duplicates: 2 });
+      assert.deepEqual(second, { stored: 0, duplicates: 2, withheld: 0 });
       const rows = await store.steers.list({ states: ["approved"] });
       assert.equal(rows.length, 2);
       assert.equal(rows.map((r) => SteerRepository.toJsonLine(r)).join("\n") + "\n", text);

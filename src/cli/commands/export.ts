@@ -24,7 +24,8 @@ export function register(program: Command): void {
         const out = opts.out ? createWriteStream(opts.out) : process.stdout;
         let n = 0;
         try {
-          const rows = await store.steers.list(opts.state === "all" ? {} : { states: [opts.state] });
+          // never the steers of people who opted out or were forgotten (store/personal-data.ts)
+          const rows = await store.steers.list(opts.state === "all" ? { usable: true } : { states: [opts.state], usable: true });
           for (const row of rows) {
             const line =
               opts.format === "steers"

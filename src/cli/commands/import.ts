@@ -28,7 +28,8 @@ export function register(program: Command): void {
         const store = await openStore(ctx);
         try {
           const out = await store.steers.importRecords(parsed.steers.map((s) => s.steer));
-          process.stdout.write(`imported ${out.stored} steers (${out.duplicates} already stored, ${parsed.errors.length} invalid lines)\n`);
+          const withheld = out.withheld ? `, ${out.withheld} by people who asked to be forgotten, not stored` : "";
+          process.stdout.write(`imported ${out.stored} steers (${out.duplicates} already stored, ${parsed.errors.length} invalid lines${withheld})\n`);
         } finally {
           await store.close();
         }
