@@ -73,30 +73,30 @@ describe("one reply, one writer", () => {
     return { thread, surface, shown: surface.visible };
   }
 
-  it("serializes two corrections sent at once: distinct ordinals, each aligned against the text its sender saw", { timeout: 60_000 }, async () => {
+  it("a correction sent while another is applied waits, and aligns against the text its sender saw", { timeout: 60_000 }, async () => {
     const { thread, surface, shown } = await stoppedReply("c1");
     const last = lastWithoutDelimiter(shown, 5);
     const surfaces = { "c1-a": new RecordingSurface(2000, 40, 20, "c1a"), "c1-b": new RecordingSurface(2000, 40, 20, "c1b") };
-    // Two people correct the same stopped text at the same moment, at the same place.
-    const [a, b] = await Promise.all([
-      app.core.correct({ thread, actor: alice, replyToMessageId: surface.order[0], correction: { text: `s/${last}/ and the dragon slept/` }, messageId: "c1-a", surface: surfaces["c1-a"] }),
-      app.core.correct({ thread, actor: bob, replyToMessageId: surface.order[0], correction: { text: `s/${last}/ and the knight woke/` }, messageId: "c1-b", surface: surfaces["c1-b"] }),
-    ]);
-    assert.equal(a.ok, true, a.notice);
-    assert.equal(b.ok, true, b.notice);
+    // Alice and Bob both saw the stopped text; Alice's correction is applied and resumes first…
+    const a = app.core.correct({ thread, actor: alice, replyToMessageId: surface.order[0], correction: { text: `s/${last}/ and the dragon slept/` }, messageId: "c1-a", surface: surfaces["c1-a"] });
+    await whenShown(surfaces["c1-a"], (v) => v.length > 0);
+    // …and Bob's, written against the same stopped message, arrives while Alice's resume streams.
+    const b = app.core.correct({ thread, actor: bob, replyToMessageId: surface.order[0], correction: { text: `s/${last}/ and the knight woke/` }, messageId: "c1-b", surface: surfaces["c1-b"] });
+    const [outA, outB] = await Promise.all([a, b]);
+    assert.equal(outA.ok, true, outA.notice);
+    assert.equal(outB.ok, true, outB.notice);
     const steers = await app.store.db.selectFrom("steers").selectAll().where("correction_message_id", "in", ["c1-a", "c1-b"]).orderBy("ordinal").execute();
-    assert.deepEqual(steers.map((s) => s.ordinal), [0, 1], "two steers, one ordinal each");
+    assert.deepEqual(steers.map((s) => [s.correction_message_id, s.ordinal]), [["c1-a", 0], ["c1-b", 1]], "two steers, one ordinal each, in order");
     for (const s of steers) {
       assert.equal(s.prefix + s.rejected, shown, "each is aligned against the stopped text both people saw");
       assert.equal(app.engine.detokenize(s.prefix_tokens!), s.prefix, "prefix tokens are exactly the prefix");
       assert.equal(app.engine.detokenize(s.chosen_tokens!), s.chosen);
     }
-    // The later correction replaced the earlier one's continuation: the reply is the later stream, and nothing else writes to it.
+    // Bob's correction replaced Alice's continuation: the reply is Bob's stream, and nothing else writes to it.
     const later = steers[1]!;
-    const laterSurface = surfaces[later.correction_message_id as keyof typeof surfaces];
     const gen = await app.store.db.selectFrom("generations").selectAll().where("id", "=", later.generation_id).executeTakeFirstOrThrow();
-    assert.ok(laterSurface.visible.startsWith(later.prefix + later.chosen), "the reply resumed from the later correction");
-    assert.equal(gen.final_text, laterSurface.visible, "the stored reply is what the later stream showed");
+    assert.ok(surfaces["c1-b"].visible.startsWith(later.prefix + later.chosen), "the reply resumed from the later correction");
+    assert.equal(gen.final_text, surfaces["c1-b"].visible, "the stored reply is what the later stream showed");
     assert.equal(gen.status, "done");
   });
 
