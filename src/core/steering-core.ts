@@ -148,7 +148,6 @@ export class SteeringCore {
       if (this.generatingCount + this.asksStarting >= capacity) {
         return { ok: false, notice: `I am busy right now: ${capacity} replies are being written or waiting. Please ask again in a minute.` };
       }
-      let reply: Reply | undefined;
       let streaming: Promise<void> | undefined;
       this.asksStarting++;
       try {
@@ -180,7 +179,6 @@ export class SteeringCore {
         if (!gen) return { ok: true }; // the platform delivered this message twice
         if (!user.opted_out) await store.conversations.addMessage(threadDbId, { role: "user", text: req.text, author: req.actor.userId, platformMessageIds: [req.sourceMessageId] });
         const r = new Reply(gen.id, req.thread, threadDbId, req.actor, context, this.engine);
-        reply = r;
         limited = false;
         this.remember(r);
         ({ streaming } = await r.run(() => ({ streaming: this.stream(r, req.surface) })));
