@@ -122,6 +122,7 @@ for (const name of values.habits.split(",")) {
       stream: { edit_interval_ms: 0 },
       store: { data_dir: dir },
       steer: { per_user_per_minute: 100_000 },
+      ask: { per_user_per_minute: 100_000 },
       permissions: { default_trust: "approved", admins: { users: ["steerer"] } },
       // the shipped training defaults, but for the held-out share the gate needs
       training: { base_model: "", held_out_fraction: 0.25, min_new_steers: 10, ...trainingOverrides },

@@ -29,7 +29,7 @@ const shape = values.shape as FixtureShapeName;
 const model = await benchModel("qwen2", shape);
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "steerbot-swap-"));
-const { config, secrets } = loadConfig({ env: {}, overrides: { model: { path: model, gpu: false }, generation: { max_tokens: 8, temperature: 0, system_prompt: "" }, stream: { edit_interval_ms: 0 }, store: { data_dir: dir } } });
+const { config, secrets } = loadConfig({ env: {}, overrides: { model: { path: model, gpu: false }, generation: { max_tokens: 8, temperature: 0, system_prompt: "" }, stream: { edit_interval_ms: 0 }, store: { data_dir: dir }, ask: { per_user_per_minute: 100_000 } } });
 const store = await Store.open({ dataDir: "memory://" });
 const app = await createApp({ config, secrets, log: createLogger("silent"), store });
 const base = await app.engine.fingerprint();

@@ -41,8 +41,10 @@ export const configSchema = z
         max_tokens: z.number().int().min(1).max(1 << 16),
         temperature: z.number().min(0).max(5),
         system_prompt: z.string(),
+        max_queued: z.number().int().min(0).max(10_000),
       })
       .strict(),
+    ask: z.object({ per_user_per_minute: z.number().int().min(1) }).strict(),
     stream: z.object({ edit_interval_ms: z.number().int().min(0).max(60_000) }).strict(),
     steer: z
       .object({

@@ -1,8 +1,8 @@
 /**
- * Error classes of the conversation core's text handling (alignment of a correction, token
- * snapping).
+ * Error classes of the conversation core: its text handling (alignment of a correction, token
+ * snapping), a reply's state machine, and the engine being too busy to take more work.
  *
- * Owns: the closed set of correction failure codes, and the two error classes thrown by core
+ * Owns: the closed set of correction failure codes, and the error classes thrown by core
  * code. In the style of grammY's `GrammyError`: one class per kind of failure, a stable
  * machine-readable `code`, a human `message`, nothing else.
  */
@@ -53,5 +53,32 @@ export class TokenSnapError extends Error {
     readonly tokenIndex?: number,
   ) {
     super(message);
+  }
+}
+
+/**
+ * A reply was asked to make a step its state machine does not have (e.g. accept a reply that
+ * is still generating, resume an accepted one). The core checks states before it acts, so this
+ * is a bug in the core, thrown so it is never silently ignored.
+ */
+export class ReplyStateError extends Error {
+  override readonly name = "ReplyStateError";
+  constructor(
+    readonly from: string,
+    readonly to: string,
+  ) {
+    super(`a reply cannot go from ${from} to ${to}`);
+  }
+}
+
+/**
+ * The engine's queue of conversations waiting for a free sequence is full: thrown by the
+ * sequence pool instead of queueing without end, so one burst cannot make everyone wait for
+ * minutes. The core shows it as "busy, try again", never as a crash.
+ */
+export class EngineBusyError extends Error {
+  override readonly name = "EngineBusyError";
+  constructor(readonly waiting: number) {
+    super(`the engine is busy: ${waiting} conversations are already waiting for the model`);
   }
 }

@@ -1,23 +1,27 @@
 /**
  * The conversation core: ask → stream → stop → correct → resume → accept, for every platform.
  *
- * Owns: the live replies (which platform message belongs to which reply), the stop point (the
- * text shown, from {@link StreamDisplay}), turning a correction into a stored steer (alignment,
- * token snapping, one transaction) and resuming generation from the corrected text. Platform
+ * Owns: the live replies (which platform message belongs to which reply; bounded, an accepted
+ * reply is forgotten at once), the stop point (the text shown, from {@link StreamDisplay}),
+ * turning a correction into a stored steer (alignment against the message it answers, token
+ * snapping, one transaction) and resuming generation from the corrected text, and the limits
+ * on asks and steers (per user per minute; a "busy" answer when too many replies are being
+ * written). Every change of a reply goes through that reply's queue ({@link Reply.run}). Platform
  * adapters call it with plain data ({@link ./ports.ts}); it answers with short notices and
  * never throws at them: a failure is logged and becomes an Outcome.
  */
-import { RateLimiterMemory } from "rate-limiter-flexible";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import type { AppConfig } from "../config/config.ts";
 import type { Logger } from "../log.ts";
 import { PersonalData } from "../store/personal-data.ts";
 import type { Store } from "../store/store.ts";
 import { AdminCommands, type TrainingControl } from "./admin-commands.ts";
+import { EngineBusyError } from "./errors.ts";
 import { alignCorrection } from "./alignment.ts";
 import { fitContext } from "./context-budget.ts";
 import { Permissions } from "./permissions.ts";
 import type { AcceptRequest, Actor, AskRequest, CorrectRequest, Outcome, ReplySurface, StopRequest, ThreadRef } from "./ports.ts";
-import { Reply } from "./reply.ts";
+import { Reply, sharedTokens, type ReplyState, type ReplyView } from "./reply.ts";
 import type { ChatMessage } from "./steer-record.ts";
 import { StreamDisplay } from "./stream-display.ts";
 import type { StreamedToken, TextGenerator } from "./text-generator.ts";
@@ -25,6 +29,8 @@ import { snapToTokens } from "./token-snap.ts";
 
 /** Live replies kept for stops and corrections; older finished ones are forgotten first. */
 const MAX_LIVE_REPLIES = 2000;
+/** Messages of accepted replies remembered for a clear "it was accepted" answer. */
+const MAX_ACCEPTED_MESSAGES = 2000;
 
 export interface SteeringCoreDeps {
   store: Store;
@@ -41,8 +47,13 @@ export class SteeringCore {
   private readonly replies = new Map<string, Reply>(); // "platform:messageId" → reply
   private readonly lastReplyInThread = new Map<string, Reply>();
   private readonly liveReplies = new Set<Reply>();
+  /** "platform:messageId" of the newest accepted replies' messages, so they get a clear answer (oldest dropped first). */
+  private readonly acceptedMessages = new Set<string>();
   private readonly correctionsInFlight = new Set<string>();
   private readonly steerLimiter: RateLimiterMemory;
+  private readonly askLimiter: RateLimiterMemory;
+  /** Asks past the busy check that have no reply yet (they count as being written). */
+  private asksStarting = 0;
   private fingerprint: Promise<string> | undefined;
   /** The model new replies use; replaced by {@link useEngine} when an adapter is swapped in. */
   private engine: TextGenerator;
@@ -52,12 +63,13 @@ export class SteeringCore {
     this.engine = deps.engine;
     this.permissions = new Permissions(deps.config.permissions);
     this.steerLimiter = new RateLimiterMemory({ points: deps.config.steer.per_user_per_minute, duration: 60 });
+    this.askLimiter = new RateLimiterMemory({ points: deps.config.ask.per_user_per_minute, duration: 60 });
     this.admin = new AdminCommands({
       store: deps.store,
       permissions: this.permissions,
       engine: { modelPath: deps.engine.modelPath, fingerprint: () => this.modelFingerprint() },
       training: () => this.training,
-      activeGenerations: () => [...this.liveReplies].filter((r) => r.state === "generating").length,
+      activeGenerations: () => this.generatingCount,
       dropReplies: (platform, userId, threadDbIds) => this.dropReplies(platform, userId, threadDbIds),
     });
   }
@@ -70,93 +82,136 @@ export class SteeringCore {
   /**
    * Hot-swap: new replies use `next` (the same base model with another adapter) from now on;
    * replies in flight finish on the engine they started with. Resolves with the previous
-   * engine once no live reply uses it any more, so the caller can dispose it.
+   * engine once no live reply uses it any more, so the caller can dispose it. The move of each
+   * reply goes through its queue, so a correction being applied right now resumes on `next`
+   * (or has its generation waited for), never on the engine about to be disposed.
    */
   async useEngine(next: TextGenerator, adapterId: number | null): Promise<TextGenerator> {
     const previous = this.engine;
     this.engine = next;
     this.adapterId = adapterId;
     for (;;) {
-      const busy = [...this.liveReplies].filter((r) => r.engine === previous && r.state === "generating");
-      if (busy.length === 0) break;
-      await Promise.all(busy.map((r) => r.streamed));
-      await new Promise((r) => setImmediate(r)); // let a cut or a finishing edit move the state on
+      const users = [...this.liveReplies].filter((r) => r.engine === previous || r.runningOn === previous);
+      if (users.length === 0) break;
+      await Promise.all(
+        users.map(async (r) => {
+          await r.run(() => {
+            r.engine = next;
+          });
+          if (r.runningOn === previous) await r.running;
+        }),
+      );
     }
-    // Finished replies keep their engine only for a later steer; from now on they resume on the new one.
-    for (const r of this.liveReplies) if (r.engine === previous) r.engine = next;
     return previous;
+  }
+
+  /** Replies held in memory (generating, stopped or finished, not yet accepted or forgotten). */
+  get replyCount(): number {
+    return this.liveReplies.size;
   }
 
   /** Replies generating right now. */
   get generatingCount(): number {
-    return [...this.liveReplies].filter((r) => r.state === "generating").length;
+    let n = 0;
+    for (const r of this.liveReplies) if (r.state === "generating") n++;
+    return n;
   }
 
   isBotMessage(platform: string, messageId: string): boolean {
-    return this.replies.has(`${platform}:${messageId}`);
+    const key = `${platform}:${messageId}`;
+    return this.replies.has(key) || this.acceptedMessages.has(key);
   }
 
-  /** The state of the reply a platform message belongs to (undefined: not a live reply). */
-  replyState(platform: string, messageId: string): Reply["state"] | undefined {
-    return this.replies.get(`${platform}:${messageId}`)?.state;
+  /** The state of the reply a platform message belongs to (undefined: not a live or recently accepted reply). */
+  replyState(platform: string, messageId: string): ReplyState | undefined {
+    const key = `${platform}:${messageId}`;
+    return this.replies.get(key)?.state ?? (this.acceptedMessages.has(key) ? "accepted" : undefined);
   }
 
-  openReplyIn(thread: ThreadRef): { messageIds: string[]; state: Reply["state"] } | undefined {
+  /** The thread's open reply: its newest one, unless that was accepted. */
+  openReplyIn(thread: ThreadRef): { messageIds: string[]; state: Exclude<ReplyState, "accepted"> } | undefined {
     const r = this.lastReplyInThread.get(threadKey(thread));
-    return r && { messageIds: [...r.messageIds], state: r.state };
+    return r && r.state !== "accepted" ? { messageIds: r.messageIds, state: r.state } : undefined;
   }
 
   /** Starts a reply to a question and streams it; settles when its generation has ended. */
   async ask(req: AskRequest): Promise<Outcome> {
     const { store, config, log } = this.deps;
+    let limited = false; // an ask point was taken and not yet earned by a reply
     try {
       if (!this.permissions.allows("ask", req.actor, req.thread)) return { ok: false, notice: "You are not allowed to ask the bot here." };
       if (req.text.trim() === "") return { ok: false, notice: "Ask me something: write your question after the mention or /ask." };
-      const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
-      const threadDbId = await store.conversations.upsertThread(req.thread, user.opted_out ? undefined : req.actor.userId);
-      // The newest turns that fit with room for a whole reply (a thread may last forever).
-      const history = await store.conversations.history(threadDbId, this.engine.contextSize);
-      const system: ChatMessage[] = config.generation.system_prompt ? [{ role: "system", content: config.generation.system_prompt }] : [];
-      const fitted = fitContext(this.engine, [...system, ...history.messages, { role: "user", content: req.text }], this.contextBudget(this.engine));
-      if (!fitted.ok) {
-        return {
-          ok: false,
-          notice:
-            `Your message is too long for this model: it needs ${fitted.promptTokens} tokens of context and ${this.contextBudget(this.engine)} are free ` +
-            `(${this.engine.contextSize} in all, ${config.generation.max_tokens} kept for the reply). Please shorten it.`,
-        };
+      if (!req.actor.operator) {
+        const wait = await take(this.askLimiter, limiterKey(req.actor));
+        if (wait !== undefined) return { ok: false, notice: `You are asking very fast: please wait ${Math.ceil(wait / 1000)} s and ask again.` };
+        limited = true;
       }
-      const context = fitted.messages;
-      const stored = PersonalData.storableContext(context, user.opted_out);
-      const gen = await store.conversations.createGeneration({
-        threadId: threadDbId,
-        contextMessages: stored,
-        contextText: this.engine.renderContext(stored).text,
-        droppedMessages: history.total - history.messages.length + fitted.dropped,
-        modelFingerprint: await this.modelFingerprint(),
-        adapterId: this.adapterId,
-        sourceMessageId: req.sourceMessageId,
-      });
-      if (!gen) return { ok: true }; // the platform delivered this message twice
-      if (!user.opted_out) await store.conversations.addMessage(threadDbId, { role: "user", text: req.text, author: req.actor.userId, platformMessageIds: [req.sourceMessageId] });
-      const reply = new Reply(gen.id, req.thread, threadDbId, req.actor, context, this.engine);
-      this.remember(reply);
-      await this.stream(reply, req.surface);
+      const capacity = (this.engine.sequences ?? 1) + config.generation.max_queued;
+      if (this.generatingCount + this.asksStarting >= capacity) {
+        return { ok: false, notice: `I am busy right now: ${capacity} replies are being written or waiting. Please ask again in a minute.` };
+      }
+      let streaming: Promise<void> | undefined;
+      this.asksStarting++;
+      try {
+        const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
+        const threadDbId = await store.conversations.upsertThread(req.thread, user.opted_out ? undefined : req.actor.userId);
+        // The newest turns that fit with room for a whole reply (a thread may last forever).
+        const history = await store.conversations.history(threadDbId, this.engine.contextSize);
+        const system: ChatMessage[] = config.generation.system_prompt ? [{ role: "system", content: config.generation.system_prompt }] : [];
+        const fitted = fitContext(this.engine, [...system, ...history.messages, { role: "user", content: req.text }], this.contextBudget(this.engine));
+        if (!fitted.ok) {
+          return {
+            ok: false,
+            notice:
+              `Your message is too long for this model: it needs ${fitted.promptTokens} tokens of context and ${this.contextBudget(this.engine)} are free ` +
+              `(${this.engine.contextSize} in all, ${config.generation.max_tokens} kept for the reply). Please shorten it.`,
+          };
+        }
+        const context = fitted.messages;
+        const stored = PersonalData.storableContext(context, user.opted_out);
+        const gen = await store.conversations.createGeneration({
+          threadId: threadDbId,
+          contextMessages: stored,
+          contextText: this.engine.renderContext(stored).text,
+          droppedMessages: history.total - history.messages.length + fitted.dropped,
+          modelFingerprint: await this.modelFingerprint(),
+          adapterId: this.adapterId,
+          sourceMessageId: req.sourceMessageId,
+        });
+        if (!gen) return { ok: true }; // the platform delivered this message twice
+        if (!user.opted_out) await store.conversations.addMessage(threadDbId, { role: "user", text: req.text, author: req.actor.userId, platformMessageIds: [req.sourceMessageId] });
+        const r = new Reply(gen.id, req.thread, threadDbId, req.actor, context, this.engine);
+        limited = false;
+        this.remember(r);
+        ({ streaming } = await r.run(() => ({ streaming: this.stream(r, req.surface) })));
+      } finally {
+        this.asksStarting--;
+      }
+      await streaming;
       return { ok: true };
     } catch (e) {
       log.error({ err: e, platform: req.actor.platform }, "ask failed");
       return { ok: false, notice: "Sorry, something went wrong while answering. Please try again." };
+    } finally {
+      if (limited) await this.askLimiter.reward(limiterKey(req.actor), 1).catch(() => {}); // nothing was asked after all
     }
   }
 
-  /** Stops a streaming reply at the text shown; settles once generation is aborted and the message cut. */
+  /**
+   * Stops a streaming reply at the text shown; settles once generation is aborted and the
+   * message cut. A stop only ends the stream that was running when it arrived: a reply that a
+   * correction resumed meanwhile is not stopped by a reaction meant for the text before.
+   */
   async stop(req: StopRequest): Promise<Outcome> {
     const reply = this.replies.get(`${req.platform}:${req.messageId}`);
     if (!reply) return { ok: false };
     if (!this.permissions.allows("stop", req.actor, reply.thread, reply.owner.userId)) return { ok: false }; // strangers are ignored silently
-    if (reply.state !== "generating") return { ok: true };
+    const stream = reply.stream;
+    if (!reply.isStreaming(stream)) return { ok: true };
     try {
-      await this.cut(reply);
+      await reply.run(async () => {
+        if (reply.isStreaming(stream)) await this.cut(reply);
+      });
       return { ok: true };
     } catch (e) {
       this.deps.log.error({ err: e }, "stop failed");
@@ -164,109 +219,148 @@ export class SteeringCore {
     }
   }
 
-  /** Turns a correction into a stored steer and resumes; settles when the continuation ends. */
+  /**
+   * Turns a correction into a stored steer and resumes; settles when the continuation ends.
+   * It is aligned against the text of the message it answers, as that message showed it (the
+   * newest one when it answers none), and waits in the reply's queue behind any other change.
+   */
   async correct(req: CorrectRequest): Promise<Outcome> {
-    const { store, config, log } = this.deps;
-    const reply = req.replyToMessageId
-      ? this.replies.get(`${req.actor.platform}:${req.replyToMessageId}`)
-      : this.lastReplyInThread.get(threadKey(req.thread));
-    if (!reply) return { ok: false, notice: "That reply can no longer be steered (it is too old or the bot restarted). Ask again to start a new one." };
+    const { store, log } = this.deps;
+    const key = req.replyToMessageId === undefined ? undefined : `${req.actor.platform}:${req.replyToMessageId}`;
+    const reply = key ? this.replies.get(key) : this.lastReplyInThread.get(threadKey(req.thread));
+    if (!reply || reply.state === "accepted") {
+      return key && this.acceptedMessages.has(key)
+        ? { ok: false, notice: ACCEPTED_NOTICE }
+        : { ok: false, notice: "That reply can no longer be steered (it is too old or the bot restarted). Ask again to start a new one." };
+    }
     if (!this.permissions.allows("steer", req.actor, reply.thread, reply.owner.userId)) return { ok: false };
+    // What its author looked at: the message answered, or the reply's newest message now.
+    const view = req.replyToMessageId === undefined ? reply.currentView : reply.viewOf(req.replyToMessageId);
+    if (!view) return { ok: false, notice: "That reply can no longer be steered (it is too old or the bot restarted). Ask again to start a new one." };
     const dupKey = `${req.actor.platform}:${req.messageId}`;
     if (this.correctionsInFlight.has(dupKey)) return { ok: true };
     this.correctionsInFlight.add(dupKey);
+    let limited = false; // a steer point was taken and not yet earned
     try {
       if (await store.steers.findByCorrection(req.actor.platform, req.messageId)) return { ok: true }; // delivered twice
-      const limit = await this.steerLimiter.get(`${req.actor.platform}:${req.actor.userId}`);
-      if (limit && limit.remainingPoints <= 0) {
-        return { ok: false, notice: `You are steering very fast: please wait ${Math.ceil(limit.msBeforeNext / 1000)} s and send it again.` };
-      }
-      if (reply.state === "generating") await this.cut(reply); // a correction while generating stops at what was shown
-      else if (reply.cutting) await reply.cutting; // a stop is being cut right now: align against its result
-
-      const shown = reply.text;
-      const aligned = alignCorrection(shown, req.correction, { maxChars: config.steer.max_correction_chars });
-      if (!aligned.ok) return { ok: false, notice: aligned.message };
-      const snapped = snapToTokens(aligned, reply.tokens);
-      const chosenTokens = this.tokensOf(reply.engine, snapped.chosen);
-      const shownTokens = reply.tokens.filter((t) => t.offset < shown.length);
-      const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
-      const trusted = this.permissions.isTrusted(req.actor, user.trust);
-      let notice: string | undefined;
-
-      if (user.opted_out) {
-        notice = "You opted out, so this correction was applied but not stored.";
-        store.personalData.withhold({ generationId: reply.generationId, threadDbId: reply.threadDbId, platform: req.actor.platform, author: req.actor.userId, text: snapped.chosen });
-      } else {
-        await this.steerLimiter.consume(`${req.actor.platform}:${req.actor.userId}`).catch(() => {});
-        const row = await store.transaction(async (tx) => {
-          const inserted = await store.steers.insert(
-            {
-              generation_id: reply.generationId,
-              ordinal: reply.steers,
-              context: JSON.stringify(reply.context),
-              prefix: snapped.prefix,
-              rejected: snapped.rejected,
-              chosen: snapped.chosen,
-              prefix_tokens: reply.tokens.slice(0, snapped.prefixTokenCount).map((t) => t.id),
-              rejected_tokens: shownTokens.slice(snapped.prefixTokenCount).map((t) => t.id),
-              chosen_tokens: chosenTokens.map((t) => t.id),
-              divergence_char: snapped.divergence,
-              divergence_token: snapped.prefixTokenCount,
-              shown_chars: shown.length,
-              shown_tokens: shownTokens.length,
-              form: aligned.form,
-              model_fingerprint: await this.modelFingerprint(),
-              platform: req.actor.platform,
-              author: req.actor.userId,
-              correction_message_id: req.messageId,
-              trust_state: trusted ? "approved" : "pending",
-              original_json: null,
-            },
-            tx,
-          );
-          if (inserted) await store.conversations.updateGeneration(reply.generationId, { status: "streaming" }, tx);
-          return inserted;
-        });
-        if (!row) return { ok: true };
-        if (!trusted) notice = "Thanks! Your correction is stored and waits for an admin's approval before training.";
-      }
-
-      reply.steers++;
-      reply.truncate(snapped.divergence);
-      reply.append(chosenTokens);
-      reply.abort = new AbortController();
-      reply.state = "generating";
-      log.info({ generation: reply.generationId, form: aligned.form, ordinal: reply.steers - 1 }, "steer stored, resuming");
-      await this.stream(reply, req.surface);
-      return { ok: true, notice };
+      const wait = await take(this.steerLimiter, limiterKey(req.actor));
+      if (wait !== undefined) return { ok: false, notice: `You are steering very fast: please wait ${Math.ceil(wait / 1000)} s and send it again.` };
+      limited = true;
+      const applied = await reply.run(() => this.applyCorrection(reply, view, req));
+      if (!("streaming" in applied)) return applied.outcome;
+      limited = false;
+      await applied.streaming;
+      return { ok: true, notice: applied.notice };
     } catch (e) {
       log.error({ err: e }, "correction failed");
       return { ok: false, notice: "Sorry, something went wrong with that correction; nothing was stored. Please try again." };
     } finally {
       this.correctionsInFlight.delete(dupKey);
+      if (limited) await this.steerLimiter.reward(limiterKey(req.actor), 1).catch(() => {});
     }
   }
 
-  /** Accepts a reply as it stands: it is done and no longer takes corrections from the thread. */
+  /** Accepts a reply as it stands: it is done for good, and its memory is freed. */
   async accept(req: AcceptRequest): Promise<Outcome> {
-    const reply = this.replies.get(`${req.platform}:${req.messageId}`);
-    if (!reply) return { ok: false };
+    const key = `${req.platform}:${req.messageId}`;
+    const reply = this.replies.get(key);
+    if (!reply) return this.acceptedMessages.has(key) ? { ok: true } : { ok: false };
     if (!this.permissions.allows("steer", req.actor, reply.thread, reply.owner.userId)) return { ok: false };
-    if (reply.state === "generating") return { ok: false, notice: "That reply is still being written; stop it or wait until it ends." };
-    reply.state = "done";
-    if (this.lastReplyInThread.get(threadKey(reply.thread)) === reply) this.lastReplyInThread.delete(threadKey(reply.thread));
-    this.liveReplies.delete(reply);
-    await this.deps.store.conversations.updateGeneration(reply.generationId, { status: "done", final_text: reply.text, finished_at: new Date() });
-    return { ok: true };
+    try {
+      return await reply.run(async (): Promise<Outcome> => {
+        if (reply.state === "accepted") return { ok: true };
+        if (reply.state === "generating") return { ok: false, notice: "That reply is still being written; stop it or wait until it ends." };
+        reply.markAccepted();
+        this.forget(reply, true);
+        await this.deps.store.conversations.updateGeneration(reply.generationId, { status: "done", final_text: reply.text, finished_at: new Date() });
+        return { ok: true };
+      });
+    } catch (e) {
+      this.deps.log.error({ err: e }, "accept failed");
+      return { ok: false, notice: "Sorry, I could not accept that reply. Please try again." };
+    }
   }
 
-  /** Waits for every running generation (shutdown, tests). */
+  /** Waits for every change queued on a live reply and every running generation (shutdown, tests). */
   async idle(): Promise<void> {
-    await Promise.all([...this.liveReplies].map((r) => r.running));
+    await Promise.all([...this.liveReplies].map((r) => r.run(() => {}).then(() => r.running)));
   }
 
   // ---------------------------------------------------------------------------------------
+
+  /**
+   * The part of a correction that changes the reply, run in its queue: cut what is running,
+   * align against what the author saw, store the steer, resume. Answers the stream it started,
+   * or the outcome when it stops short (nothing stored then).
+   */
+  private async applyCorrection(
+    reply: Reply,
+    view: ReplyView,
+    req: CorrectRequest,
+  ): Promise<{ streaming: Promise<void>; notice?: string } | { outcome: Outcome }> {
+    const { store, config, log } = this.deps;
+    if (reply.state === "accepted") return { outcome: { ok: false, notice: ACCEPTED_NOTICE } };
+    if (!this.liveReplies.has(reply)) return { outcome: { ok: false, notice: "That reply can no longer be steered (its message is gone or it is too old). Ask again to start a new one." } };
+    const current = view === reply.currentView;
+    if (current && reply.state === "generating") await this.cut(reply); // a correction while generating stops at what was shown
+
+    const seen = reply.seen(view);
+    const shown = seen.text;
+    const aligned = alignCorrection(shown, req.correction, { maxChars: config.steer.max_correction_chars });
+    if (!aligned.ok) return { outcome: { ok: false, notice: aligned.message } };
+    const snapped = snapToTokens(aligned, seen.tokens);
+    // An older message: its text up to the divergence must still be how the reply begins.
+    if (!current && snapped.prefixTokenCount > sharedTokens(seen.tokens, reply.tokens)) return { outcome: { ok: false, notice: GONE_NOTICE } };
+    if (reply.state === "generating") await this.cut(reply); // the newer stream ends where it was shown
+    const chosenTokens = this.tokensOf(reply.engine, snapped.chosen);
+    const shownTokens = seen.tokens.filter((t) => t.offset < shown.length);
+    const user = await store.users.upsert(req.actor.platform, req.actor.userId, req.actor.displayName);
+    const trusted = this.permissions.isTrusted(req.actor, user.trust);
+    let notice: string | undefined;
+
+    if (user.opted_out) {
+      notice = "You opted out, so this correction was applied but not stored.";
+      store.personalData.withhold({ generationId: reply.generationId, threadDbId: reply.threadDbId, platform: req.actor.platform, author: req.actor.userId, text: snapped.chosen });
+    } else {
+      const row = await store.transaction(async (tx) => {
+        const inserted = await store.steers.insert(
+          {
+            generation_id: reply.generationId,
+            ordinal: reply.steers,
+            context: JSON.stringify(reply.context),
+            prefix: snapped.prefix,
+            rejected: snapped.rejected,
+            chosen: snapped.chosen,
+            prefix_tokens: seen.tokens.slice(0, snapped.prefixTokenCount).map((t) => t.id),
+            rejected_tokens: shownTokens.slice(snapped.prefixTokenCount).map((t) => t.id),
+            chosen_tokens: chosenTokens.map((t) => t.id),
+            divergence_char: snapped.divergence,
+            divergence_token: snapped.prefixTokenCount,
+            shown_chars: shown.length,
+            shown_tokens: shownTokens.length,
+            form: aligned.form,
+            model_fingerprint: await this.modelFingerprint(),
+            platform: req.actor.platform,
+            author: req.actor.userId,
+            correction_message_id: req.messageId,
+            trust_state: trusted ? "approved" : "pending",
+            original_json: null,
+          },
+          tx,
+        );
+        if (inserted) await store.conversations.updateGeneration(reply.generationId, { status: "streaming" }, tx);
+        return inserted;
+      });
+      if (!row) return { outcome: { ok: true } };
+      reply.steers++;
+      if (!trusted) notice = "Thanks! Your correction is stored and waits for an admin's approval before training.";
+    }
+
+    const { dropped } = reply.resume(seen, snapped.prefixTokenCount, chosenTokens);
+    for (const id of dropped) this.replies.delete(`${reply.thread.platform}:${id}`);
+    log.info({ generation: reply.generationId, form: aligned.form, ordinal: reply.steers - 1, view: view.index }, "steer stored, resuming");
+    return { streaming: this.stream(reply, req.surface), notice };
+  }
 
   private modelFingerprint(): Promise<string> {
     return (this.fingerprint ??= this.engine.fingerprint());
@@ -283,21 +377,35 @@ export class SteeringCore {
 
   /**
    * /forget: the replies holding the person's words stop where they are and are never saved or
-   * steered again; settles once their generations have ended.
+   * steered again (through each reply's queue, ending final: a change queued behind finds it
+   * closed); settles once their generations have ended.
    */
   private async dropReplies(platform: string, userId: string, threadDbIds: readonly number[]): Promise<void> {
     const dropped = [...this.liveReplies].filter((r) => threadDbIds.includes(r.threadDbId) || (r.owner.platform === platform && r.owner.userId === userId));
-    for (const r of dropped) {
-      r.state = "stopped"; // streamOnce leaves a stopped reply's ending to cut(), which never comes
-      r.abort.abort();
-      this.forget(r);
-    }
+    await Promise.all(
+      dropped.map((r) =>
+        r.run(() => {
+          if (r.state === "generating") r.markStopped(); // the stream's end then saves nothing: a stop owns it, and none comes
+          if (r.state === "stopped" || r.state === "done") r.markAccepted();
+          this.forget(r);
+        }),
+      ),
+    );
     await Promise.all(dropped.map((r) => r.running));
   }
 
-  private forget(reply: Reply): void {
+  /** Drops a reply from memory; an accepted one's messages still get the "accepted" answer. */
+  private forget(reply: Reply, accepted = false): void {
     this.liveReplies.delete(reply);
-    for (const id of reply.messageIds) this.replies.delete(`${reply.thread.platform}:${id}`);
+    for (const id of reply.messageIds) {
+      const key = `${reply.thread.platform}:${id}`;
+      if (this.replies.get(key) === reply) this.replies.delete(key);
+      if (accepted) this.acceptedMessages.add(key);
+    }
+    for (const key of this.acceptedMessages) {
+      if (this.acceptedMessages.size <= MAX_ACCEPTED_MESSAGES) break;
+      this.acceptedMessages.delete(key);
+    }
     if (this.lastReplyInThread.get(threadKey(reply.thread)) === reply) this.lastReplyInThread.delete(threadKey(reply.thread));
   }
 
@@ -316,7 +424,11 @@ export class SteeringCore {
     return out;
   }
 
-  /** Generates from the reply's current text, showing it on `surface`, until EOS, max tokens or a stop. */
+  /**
+   * Generates from the reply's current text, showing it on `surface`, until EOS, max tokens or a
+   * stop. Called inside the reply's queue (it reads the engine and the stream there); the
+   * returned promise is awaited outside it, so a stop can cut the stream.
+   */
   private stream(reply: Reply, surface: ReplySurface): Promise<void> {
     const streamed = this.streamOnce(reply, surface);
     reply.streamed = streamed.catch(() => {});
@@ -325,20 +437,28 @@ export class SteeringCore {
 
   private async streamOnce(reply: Reply, surface: ReplySurface): Promise<void> {
     const { config, store, log } = this.deps;
+    // All of this before the first await: the stream's engine, signal and view are fixed here.
+    const stream = reply.stream;
     const engine = reply.engine;
+    const signal = reply.signal;
+    const view = reply.currentView;
     const display = new StreamDisplay(surface, {
       intervalMs: Math.max(surface.minEditIntervalMs, config.stream.edit_interval_ms),
       onError: (err) => log.warn({ err, generation: reply.generationId }, "could not update the reply message; retrying at the next edit"),
       onMessage: (id) => {
-        reply.messageIds.add(id);
-        this.replies.set(`${reply.thread.platform}:${id}`, reply);
+        view.messageIds.add(id);
+        if (this.liveReplies.has(reply)) this.replies.set(`${reply.thread.platform}:${id}`, reply);
       },
     });
     reply.display = display;
     if (reply.text) display.update(reply.text);
     let settle!: () => void;
     reply.running = new Promise<void>((r) => (settle = r));
-    const signal = reply.abort.signal;
+    reply.runningOn = engine;
+    const ended = () => {
+      reply.runningOn = undefined;
+      settle();
+    };
     let result: Awaited<ReturnType<TextGenerator["generate"]>> | undefined;
     try {
       // a resume may have to leave out old turns; a reply that fills the context ends as it is
@@ -354,30 +474,41 @@ export class SteeringCore {
           if (signal.aborted) return;
           reply.append([t]);
           display.update(reply.text);
-          if (display.goneError) reply.abort.abort();
+          if (display.goneError) reply.abort(stream);
         },
       }) : { text: "", tokens: [], stopReason: "maxTokens" };
     } catch (e) {
-      log.error({ err: e, generation: reply.generationId }, "generation failed");
-      reply.state = "done";
-      await store.conversations.finishGeneration(reply.generationId, "failed", reply.text, {}).catch(() => {});
-      settle();
-      await display.finish(reply.text ? `${reply.text}\n\n(generation failed)` : "(generation failed)").catch(() => {});
+      ended();
+      const busy = e instanceof EngineBusyError;
+      if (busy) log.warn({ generation: reply.generationId, waiting: e.waiting }, "the engine is busy; generation refused");
+      else log.error({ err: e, generation: reply.generationId }, "generation failed");
+      const why = busy ? "(the bot is busy right now: please try again in a minute)" : "(generation failed)";
+      const failed = await reply.run(async () => {
+        if (!reply.markEnded(stream, "done")) return false;
+        await store.conversations.finishGeneration(reply.generationId, "failed", reply.text, {}).catch(() => {});
+        return true;
+      });
+      if (failed) await display.finish(reply.text ? `${reply.text}\n\n${why}` : why).catch(() => {});
       return;
     }
-    settle();
-    if (reply.state === "stopped") return; // cut() owns the ending
+    ended();
+    if (!reply.isStreaming(stream)) return; // a stop (cut) owns the ending
     if (display.goneError) {
-      log.info({ generation: reply.generationId, reason: display.goneError.message }, "reply message gone; generation stopped");
-      reply.state = "stopped";
-      await store.conversations.finishGeneration(reply.generationId, "stopped", reply.text.slice(0, display.shownLength), {});
-      this.forget(reply);
+      const reason = display.goneError.message;
+      await reply.run(async () => {
+        if (!reply.markEnded(stream, "stopped")) return;
+        log.info({ generation: reply.generationId, reason }, "reply message gone; generation stopped");
+        await store.conversations.finishGeneration(reply.generationId, "stopped", reply.text.slice(0, display.shownLength), {});
+        this.forget(reply);
+      });
       return;
     }
     await display.finish(reply.text);
-    if ((reply.state as Reply["state"]) === "stopped") return; // stopped while the last edits went out: cut() owns the ending
-    reply.state = "done";
-    await this.saveReply(reply, "done", { generatedTokens: result.tokens.length });
+    const generatedTokens = result.tokens.length;
+    await reply.run(async () => {
+      if (!reply.markEnded(stream, "done")) return; // stopped while the last edits went out: cut() owned the ending
+      await this.saveReply(reply, "done", { generatedTokens });
+    });
   }
 
   /** Tokens a prompt may take so that a whole reply (`generation.max_tokens`) still fits. */
@@ -411,17 +542,15 @@ export class SteeringCore {
     return false;
   }
 
-  /** Aborts generation and cuts the reply to exactly the text the person saw. */
-  private cut(reply: Reply): Promise<void> {
-    reply.state = "stopped";
-    reply.cutting = this.doCut(reply).finally(() => (reply.cutting = undefined));
-    return reply.cutting;
-  }
-
-  private async doCut(reply: Reply): Promise<void> {
+  /**
+   * Aborts generation and cuts the reply to exactly the text the person saw (never shorter
+   * than what the stream resumed from: that was seen in the older message). Runs inside the
+   * reply's queue, on a generating reply.
+   */
+  private async cut(reply: Reply): Promise<void> {
+    reply.markStopped();
     const display = reply.display;
-    const shown = display ? await display.freeze() : reply.text.length;
-    reply.abort.abort();
+    const shown = Math.max(display ? await display.freeze() : reply.text.length, reply.resumedFrom);
     await reply.running;
     reply.truncate(shown);
     await display?.cutTo(shown);
@@ -432,10 +561,34 @@ export class SteeringCore {
     const { store } = this.deps;
     await store.conversations.finishGeneration(reply.generationId, status, reply.text, timings);
     if (reply.historyMessageId === undefined) {
-      reply.historyMessageId = await store.conversations.addMessage(reply.threadDbId, { role: "assistant", text: reply.text, platformMessageIds: [...reply.messageIds] });
+      reply.historyMessageId = await store.conversations.addMessage(reply.threadDbId, { role: "assistant", text: reply.text, platformMessageIds: reply.messageIds });
     } else {
       await store.conversations.updateMessageText(reply.historyMessageId, reply.text);
     }
+  }
+}
+
+/** Answer to a correction of an accepted reply. */
+const ACCEPTED_NOTICE = "That reply was accepted, so it takes no more corrections. Ask again to start a new one.";
+/** Answer to a correction of an older message whose text another correction has replaced since. */
+const GONE_NOTICE =
+  "Another correction has changed that part of the reply since, so yours no longer fits the text. Look at the reply as it is now and correct that if needed.";
+
+function limiterKey(actor: Actor): string {
+  return `${actor.platform}:${actor.userId}`;
+}
+
+/**
+ * Takes one point from `limiter` in one step (check and consume cannot be split by another
+ * request of the same person); undefined when taken, else the milliseconds until one is free.
+ */
+async function take(limiter: RateLimiterMemory, key: string): Promise<number | undefined> {
+  try {
+    await limiter.consume(key);
+    return undefined;
+  } catch (e) {
+    if (e instanceof RateLimiterRes) return e.msBeforeNext;
+    throw e;
   }
 }
 

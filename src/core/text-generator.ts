@@ -14,6 +14,8 @@ export interface TextGenerator {
   readonly modelPath: string;
   /** Tokens of context one conversation may use (prompt and reply together). */
   readonly contextSize: number;
+  /** Conversations it generates at once (further ones wait); unset = 1. */
+  readonly sequences?: number;
   fingerprint(): Promise<string>;
   tokenize(text: string): number[];
   detokenize(ids: readonly number[]): string;

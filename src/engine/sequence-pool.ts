@@ -2,7 +2,10 @@
  * Context sequences shared by concurrent conversations.
  *
  * Owns: handing out the sequences of one llama context, one conversation (generation or
- * scoring) per sequence at a time, with a FIFO queue when all are busy. node-llama-cpp
+ * scoring) per sequence at a time, with a bounded FIFO queue when all are busy: past
+ * `maxWaiting` waiters a request is refused at once with {@link EngineBusyError} (the core says
+ * "busy"; its own admission, `generation.max_queued`, keeps asks well below this bound, which
+ * guards against everything else that queues here, e.g. evaluation). node-llama-cpp
  * evaluates the pending tokens of all sequences of a context in one batch, so N replies
  * streaming at once cost about one decode step each round instead of N; a queue alone would
  * make every later user wait for the whole earlier reply. Each sequence keeps its KV cache
@@ -11,6 +14,10 @@
  * correction, not the whole conversation.
  */
 import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
+import { EngineBusyError } from "../core/errors.ts";
+
+/** Waiters a pool holds unless told otherwise: far more than the core lets asks queue. */
+export const DEFAULT_MAX_WAITING = 64;
 
 interface Waiter {
   tokens: readonly Token[];
@@ -38,6 +45,8 @@ export class SequencePool {
   constructor(
     readonly context: LlamaContext,
     readonly size: number,
+    /** Requests that may wait for a sequence; one more is refused with {@link EngineBusyError}. */
+    readonly maxWaiting = DEFAULT_MAX_WAITING,
   ) {}
 
   /** Sequences in use right now. */
@@ -45,15 +54,22 @@ export class SequencePool {
     return this.busy.size;
   }
 
+  /** Requests waiting for a sequence right now. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   /**
    * Waits for a sequence (FIFO), preferring the one whose cache best matches `tokens`.
-   * Rejects with the signal's reason when aborted while waiting.
+   * Rejects with the signal's reason when aborted while waiting, and with
+   * {@link EngineBusyError} at once when `maxWaiting` requests already wait.
    */
   acquire(tokens: readonly Token[], signal?: AbortSignal): Promise<LlamaContextSequence> {
     if (this.closed) return Promise.reject(new Error("engine is disposed"));
     if (signal?.aborted) return Promise.reject(signal.reason);
     const seq = this.take(tokens);
     if (seq) return Promise.resolve(seq);
+    if (this.waiters.length >= this.maxWaiting) return Promise.reject(new EngineBusyError(this.waiters.length));
     return new Promise((resolve, reject) => {
       const w: Waiter = { tokens, resolve, reject, signal };
       if (signal) {

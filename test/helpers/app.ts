@@ -22,6 +22,8 @@ export async function createTestApp(opts: { db?: "postgres" | "pglite"; config?:
     model: { path: model, threads: 1, context_size: 2048, gpu: false },
     generation: { max_tokens: 64, temperature: 0, system_prompt: "" },
     stream: { edit_interval_ms: 0 },
+    // tests ask often; the ask limit has its own tests (test/core/limits.test.ts)
+    ask: { per_user_per_minute: 10_000 },
     permissions: { default_trust: "approved" },
   };
   const { config, secrets } = loadConfig({ env: {}, overrides: merge(overrides, (opts.config ?? {}) as Record<string, unknown>) });
