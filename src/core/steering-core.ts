@@ -14,7 +14,7 @@ import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import type { AppConfig } from "../config/config.ts";
 import type { Logger } from "../log.ts";
 import { PersonalData } from "../store/personal-data.ts";
-import type { Store } from "../store/store.ts";
+import type { AdminStore, CoreStore } from "./core-store.ts";
 import { AdminCommands, type TrainingControl } from "./admin-commands.ts";
 import { EngineBusyError } from "./errors.ts";
 import { alignCorrection } from "./alignment.ts";
@@ -33,7 +33,7 @@ const MAX_LIVE_REPLIES = 2000;
 const MAX_ACCEPTED_MESSAGES = 2000;
 
 export interface SteeringCoreDeps {
-  store: Store;
+  store: CoreStore & AdminStore;
   engine: TextGenerator;
   config: AppConfig;
   log: Logger;
@@ -348,7 +348,14 @@ export class SteeringCore {
           },
           tx,
         );
-        if (inserted) await store.conversations.updateGeneration(reply.generationId, { status: "streaming" }, tx);
+        if (inserted) {
+          // The reply is now prefix + chosen, in the history too, in the same transaction: a
+          // crash before the resumed stream ends must not leave the rejected text in the
+          // thread's history, where the next question's context would carry it.
+          const corrected = snapped.prefix + snapped.chosen;
+          await store.conversations.updateGeneration(reply.generationId, { status: "streaming", final_text: corrected }, tx);
+          if (reply.historyMessageId !== undefined) await store.conversations.updateMessageText(reply.historyMessageId, corrected, tx);
+        }
         return inserted;
       });
       if (!row) return { outcome: { ok: true } };

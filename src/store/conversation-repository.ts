@@ -45,12 +45,12 @@ export class ConversationRepository {
     return row.id;
   }
 
-  async updateMessageText(id: number, text: string): Promise<void> {
+  async updateMessageText(id: number, text: string, db: Kysely<Database> = this.db): Promise<void> {
     if (this.personal.hasWithheld) {
-      const m = await this.db.selectFrom("messages").select("thread_id").where("id", "=", id).executeTakeFirst();
+      const m = await db.selectFrom("messages").select("thread_id").where("id", "=", id).executeTakeFirst();
       if (m) text = this.personal.redact(text, { threadDbId: m.thread_id });
     }
-    await this.db.updateTable("messages").set({ text }).where("id", "=", id).execute();
+    await db.updateTable("messages").set({ text }).where("id", "=", id).execute();
   }
 
   /**

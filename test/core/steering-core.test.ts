@@ -58,9 +58,20 @@ for (const db of ["pglite", "postgres"] as const) {
       assert.equal(gen.final_text, shown, "the stop point is exactly the text shown");
       assert.equal(app.core.openReplyIn(thread)?.state, "stopped");
 
-      // A correction with overlap: keep the first word, replace the rest.
-      const firstWord = shown.trim().split(/\s+/)[0]!;
-      const resumed = new RecordingSurface(2000, 0, 0, "r");
+      // A correction that replaces the end of what was shown.
+      const resumed = new RecordingSurface(2000, 0, 5, "r");
+      // What the thread's history says once the steer is stored, before the resumed stream
+      // ends (a crash then must not leave the rejected text for the next question's context).
+      let historyAtResume: Promise<string[]> | undefined;
+      resumed.onChange = () =>
+        void (historyAtResume ??= app.store.db
+          .selectFrom("messages")
+          .innerJoin("threads", "threads.id", "messages.thread_id")
+          .select("messages.text")
+          .where("threads.platform_thread_id", "=", thread.threadId)
+          .where("messages.role", "=", "assistant")
+          .execute()
+          .then((rows) => rows.map((r) => r.text)));
       const corr = await app.core.correct({
         thread,
         actor: alice,
@@ -82,11 +93,15 @@ for (const db of ["pglite", "postgres"] as const) {
       // the resumed reply starts with exactly prefix + chosen and goes on
       assert.ok(resumed.visible.startsWith(steer.prefix + steer.chosen), "resume continues from prefix + chosen");
       assert.ok(resumed.visible.length > (steer.prefix + steer.chosen).length, "the model went on writing");
-      assert.ok(firstWord.length > 0);
+      assert.deepEqual(await historyAtResume, [steer.prefix + steer.chosen], "the history holds the corrected text as soon as the steer is stored");
 
-      // the same correction delivered again is stored once
-      const dup = await app.core.correct({ thread, actor: alice, replyToMessageId: surface.order[0], correction: { text: "again" }, messageId: "corr-1", surface: new RecordingSurface() });
-      assert.equal(dup.ok, true);
+      // the same correction delivered again changes nothing: no second resume, no new text
+      const textBefore = (await app.store.db.selectFrom("generations").select("final_text").where("id", "=", steer.generation_id).executeTakeFirstOrThrow()).final_text;
+      const dupSurface = new RecordingSurface();
+      const dup = await app.core.correct({ thread, actor: alice, replyToMessageId: surface.order[0], correction: { text: "again" }, messageId: "corr-1", surface: dupSurface });
+      assert.deepEqual(dup, { ok: true });
+      assert.equal(dupSurface.order.length, 0, "nothing was streamed again");
+      assert.equal((await app.store.db.selectFrom("generations").select("final_text").where("id", "=", steer.generation_id).executeTakeFirstOrThrow()).final_text, textBefore);
       const n = await app.store.db.selectFrom("steers").select((eb) => eb.fn.countAll<number>().as("n")).where("correction_message_id", "=", "corr-1").executeTakeFirstOrThrow();
       assert.equal(Number(n.n), 1);
 
