@@ -35,37 +35,45 @@ export interface SteerLineError {
 }
 
 export interface ParsedSteers {
-  steers: { line: number; steer: SteerRecord }[];
+  steers: { line: number; steer: SteerRecord; text: string }[];
   errors: SteerLineError[];
 }
 
+/** One line of a steers file: the steer and the line's very text, or why it is refused; null for a blank line. */
+export type ParsedLine = { steer: SteerRecord; text: string } | { error: string } | null;
+
 /**
- * Parses JSONL text; blank lines are skipped, bad lines are collected, never thrown. A UTF-8
- * byte-order mark at the start (Windows editors write one) is not part of line 1.
+ * Parses one JSONL line (`line` 1 strips a UTF-8 byte-order mark, which Windows editors write).
+ * `text` is the line as written, without its line break: stored and exported as it is, since
+ * re-serializing would change it (integers above 2^53 in extra fields, key spacing, escapes).
  */
+export function parseSteerLine(raw: string, line: number): ParsedLine {
+  const text = (line === 1 ? raw.replace(/^\uFEFF/, "") : raw).replace(/\r$/, "");
+  if (text.trim() === "") return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    return { error: `not valid JSON (${(e as Error).message})` };
+  }
+  const parsed = steerRecordSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.length ? issue.path.join(".") : "line";
+    return { error: `${where}: ${issue.message}` };
+  }
+  // The object as written (key order included), not zod's copy.
+  return { steer: value as SteerRecord, text };
+}
+
+/** Parses JSONL text; blank lines are skipped, bad lines are collected, never thrown. */
 export function parseSteerJsonl(text: string): ParsedSteers {
   const result: ParsedSteers = { steers: [], errors: [] };
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
-  lines.forEach((raw, i) => {
-    const line = i + 1;
-    if (raw.trim() === "") return;
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch (e) {
-      result.errors.push({ line, reason: `not valid JSON (${(e as Error).message})` });
-      return;
-    }
-    const parsed = steerRecordSchema.safeParse(value);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      const where = issue.path.length ? issue.path.join(".") : "line";
-      result.errors.push({ line, reason: `${where}: ${issue.message}` });
-      return;
-    }
-    // Keep the object as written (key order included), not zod's copy: export must give back
-    // exactly what was imported.
-    result.steers.push({ line, steer: value as SteerRecord });
+  text.split("\n").forEach((raw, i) => {
+    const parsed = parseSteerLine(raw, i + 1);
+    if (parsed === null) return;
+    if ("error" in parsed) result.errors.push({ line: i + 1, reason: parsed.error });
+    else result.steers.push({ line: i + 1, steer: parsed.steer, text: parsed.text });
   });
   return result;
 }

@@ -65,22 +65,28 @@ export class SteerRepository {
     private readonly personal: PersonalData,
   ) {}
 
+  /** {@link importLines} for records built in code (each stored as its JSON text). */
+  importRecords(records: readonly SteerRecord[]): Promise<ImportOutcome> {
+    return this.importLines(records.map((steer) => ({ steer, text: JSON.stringify(steer) })));
+  }
+
   /**
-   * Stores imported records (approved: whoever runs the CLI is an admin). A record already
-   * imported — same JSON text — is skipped, so importing a file twice stores nothing twice.
-   * All records go in one transaction: an import is stored whole or not at all. Records whose
-   * author (`platform:id`, as export writes it) was forgotten are not stored: an old export
-   * must not bring back what /forget deleted.
+   * Stores imported steers (approved: whoever runs the CLI is an admin), each with the very
+   * line it came from (`text`, kept as `original_json` so export gives back exactly that line).
+   * A line already imported — same text — is skipped, so importing a file twice stores nothing
+   * twice. One call is one transaction: the CLI streams a file in batches of these, and an
+   * import cut short is completed by running it again. Lines whose author (`platform:id`, as
+   * export writes it) was forgotten are not stored: an old export must not bring back what
+   * /forget deleted.
    */
-  async importRecords(records: SteerRecord[]): Promise<ImportOutcome> {
-    if (records.length === 0) return { stored: 0, duplicates: 0, withheld: 0 };
-    const forgotten = await this.personal.forgottenAuthors(records.flatMap((r) => (typeof r.author === "string" ? [r.author] : [])));
-    const allowed = records.filter((r) => !(typeof r.author === "string" && forgotten.has(r.author)));
-    const withheld = records.length - allowed.length;
+  async importLines(lines: readonly { steer: SteerRecord; text: string }[]): Promise<ImportOutcome> {
+    if (lines.length === 0) return { stored: 0, duplicates: 0, withheld: 0 };
+    const forgotten = await this.personal.forgottenAuthors(lines.flatMap(({ steer: r }) => (typeof r.author === "string" ? [r.author] : [])));
+    const allowed = lines.filter(({ steer: r }) => !(typeof r.author === "string" && forgotten.has(r.author)));
+    const withheld = lines.length - allowed.length;
     return this.db.transaction().execute(async (tx) => {
       let stored = 0;
-      for (const r of allowed) {
-        const json = JSON.stringify(r);
+      for (const { steer: r, text: json } of allowed) {
         const row = await tx
           .insertInto("steers")
           .values({

@@ -6,6 +6,9 @@ import { after, before, describe, it } from "node:test";
 import { freshPostgres, type TestDatabase } from "../helpers/databases.ts";
 import { runCli } from "../helpers/cli.ts";
 import { Store } from "../../src/store/store.ts";
+import { spawn } from "node:child_process";
+import { projectRoot } from "../../src/engine/llama-source.ts";
+import { BATCH_LINES } from "../../src/cli/commands/import.ts";
 
 const lines = [
   { context: [{ role: "user", content: "Name a fruit." }], prefix: "A fruit: ", rejected: "carrot", chosen: "apple", id: "s1" },
@@ -92,6 +95,43 @@ for (const kind of ["pglite", "postgres"] as const) {
         assert.doesNotMatch(exp.stdout, /Frank/, format);
       }
     });
+
+    it("keeps the very line: an id above 2^53 and the line's own spacing come back unchanged", async () => {
+      const line = `{"context": [{"role": "user", "content": "Big ids?"}], "prefix": "Yes: ", "rejected": "no", "chosen": "yes", "id": 123456789012345678901}`;
+      const f = path.join(dir, "bigint.jsonl");
+      writeFileSync(f, line + "\r\n"); // a Windows line break is not part of the line
+      const imp = await runCli(["import", f], { env });
+      assert.equal(imp.code, 0, imp.stderr);
+      const exp = await runCli(["export", "--format", "steers"], { env });
+      assert.ok(exp.stdout.split("\n").includes(line), `not exported as written:\n${exp.stdout}`);
+    });
+
+    if (kind === "postgres") {
+      it("streams a file in batches: steers are stored while the input is still coming", async () => {
+        const child = spawn(process.execPath, [path.join(projectRoot, "bin", "steerbot.js"), "import", "-"], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+        let stderr = "";
+        child.stderr.on("data", (d) => (stderr += d));
+        const exited = new Promise<number | null>((r) => child.on("close", r));
+        const steer = (i: number) => JSON.stringify({ context: [{ role: "user", content: `Streamed question ${i}` }], prefix: "", rejected: "", chosen: `answer ${i}` });
+        child.stdin.write(Array.from({ length: BATCH_LINES + 100 }, (_, i) => steer(i)).join("\n") + "\n");
+        const store = await Store.open({ databaseUrl: env.DATABASE_URL, dataDir: "memory://" }, { migrate: false });
+        try {
+          const streamed = () => store.db.selectFrom("steers").select((eb) => eb.fn.countAll<number>().as("n")).where("chosen", "like", "answer %").executeTakeFirstOrThrow();
+          // the first batch is committed while stdin is still open (the old import read it all first)
+          const end = Date.now() + 60_000;
+          while (Number((await streamed()).n) < BATCH_LINES) {
+            assert.ok(Date.now() < end, `no batch stored before the end of the input: ${stderr}`);
+            await new Promise((r) => setTimeout(r, 100)); // a query again shortly: another process writes
+          }
+          child.stdin.end(steer(BATCH_LINES + 100) + "\n");
+          assert.equal(await exited, 0, stderr);
+          assert.equal(Number((await streamed()).n), BATCH_LINES + 101);
+        } finally {
+          child.kill();
+          await store.close();
+        }
+      });
+    }
 
     it("says what is wrong with a missing file and a bad format", async () => {
       const r = await runCli(["import", path.join(dir, "nope.jsonl")], { env });
