@@ -4,7 +4,7 @@
  *
  * Owns: who may run each command and the short text answers. Platforms only render them.
  */
-import type { Store } from "../store/store.ts";
+import type { AdminStore } from "./core-store.ts";
 import type { Permissions } from "./permissions.ts";
 import type { Actor, Outcome } from "./ports.ts";
 import type { TextGenerator } from "./text-generator.ts";
@@ -24,7 +24,7 @@ const PREVIEW = 60;
 export class AdminCommands {
   constructor(
     private readonly deps: {
-      store: Store;
+      store: AdminStore;
       permissions: Permissions;
       engine: Pick<TextGenerator, "modelPath" | "fingerprint">;
       /** The training pipeline, once attached (undefined in a build or run without it). */
@@ -43,8 +43,7 @@ export class AdminCommands {
     const { store, engine } = this.deps;
     const training = this.deps.training();
     const counts = await store.steers.countByState();
-    const lastRun = await store.db.selectFrom("training_runs").select(["started_at"]).where("state", "=", "succeeded").orderBy("id", "desc").executeTakeFirst();
-    const since = await store.steers.countApprovedSince(lastRun?.started_at ?? null);
+    const since = await store.steers.countApprovedSince(await store.training.lastSucceededAt());
     const fp = (await engine.fingerprint()).slice(0, 12);
     const lines = [
       `Model: ${engine.modelPath} (sha256 ${fp}…)`,
@@ -98,7 +97,7 @@ export class AdminCommands {
     const training = this.deps.training();
     if (training) return training.adapters(action, version);
     if (action === "list") {
-      const rows = await this.deps.store.db.selectFrom("adapters").select(["version", "state"]).orderBy("id").execute();
+      const rows = await this.deps.store.training.adapters();
       return { ok: true, notice: rows.length ? rows.map((r) => `${r.version}: ${r.state}`).join("\n") : "No adapters yet." };
     }
     return { ok: false, notice: "Adapters cannot be switched in this build yet: the training pipeline has not landed." };
