@@ -56,9 +56,12 @@ export class SimulatedSteerer {
   async converse(text: string, habit: Habit | null): Promise<SteeredReply> {
     const id = `${this.options.idPrefix ?? "sim"}-${++this.n}`;
     const thread: ThreadRef = { platform: this.actor.platform, chatId: "sim", threadId: id };
-    let surface = new RecordingSurface();
-    let from = 0;
+    // Every message id unique, as on a platform: the core tells a reply's views apart by them.
+    let surfaces = 0;
+    const newSurface = () => new RecordingSurface(2000, 0, 0, `${id}-s${surfaces++}-`);
     let steers = 0;
+    let surface = newSurface();
+    let from = 0;
     let typed = 0;
     let stream: Promise<Outcome> = Promise.resolve({ ok: true });
     for (;;) {
@@ -76,7 +79,7 @@ export class SimulatedSteerer {
       const shown = surface.visible;
       const v = habit?.firstViolation(shown, from, true);
       if (!habit || !v || steers >= (this.options.maxSteersPerReply ?? 8)) return { text: shown, steers, typed };
-      const resumed = new RecordingSurface();
+      const resumed = newSurface();
       const next = this.core.correct({
         thread,
         actor: this.actor,
