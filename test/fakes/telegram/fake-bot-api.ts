@@ -118,6 +118,8 @@ export class FakeBotApi extends EventEmitter {
   readonly token: string;
   readonly bot: FakeUser;
   readonly calls: ApiCall[] = [];
+  /** Every getUpdates call (kept apart from `calls`: a polling bot makes one a second), with its error code if it failed. */
+  readonly polls: ApiCall[] = [];
   readonly chats = new Map<number, FakeChat>();
   readonly messages = new Map<string, FakeMessage>();
   readonly drafts = new Map<string, FakeDraft>();
@@ -347,6 +349,11 @@ export class FakeBotApi extends EventEmitter {
     return update.update_id;
   }
 
+  /** The id of the last update queued (0 before the first): the bot has seen them all once it handled 1..lastUpdateId. */
+  get lastUpdateId(): number {
+    return this.nextUpdateId - 1;
+  }
+
   /** Delivers an already delivered update again with the same id (Telegram does after a crash). */
   redeliver(updateId: number, raw: Record<string, unknown>): void {
     this.updates.push({ ...raw, update_id: updateId });
@@ -378,6 +385,7 @@ export class FakeBotApi extends EventEmitter {
     }
     const call: ApiCall = { method, payload, at: Date.now() };
     if (method !== "getUpdates") this.calls.push(call);
+    else this.polls.push(call);
     try {
       const result = await this.dispatch(method, payload, req, res, files);
       if (res.writableEnded || res.destroyed) return;
