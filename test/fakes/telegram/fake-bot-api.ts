@@ -141,7 +141,6 @@ export class FakeBotApi extends EventEmitter {
   private nextCallbackId = 1;
   private waiters = new Set<Waiter>();
   private allowedUpdates: string[] | undefined;
-  private confirmedOffset = 0;
   private recentByChat = new Map<number, number[]>();
   private removedFrom = new Set<number>();
   private memberStatus = new Map<string, string>();
@@ -354,13 +353,6 @@ export class FakeBotApi extends EventEmitter {
     return this.nextUpdateId - 1;
   }
 
-  /** Delivers an already delivered update again with the same id (Telegram does after a crash). */
-  redeliver(updateId: number, raw: Record<string, unknown>): void {
-    this.updates.push({ ...raw, update_id: updateId });
-    this.confirmedOffset = Math.min(this.confirmedOffset, updateId);
-    this.flushWaiters();
-  }
-
   /** Updates not yet confirmed by a later getUpdates offset. */
   get pendingUpdates(): number {
     return this.updates.length;
@@ -500,7 +492,6 @@ export class FakeBotApi extends EventEmitter {
     if (Array.isArray(p.allowed_updates)) this.allowedUpdates = p.allowed_updates as string[];
     if (offset > 0) {
       this.updates = this.updates.filter((u) => u.update_id >= offset);
-      this.confirmedOffset = Math.max(this.confirmedOffset, offset);
     }
     const ready = this.take(offset, limit);
     if (ready.length || timeout <= 0) return ready;
