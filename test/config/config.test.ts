@@ -65,7 +65,7 @@ describe("config", () => {
       (e: Error) => e instanceof ConfigError && /generation\.max_waiting: must be at least generation\.max_queued/.test(e.message),
     );
     assert.equal(loadConfig({ env: {} }).config.generation.max_waiting, 64);
-    assert.equal(loadConfig({ env: { STEERBOT_GENERATION__MAX_WAITING: "8" } }).config.generation.max_waiting, 8);
+    assert.equal(loadConfig({ env: { STEERBOT_GENERATION__MAX_WAITING: "16" } }).config.generation.max_waiting, 16, "as low as max_queued (16)");
     assert.throws(() => loadConfig({ env: { STEERBOT_MODEL__TYPO: "1" } }), (e: Error) => e instanceof ConfigError && /model: .*typo/i.test(e.message));
   });
 
