@@ -132,7 +132,7 @@ const result = {
   editsPerSecond: Number((edits.length / streamSeconds).toFixed(2)),
   medianEditGapPerMessageMs: Math.round(median([...gaps].sort((a, b) => a - b))),
   minEditGapPerMessageMs: gaps.length ? Math.min(...gaps) : NaN,
-  stops: stops.length,
+  stops: bot.metrics.stopsHandled, // the latencies below: the newest 1000 (metrics.stopLatencyMs is a window)
   stopLatencyMedianMs: Number(median(stops).toFixed(1)),
   stopLatencyMaxMs: stops.length ? Number(stops[stops.length - 1].toFixed(1)) : NaN,
   ...(app

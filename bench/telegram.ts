@@ -164,7 +164,7 @@ process.stdout.write(
     `telegram bench (${values.core} core): ${chats} private chats + ${groupReplies} replies in one group, ${chars} chars each, limit ${values.limit} per ${values["window-ms"]} ms per chat (retry_after ${values["retry-after"]} s), ${values["latency-ms"]} ms per call, storm of ${values.storm} 429s`,
     `  edits/s (all chats)          ${result.editsPerSecond} (${result.edits} edits in ${result.streamSeconds} s of streaming)`,
     realApp
-      ? `  stops handled                ${bot.metrics.stopLatencyMs.length} (reaction → core.stop settled is below)`
+      ? `  stops handled                ${bot.metrics.stopsHandled} (reaction → core.stop settled is below, for the newest ${bot.metrics.stopLatencyMs.length})`
       : `  stop latency (${result.stops} stops)     median ${result.stopLatencyMedianMs} ms, max ${result.stopLatencyMaxMs} ms (reaction injected → stop settled)`,
     `  stop latency inside the bot  median ${result.stopLatencyInBotMedianMs} ms, max ${result.stopLatencyInBotMaxMs} ms`,
     `  429s answered / retried      ${result.rateLimit429Answered} / ${result.rateLimit429Retried}`,

@@ -48,6 +48,7 @@ export function engineLoader(config: AppConfig): (lora?: string) => Promise<Engi
       threads: config.model.threads || undefined,
       contextSize: config.model.context_size,
       gpu: config.model.gpu,
+      maxWaiting: config.generation.max_waiting,
       modelsDir: path.join(dataDir(config), "models"),
       lora,
     });

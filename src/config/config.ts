@@ -42,6 +42,7 @@ export const configSchema = z
         temperature: z.number().min(0).max(5),
         system_prompt: z.string(),
         max_queued: z.number().int().min(0).max(10_000),
+        max_waiting: z.number().int().min(1).max(100_000),
       })
       .strict(),
     ask: z.object({ per_user_per_minute: z.number().int().min(1) }).strict(),
@@ -98,6 +99,10 @@ export const configSchema = z
   .refine((c) => c.generation.max_tokens < c.model.context_size, {
     path: ["generation", "max_tokens"],
     message: "must be less than model.context_size: the conversation needs room in the context too",
+  })
+  .refine((c) => c.generation.max_waiting >= c.generation.max_queued, {
+    path: ["generation", "max_waiting"],
+    message: "must be at least generation.max_queued: the engine would refuse questions the core has let queue",
   });
 
 export type AppConfig = z.infer<typeof configSchema>;

@@ -34,7 +34,7 @@ import {
 } from "node-llama-cpp";
 import type { ChatMessage } from "../core/steer-record.ts";
 import { fileSha256, ModelUnavailableError, resolveModelPath } from "./model-file.ts";
-import { SequencePool, commonPrefixLength } from "./sequence-pool.ts";
+import { DEFAULT_MAX_WAITING, SequencePool, commonPrefixLength } from "./sequence-pool.ts";
 import { TokenTextDecoder } from "./token-text-decoder.ts";
 
 export type { ChatMessage };
@@ -62,6 +62,11 @@ export interface EngineLoadOptions {
   contextSize?: number;
   /** Conversations that can generate at the same time (default 4). */
   sequences?: number;
+  /**
+   * Requests (generations, scorings) that may wait for a busy sequence; one more is refused at
+   * once with EngineBusyError (default 64, `generation.max_waiting`). See {@link SequencePool}.
+   */
+  maxWaiting?: number;
   /** GPU backend (default `"auto"`: CUDA/Vulkan/Metal when present, else CPU). */
   gpu?: GpuOption;
   /** Layers to offload to the GPU (default: node-llama-cpp's automatic choice). */
@@ -240,6 +245,8 @@ export class Engine {
     readonly contextSize: number,
     readonly sequences: number,
     private lora: LoraAdapterSpec[],
+    /** Requests that may wait for a sequence (the pool's bound). */
+    readonly maxWaiting: number = DEFAULT_MAX_WAITING,
   ) {}
 
   /** Loads a model and creates its context; see {@link EngineLoadOptions} for defaults. */
@@ -278,6 +285,7 @@ export class Engine {
       contextSize,
       options.sequences ?? DEFAULT_SEQUENCES,
       normalizeLora(options.lora),
+      options.maxWaiting ?? DEFAULT_MAX_WAITING,
     );
     try {
       await engine.openContext();
@@ -305,7 +313,7 @@ export class Engine {
       opts.lora = { adapters: this.lora.map((a) => ({ filePath: a.filePath, scale: a.scale ?? 1 })) };
     }
     this.context = await this.model.createContext(opts);
-    this.pool = new SequencePool(this.context, this.sequences);
+    this.pool = new SequencePool(this.context, this.sequences, this.maxWaiting);
     this.stopTokens.clear();
   }
 
@@ -322,7 +330,7 @@ export class Engine {
    */
   async withAdapter(lora?: EngineLoadOptions["lora"]): Promise<Engine> {
     this.ensureOpen();
-    const next = new Engine(this.llama, this.model, this.modelPath, this.chatWrapper, this.threads, this.contextSize, this.sequences, normalizeLora(lora));
+    const next = new Engine(this.llama, this.model, this.modelPath, this.chatWrapper, this.threads, this.contextSize, this.sequences, normalizeLora(lora), this.maxWaiting);
     next.shared = this.shared;
     this.shared.engines++;
     try {

@@ -5,7 +5,8 @@
  * scoring) per sequence at a time, with a bounded FIFO queue when all are busy: past
  * `maxWaiting` waiters a request is refused at once with {@link EngineBusyError} (the core says
  * "busy"; its own admission, `generation.max_queued`, keeps asks well below this bound, which
- * guards against everything else that queues here, e.g. evaluation). node-llama-cpp
+ * guards against everything else that queues here, e.g. evaluation; the app sets it from
+ * `generation.max_waiting`, which the config requires to be at least `max_queued`). node-llama-cpp
  * evaluates the pending tokens of all sequences of a context in one batch, so N replies
  * streaming at once cost about one decode step each round instead of N; a queue alone would
  * make every later user wait for the whole earlier reply. Each sequence keeps its KV cache

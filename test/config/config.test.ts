@@ -60,6 +60,12 @@ describe("config", () => {
       () => loadConfig({ env: { STEERBOT_MODEL__CONTEXT_SIZE: "512", STEERBOT_GENERATION__MAX_TOKENS: "512" } }),
       (e: Error) => e instanceof ConfigError && /generation\.max_tokens: must be less than model\.context_size.*\(got 512\)/.test(e.message),
     );
+    assert.throws(
+      () => loadConfig({ env: { STEERBOT_GENERATION__MAX_QUEUED: "100", STEERBOT_GENERATION__MAX_WAITING: "50" } }),
+      (e: Error) => e instanceof ConfigError && /generation\.max_waiting: must be at least generation\.max_queued/.test(e.message),
+    );
+    assert.equal(loadConfig({ env: {} }).config.generation.max_waiting, 64);
+    assert.equal(loadConfig({ env: { STEERBOT_GENERATION__MAX_WAITING: "16" } }).config.generation.max_waiting, 16, "as low as max_queued (16)");
     assert.throws(() => loadConfig({ env: { STEERBOT_MODEL__TYPO: "1" } }), (e: Error) => e instanceof ConfigError && /model: .*typo/i.test(e.message));
   });
 

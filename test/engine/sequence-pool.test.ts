@@ -22,6 +22,25 @@ describe("sequence pool", () => {
     await engine?.dispose();
   });
 
+  it("Engine.load({ maxWaiting }) bounds the engine's own pool (generation.max_waiting), also after an adapter swap", { timeout: 60_000 }, async () => {
+    const small = await Engine.load({ model: await tinyModelPath("qwen2"), gpu: false, threads: 1, contextSize: 256, sequences: 1, maxWaiting: 1 });
+    try {
+      assert.equal(engine.maxWaiting, 64, "the default");
+      const swapped = await small.withAdapter();
+      for (const e of [small, swapped]) {
+        assert.equal(e.maxWaiting, 1);
+        const messages = [{ role: "user" as const, content: "hello" }];
+        const running = e.generate({ messages, maxTokens: 8, temperature: 0 }); // takes the only sequence
+        const waiting = e.generate({ messages, maxTokens: 8, temperature: 0 }); // the one waiter allowed
+        await assert.rejects(e.generate({ messages, maxTokens: 8, temperature: 0 }), (err: unknown) => err instanceof EngineBusyError);
+        await Promise.all([running, waiting]);
+      }
+      await swapped.dispose();
+    } finally {
+      await small.dispose();
+    }
+  });
+
   it("refuses a request past maxWaiting at once, and takes new waiters again once there is room", { timeout: 20_000 }, async () => {
     const pool = new SequencePool(context, 1, 1);
     const first = await pool.acquire([]);

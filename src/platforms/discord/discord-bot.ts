@@ -6,6 +6,7 @@
  * process alive through every failure: each handler is caught and logged, client/shard errors
  * are logged, and 429s are left to discord.js's REST queue (it waits `retry_after` per bucket
  * and retries; the queue of a bucket is FIFO, so the last edit of a message lands last).
+ * Announces each gateway event it has finished with on `handled` (see handled-events.ts).
  */
 import {
   Client,
@@ -33,6 +34,8 @@ import {
   type DiscordSettings,
 } from "./discord-settings.ts";
 import { RecentKeys } from "./recent-keys.ts";
+import { STOP_LATENCY_WINDOW } from "../bounded-samples.ts";
+import { HandledEvents, type HandledEvent } from "../handled-events.ts";
 
 export interface DiscordBotOptions {
   token: string;
@@ -42,6 +45,8 @@ export interface DiscordBotOptions {
   log: DiscordLog;
   /** REST overrides; `api` points discord.js at another Discord (the test fake). */
   rest?: { api?: string };
+  /** How many stop latencies `metrics.stopLatencyMs` keeps (newest; default 1000). */
+  stopLatencyWindow?: number;
 }
 
 /** How long `stop()` waits for running handlers to finish before destroying the client. */
@@ -52,6 +57,11 @@ export class DiscordBot {
   readonly client: Client;
   readonly settings: DiscordSettings;
   readonly metrics: DiscordMetrics = emptyMetrics();
+  /**
+   * One announcement per gateway event (message, reaction, interaction) once its handler has
+   * settled, duplicates and failures included: "the bot has processed the stranger's 🛑".
+   */
+  readonly handled = new HandledEvents();
   readonly #token: string;
   readonly #log: DiscordLog;
   readonly #conversation: DiscordConversationHandler;
@@ -94,6 +104,7 @@ export class DiscordBot {
       metrics: this.metrics,
       botUserId: () => this.client.user?.id ?? "",
       isClosed: () => this.#closing,
+      stopLatencyWindow: options.stopLatencyWindow ?? STOP_LATENCY_WINDOW,
     };
     this.#conversation = new DiscordConversationHandler(deps);
     this.#admin = new DiscordAdminHandler(options.core, this.#log);
@@ -129,6 +140,15 @@ export class DiscordBot {
     this.#log.info({}, "discord: disconnected");
   }
 
+  /**
+   * Resolves when no event handler is running (handlers of questions and corrections run until
+   * their reply has settled). With `handled`, a test can say "every event received so far is
+   * done with": wait for a later event to be handled, then for `idle()`.
+   */
+  async idle(): Promise<void> {
+    while (this.#inFlight.size) await Promise.allSettled([...this.#inFlight]);
+  }
+
   /** Registers the slash commands (in one guild when `guildId` is given, else globally). */
   async registerCommands(options: Pick<RegisterCommandsOptions, "guildId"> = {}): Promise<number> {
     if (!this.client.token) this.client.rest.setToken(this.#token);
@@ -139,9 +159,9 @@ export class DiscordBot {
 
   #wire(): void {
     const c = this.client;
-    c.on(Events.MessageCreate, (m) => this.#run("message", () => this.#onMessage(m)));
-    c.on(Events.MessageReactionAdd, (r, u) => this.#run("reaction", () => this.#onReaction(r, u)));
-    c.on(Events.InteractionCreate, (i) => this.#run("interaction", () => this.#onInteraction(i)));
+    c.on(Events.MessageCreate, (m) => this.#run({ kind: "message", id: m.id, userId: m.author.id }, () => this.#onMessage(m)));
+    c.on(Events.MessageReactionAdd, (r, u) => this.#run({ kind: "reaction", id: r.message.id, userId: u.id }, () => this.#onReaction(r, u)));
+    c.on(Events.InteractionCreate, (i) => this.#run({ kind: "interaction", id: i.id, userId: i.user.id }, () => this.#onInteraction(i)));
     c.on(Events.Error, (err) => this.#log.error({ err: String(err) }, "discord: client error"));
     c.on(Events.ShardError, (err, shardId) => this.#log.error({ err: String(err), shardId }, "discord: gateway connection error"));
     c.on(Events.ShardDisconnect, (ev, shardId) => this.#log.warn({ code: ev.code, shardId }, "discord: gateway disconnected"));
@@ -153,19 +173,20 @@ export class DiscordBot {
     });
   }
 
-  async #onMessage(message: Message): Promise<void> {
-    if (!this.#seen.firstTime(`m:${message.id}`)) return;
+  /** The handlers return "duplicate" when they dropped a repeated event, else nothing. */
+  async #onMessage(message: Message): Promise<"duplicate" | void> {
+    if (!this.#seen.firstTime(`m:${message.id}`)) return "duplicate";
     await this.#conversation.onMessage(message);
   }
 
-  async #onReaction(reaction: MessageReaction | PartialMessageReaction, user: User | PartialUser): Promise<void> {
+  async #onReaction(reaction: MessageReaction | PartialMessageReaction, user: User | PartialUser): Promise<"duplicate" | void> {
     const key = `r:${reaction.message.id}:${user.id}:${reaction.emoji.id ?? reaction.emoji.name}`;
-    if (!this.#seenReactions.firstTime(key)) return;
+    if (!this.#seenReactions.firstTime(key)) return "duplicate";
     await this.#conversation.onReaction(reaction, user);
   }
 
-  async #onInteraction(interaction: Interaction): Promise<void> {
-    if (!this.#seen.firstTime(`i:${interaction.id}`)) return;
+  async #onInteraction(interaction: Interaction): Promise<"duplicate" | void> {
+    if (!this.#seen.firstTime(`i:${interaction.id}`)) return "duplicate";
     if (interaction.isChatInputCommand()) {
       if (interaction.commandName === "ask") await this.#conversation.onAskCommand(interaction);
       else await this.#admin.onCommand(interaction);
@@ -174,15 +195,22 @@ export class DiscordBot {
     }
   }
 
-  /** Runs one handler detached from the gateway loop; a failure is logged, never thrown. */
-  #run(kind: string, fn: () => Promise<void>): void {
+  /**
+   * Runs one handler detached from the gateway loop; a failure is logged, never thrown. When it
+   * has settled, the event is announced on `handled`.
+   */
+  #run(event: Omit<HandledEvent, "outcome">, fn: () => Promise<"duplicate" | void>): void {
+    const kind = event.kind;
     const p = (async () => {
+      let outcome: HandledEvent["outcome"] = "done";
       try {
-        await fn();
+        if ((await fn()) === "duplicate") outcome = "duplicate";
       } catch (err) {
+        outcome = "failed";
         this.metrics.handlerErrors++;
         this.#log.error({ kind, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, `discord: ${kind} handler failed`);
       }
+      this.handled.emit({ ...event, outcome });
     })();
     this.#inFlight.add(p);
     void p.finally(() => this.#inFlight.delete(p));

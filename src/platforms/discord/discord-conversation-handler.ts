@@ -22,6 +22,7 @@ import {
   type User,
 } from "discord.js";
 import type { Actor, ThreadRef } from "../../core/ports.ts";
+import { pushBounded } from "../bounded-samples.ts";
 import { discordActor } from "./discord-actor.ts";
 import { DISCORD, type DiscordCore } from "./discord-core.ts";
 import { DiscordReplySurface, isMissingPermission } from "./discord-reply-surface.ts";
@@ -36,6 +37,8 @@ interface Deps {
   botUserId: () => string;
   /** True once the bot is shutting down: surfaces then end their streams. */
   isClosed: () => boolean;
+  /** How many stop latencies `metrics.stopLatencyMs` keeps. */
+  stopLatencyWindow: number;
 }
 
 /** Maps conversation events (messages, reactions, /ask) to core.ask/stop/correct/accept. */
@@ -169,7 +172,10 @@ export class DiscordConversationHandler {
       const open = core.openReplyIn(this.#threadOf(reaction.message));
       const running = open?.state === "generating" && open.messageIds.includes(messageId);
       const outcome = await core.stop({ platform: DISCORD, messageId, actor });
-      if (outcome.ok && running) this.#d.metrics.stopLatencyMs.push(performance.now() - receivedAt);
+      if (outcome.ok && running) {
+        this.#d.metrics.stopsHandled++;
+        pushBounded(this.#d.metrics.stopLatencyMs, performance.now() - receivedAt, this.#d.stopLatencyWindow);
+      }
       if (outcome.notice) await this.#notify(reaction.message, user.id, outcome.notice);
     } else {
       const outcome = await core.accept({ platform: DISCORD, messageId, actor });

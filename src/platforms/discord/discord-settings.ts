@@ -48,8 +48,13 @@ export interface DiscordLog {
 
 /** Counters kept while the bot runs; read by the benchmark and tests. */
 export interface DiscordMetrics {
-  /** Reaction received → core.stop settled (generation aborted, message cut), per stop, ms. */
+  /**
+   * Reaction received → core.stop settled (generation aborted, message cut), ms: the newest
+   * stops only (`DiscordBotOptions.stopLatencyWindow`, default 1000), oldest first.
+   */
   stopLatencyMs: number[];
+  /** Stops that ended a running generation, all of them (`stopLatencyMs` keeps a window). */
+  stopsHandled: number;
   /** Times discord.js's queue waited for a rate limit (pre-emptively from headers, or after a 429). */
   rateLimitsAbsorbed: number;
   /** 429s that reached a reply surface as errors (should stay 0). */
@@ -61,5 +66,5 @@ export interface DiscordMetrics {
 }
 
 export function emptyMetrics(): DiscordMetrics {
-  return { stopLatencyMs: [], rateLimitsAbsorbed: 0, rateLimitsSurfaced: 0, surfaceErrors: 0, handlerErrors: 0 };
+  return { stopLatencyMs: [], stopsHandled: 0, rateLimitsAbsorbed: 0, rateLimitsSurfaced: 0, surfaceErrors: 0, handlerErrors: 0 };
 }

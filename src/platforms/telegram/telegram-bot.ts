@@ -11,13 +11,17 @@
  *     next message after a stop → `core.correct`;
  *   - admin/privacy commands (see telegram-admin-commands.ts).
  * Handlers never wait for a generation: `core.ask`/`core.correct` run in the background, so a
- * stop reaction is handled while the reply is still streaming.
+ * stop reaction is handled while the reply is still streaming. Each update, once its handlers
+ * have returned, is announced on `handled` (see ../handled-events.ts); `idle()` waits for the
+ * background work.
  */
 import http from "node:http";
 import { autoRetry } from "@grammyjs/auto-retry";
 import { run, sequentialize, type RunnerHandle } from "@grammyjs/runner";
 import { Bot, webhookCallback, type Context } from "grammy";
 import type { Message, ReactionType } from "grammy/types";
+import { pushBounded, STOP_LATENCY_WINDOW } from "../bounded-samples.ts";
+import { HandledEvents, type HandledEvent } from "../handled-events.ts";
 import type { Actor, Correction, Outcome, ReplySurface, ThreadRef } from "../../core/ports.ts";
 import { ChatPacer, noteAttempt } from "./chat-pacer.ts";
 import { installAdminCommands, TELEGRAM_COMMANDS, threadOf } from "./telegram-admin-commands.ts";
@@ -39,12 +43,21 @@ export interface TelegramBotOptions {
   log: TelegramLog;
   /** Bot API root (tests point this at the fake server). */
   apiRoot?: string;
+  /** How many stop latencies `metrics.stopLatencyMs` keeps (newest; default 1000). */
+  stopLatencyWindow?: number;
+  /** How many drafts (and draft → message links) the bot remembers (oldest forgotten; default 10 000). */
+  maxDrafts?: number;
 }
 
 /** Counters for the benchmark and `/status`-style diagnostics. */
 export interface TelegramMetrics {
-  /** Stop reaction handled: handler start → `core.stop` settled, ms. */
+  /**
+   * Stop reaction or draft stop button handled: handler start → `core.stop` settled, ms. The
+   * newest stops only (`stopLatencyWindow`, default 1000), oldest first.
+   */
   stopLatencyMs: number[];
+  /** Stops handled, all of them (`stopLatencyMs` keeps a window). */
+  stopsHandled: number;
   /** 429s Telegram answered (each retried by auto-retry). */
   rateLimited: number;
   /** Calls still failing with 429 after every retry: these reach the user as a missing edit. */
@@ -57,13 +70,20 @@ export interface TelegramMetrics {
 
 export class TelegramBot {
   readonly bot: Bot;
-  readonly metrics: TelegramMetrics = { stopLatencyMs: [], rateLimited: 0, rateLimitSurfaced: 0, apiFailures: 0, handlerErrors: 0 };
+  readonly metrics: TelegramMetrics = { stopLatencyMs: [], stopsHandled: 0, rateLimited: 0, rateLimitSurfaced: 0, apiFailures: 0, handlerErrors: 0 };
   readonly config: TelegramConfig;
+  /**
+   * One announcement per update once its handlers have returned (also a duplicate dropped, or a
+   * handler that threw): "the bot has processed the stranger's 👎". The generations a question
+   * starts run on in the background; `idle()` waits for those.
+   */
+  readonly handled = new HandledEvents();
+  private readonly stopLatencyWindow: number;
   private readonly core: TelegramCore;
   private readonly log: TelegramLog;
   private readonly pacer: ChatPacer;
   private readonly actors: TelegramActors;
-  private readonly drafts = new DraftRegistry();
+  private readonly drafts: DraftRegistry;
   private readonly inflight = new Set<Promise<unknown>>();
   /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation. */
   private readonly seenUpdates = new Set<number>();
@@ -74,6 +94,8 @@ export class TelegramBot {
     this.config = resolveTelegramConfig(opts.config);
     this.core = opts.core;
     this.log = opts.log;
+    this.stopLatencyWindow = opts.stopLatencyWindow ?? STOP_LATENCY_WINDOW;
+    this.drafts = new DraftRegistry(opts.maxDrafts);
     this.bot = new Bot(opts.token, opts.apiRoot ? { client: { apiRoot: opts.apiRoot } } : {});
     this.installApiTransformers();
     this.pacer = new ChatPacer(this.config.chatMinIntervalMs, this.config.groupChatMinIntervalMs);
@@ -191,18 +213,32 @@ export class TelegramBot {
   // ------------------------------------------------------------------ handlers
 
   private installHandlers(): void {
+    // A safety net: the first middleware below already catches what handlers throw.
     this.bot.catch((err) => {
       this.metrics.handlerErrors++;
       this.log.error({ update: err.ctx?.update?.update_id, err: String(err.error) }, "telegram: update handler failed");
     });
 
-    // Duplicate deliveries of one update start nothing (the core also dedupes by message id).
+    // Outermost: drop duplicate deliveries of one update (Telegram redelivers after a crash or a
+    // lost confirmation; the core also dedupes by message id), count and log handler failures,
+    // and announce each update on `handled` once everything below is done with it.
     this.bot.use(async (ctx, next) => {
-      const id = ctx.update.update_id;
-      if (this.seenUpdates.has(id)) return;
-      this.seenUpdates.add(id);
+      const u = ctx.update;
+      const event = { kind: Object.keys(u).find((k) => k !== "update_id") ?? "unknown", id: String(u.update_id), userId: ctx.from ? String(ctx.from.id) : undefined };
+      if (this.seenUpdates.has(u.update_id)) return this.handled.emit({ ...event, outcome: "duplicate" });
+      this.seenUpdates.add(u.update_id);
       if (this.seenUpdates.size > 10_000) this.seenUpdates.delete(this.seenUpdates.values().next().value as number);
-      await next();
+      let outcome: HandledEvent["outcome"] = "done";
+      try {
+        await next();
+      } catch (err) {
+        // Counted here rather than in bot.catch, so it is counted before the update is announced.
+        outcome = "failed";
+        this.metrics.handlerErrors++;
+        this.log.error({ update: u.update_id, err: String(err) }, "telegram: update handler failed");
+      } finally {
+        this.handled.emit({ ...event, outcome });
+      }
     });
 
     // Keep order within a chat (a stop before the correction that follows it). Handlers only
@@ -367,7 +403,7 @@ export class TelegramBot {
       } finally {
         release();
       }
-      this.metrics.stopLatencyMs.push(performance.now() - t0);
+      this.noteStop(t0);
     } else {
       out = await this.core.accept(req);
     }
@@ -384,11 +420,17 @@ export class TelegramBot {
     const t0 = performance.now();
     const release = this.pacer.hold(s.chat.id, key);
     const out = await this.core.stop({ platform: TELEGRAM, messageId: key, actor }).finally(release);
-    this.metrics.stopLatencyMs.push(performance.now() - t0);
+    this.noteStop(t0);
     if (out.notice) await this.send(s.chat.id, out.notice, undefined, s.message_thread_id);
   }
 
   // ------------------------------------------------------------------ helpers
+
+  /** Counts a handled stop and keeps its latency in the bounded window. */
+  private noteStop(t0: number): void {
+    this.metrics.stopsHandled++;
+    pushBounded(this.metrics.stopLatencyMs, performance.now() - t0, this.stopLatencyWindow);
+  }
 
   private surfaceFor(msg: Message): ReplySurface {
     const threadId = msg.is_topic_message ? msg.message_thread_id : undefined;

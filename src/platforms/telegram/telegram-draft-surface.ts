@@ -25,14 +25,27 @@ interface DraftState {
   finishing?: Promise<void>;
 }
 
-/** Drafts of the whole bot: draft key → state, real message key → draft key. */
+/** How many drafts, and draft → message links, a bot remembers by default. */
+export const MAX_DRAFTS = 10_000;
+
+/**
+ * Drafts of the whole bot: draft key → state, real message key → draft key. Both maps are capped
+ * at `max` entries, the oldest forgotten first (a Map iterates in insertion order): a bot in
+ * many private chats makes a draft per reply part for as long as it runs. A forgotten link only
+ * means that a reaction or reply to a very old draft's message reaches the core under the
+ * message's own key, which the core no longer knows either; it answers as for any old message.
+ */
 export class DraftRegistry {
   private readonly drafts = new Map<string, DraftState>();
   private readonly aliases = new Map<string, string>();
 
+  constructor(private readonly max = MAX_DRAFTS) {}
+
   add(state: DraftState): string {
     const key = draftKey(state.chatId, state.draftId);
+    this.drafts.delete(key);
     this.drafts.set(key, state);
+    trim(this.drafts, this.max);
     return key;
   }
 
@@ -46,15 +59,15 @@ export class DraftRegistry {
   }
 
   link(key: string, realKey: string): void {
+    this.aliases.delete(realKey);
     this.aliases.set(realKey, key);
+    trim(this.aliases, this.max);
   }
+}
 
-  /** Forgets the oldest entries past `max` (the core keeps the authoritative record). */
-  prune(max = 50_000): void {
-    for (const m of [this.drafts, this.aliases]) {
-      while (m.size > max) m.delete(m.keys().next().value as string);
-    }
-  }
+/** Deletes the oldest entries of `m` until at most `max` remain. */
+function trim(m: Map<string, unknown>, max: number): void {
+  while (m.size > Math.max(1, max)) m.delete(m.keys().next().value as string);
 }
 
 export interface TelegramDraftSurfaceOptions {
@@ -90,7 +103,6 @@ export class TelegramDraftSurface implements ReplySurface {
     await this.showDraft(state, text);
     const key = this.o.registry.add(state);
     this.mine.push(key);
-    this.o.registry.prune();
     return key;
   }
 

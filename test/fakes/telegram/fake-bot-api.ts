@@ -118,6 +118,8 @@ export class FakeBotApi extends EventEmitter {
   readonly token: string;
   readonly bot: FakeUser;
   readonly calls: ApiCall[] = [];
+  /** Every getUpdates call (kept apart from `calls`: a polling bot makes one a second), with its error code if it failed. */
+  readonly polls: ApiCall[] = [];
   readonly chats = new Map<number, FakeChat>();
   readonly messages = new Map<string, FakeMessage>();
   readonly drafts = new Map<string, FakeDraft>();
@@ -139,7 +141,6 @@ export class FakeBotApi extends EventEmitter {
   private nextCallbackId = 1;
   private waiters = new Set<Waiter>();
   private allowedUpdates: string[] | undefined;
-  private confirmedOffset = 0;
   private recentByChat = new Map<number, number[]>();
   private removedFrom = new Set<number>();
   private memberStatus = new Map<string, string>();
@@ -347,11 +348,9 @@ export class FakeBotApi extends EventEmitter {
     return update.update_id;
   }
 
-  /** Delivers an already delivered update again with the same id (Telegram does after a crash). */
-  redeliver(updateId: number, raw: Record<string, unknown>): void {
-    this.updates.push({ ...raw, update_id: updateId });
-    this.confirmedOffset = Math.min(this.confirmedOffset, updateId);
-    this.flushWaiters();
+  /** The id of the last update queued (0 before the first): the bot has seen them all once it handled 1..lastUpdateId. */
+  get lastUpdateId(): number {
+    return this.nextUpdateId - 1;
   }
 
   /** Updates not yet confirmed by a later getUpdates offset. */
@@ -378,6 +377,7 @@ export class FakeBotApi extends EventEmitter {
     }
     const call: ApiCall = { method, payload, at: Date.now() };
     if (method !== "getUpdates") this.calls.push(call);
+    else this.polls.push(call);
     try {
       const result = await this.dispatch(method, payload, req, res, files);
       if (res.writableEnded || res.destroyed) return;
@@ -492,7 +492,6 @@ export class FakeBotApi extends EventEmitter {
     if (Array.isArray(p.allowed_updates)) this.allowedUpdates = p.allowed_updates as string[];
     if (offset > 0) {
       this.updates = this.updates.filter((u) => u.update_id >= offset);
-      this.confirmedOffset = Math.max(this.confirmedOffset, offset);
     }
     const ready = this.take(offset, limit);
     if (ready.length || timeout <= 0) return ready;

@@ -10,6 +10,7 @@ import { startHarness, type Harness } from "../../fakes/discord/discord-harness.
 import { FakeDiscord } from "../../fakes/discord/fake-discord.ts";
 import type { FakeMessage } from "../../fakes/discord/fake-discord-state.ts";
 
+/** The pause between two reads of a polling wait (`waitForStatus`, `waitForSteer`), never a wait on its own. */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const joined = (msgs: FakeMessage[]) => msgs.map((m) => m.content).join("");
 
@@ -61,8 +62,9 @@ describe("discord scenarios (real core, Postgres, tiny model)", () => {
     const first = await fake.waitFor(() => fake.state.botMessagesIn(thread.id)[0], 20_000, "first message");
     await fake.waitFor(() => first.versions.length >= 2, 10_000, "an edit");
 
+    const bobsStop = h.handled((e) => e.kind === "reaction" && e.id === first.id && e.userId === bob.id);
     fake.react(bob, first.id, "🛑"); // a stranger: ignored, silently
-    await sleep(400);
+    await bobsStop;
     assert.equal(app.core.openReplyIn(ref)?.state, "generating");
 
     fake.react(alice, first.id, "🛑");
@@ -148,8 +150,8 @@ describe("discord scenarios (real core, Postgres, tiny model)", () => {
     assert.equal(pending.length, 1);
     const id = String(pending[0].id);
     assert.match(JSON.stringify(listed.components), new RegExp(`steerbot:steer:approve:${id}`));
-    fake.click(alice, listed.id, `steerbot:steer:approve:${id}`);
-    await sleep(500);
+    const click = fake.click(alice, listed.id, `steerbot:steer:approve:${id}`);
+    await h.handled((e) => e.kind === "interaction" && e.id === click.id);
     assert.equal((await app.store.db.selectFrom("steers").select("trust_state").where("id", "=", pending[0].id).executeTakeFirstOrThrow()).trust_state, "pending");
     fake.click(admin, listed.id, `steerbot:steer:approve:${id}`);
     await fake.waitFor(() => listed.content.includes(`Steer #${id} approved.`), 10_000, "approval shown");

@@ -10,8 +10,6 @@ import { ScriptedCore } from "../../fakes/discord/scripted-core.ts";
 import { startHarness, type Harness } from "../../fakes/discord/discord-harness.ts";
 import { commandDefinitions } from "../../../src/platforms/discord/discord-commands.ts";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describe("discord adapter transport (scripted core)", () => {
   const admins: string[] = [];
   let core: ScriptedCore;
@@ -49,9 +47,17 @@ describe("discord adapter transport (scripted core)", () => {
     const { fake, alice } = h;
     const asksBefore = core.calls.filter((c) => c.kind === "ask").length;
     const q = fake.say(alice, fake.general, `${fake.mention} twice?`);
+    const both = h.handled((e) => e.kind === "message" && e.id === q.id, 2, 15_000);
+    await fake.waitFor(() => fake.state.threadOf(q.id), 5000, "thread");
+    // discord.js itself drops a MESSAGE_CREATE of a message it has cached; a replayed event
+    // after a reconnect finds it uncached, and then the bot's own check must drop it.
+    const channel = h.bot.client.channels.cache.get(fake.general.id);
+    assert.ok(channel?.isTextBased());
+    channel.messages.cache.delete(q.id);
     fake.dispatchMessageCreate(q);
-    await fake.waitFor(() => fake.state.threadOf(q.id), 5000);
-    await sleep(300);
+    // Both deliveries handled: the first once its reply is done, the second dropped.
+    const outcomes = (await both).map((e) => e.outcome).sort();
+    assert.deepEqual(outcomes, ["done", "duplicate"]);
     assert.equal(core.calls.filter((c) => c.kind === "ask").length - asksBefore, 1);
     assert.equal(fake.count("POST", `/messages/${q.id}/threads`), 1);
   });
@@ -62,19 +68,22 @@ describe("discord adapter transport (scripted core)", () => {
     try {
       const { fake, alice, bob } = h2;
       const q = fake.say(alice, fake.general, `${fake.mention} tell me a long story`);
+      // The question's handler returns once its reply has settled (here: after the stop).
+      const settled = h2.handled((e) => e.kind === "message" && e.id === q.id, 1, 30_000);
       const thread = await fake.waitFor(() => fake.state.threadOf(q.id), 5000);
       const first = await fake.waitFor(() => fake.state.botMessagesIn(thread.id)[0], 5000, "first message");
       // The fake stores the message before the bot has its id back: a reaction before the core
       // knows it is not on a reply yet (CI once counted 1 stop here instead of 2).
       await fake.waitFor(() => slow.isBotMessage("discord", first.id), 5000);
+      const bobsStop = h2.handled((e) => e.kind === "reaction" && e.id === first.id && e.userId === bob.id);
       fake.react(bob, first.id, "🛑");
-      await sleep(1500);
+      await bobsStop;
       assert.equal(slow.replies[0].state, "generating", "a stranger's stop changes nothing");
       fake.react(alice, first.id, "🛑", 2); // delivered twice: one stop
       await fake.waitFor(() => slow.replies[0].state === "stopped", 5000, "stopped");
       const stops = slow.calls.filter((c) => c.kind === "stop").length;
       assert.equal(stops, 2, "bob's stop and one of alice's two identical events");
-      await sleep(1300);
+      await settled; // the stream has ended: every edit it made has landed
       const visible = fake.state.botMessagesIn(thread.id).map((m) => m.content).join("");
       assert.equal(visible, slow.replies[0].shown, "the message shows exactly the kept text");
       assert.ok(visible.length < slow.replies[0].target.length);
@@ -90,6 +99,28 @@ describe("discord adapter transport (scripted core)", () => {
       // ✅ accepts.
       fake.react(alice, slow.replies[1].messageIds[0], "✅");
       await fake.waitFor(() => slow.accepted.length === 1, 5000, "accepted");
+    } finally {
+      await h2.close();
+    }
+  });
+
+  it("metrics.stopLatencyMs keeps only the newest stops (stopLatencyWindow); stopsHandled counts them all", async () => {
+    const slow = new ScriptedCore({ answer: () => "more ".repeat(400), charsPerTick: 5, tickMs: 40 });
+    const h2 = await startHarness(slow, { stopLatencyWindow: 2 });
+    try {
+      const { fake, alice } = h2;
+      for (let i = 0; i < 3; i++) {
+        const q = fake.say(alice, fake.general, `${fake.mention} story ${i}`);
+        const thread = await fake.waitFor(() => fake.state.threadOf(q.id), 5000);
+        const first = await fake.waitFor(() => fake.state.botMessagesIn(thread.id)[0], 5000);
+        await fake.waitFor(() => slow.isBotMessage("discord", first.id), 5000);
+        const stop = h2.handled((e) => e.kind === "reaction" && e.id === first.id);
+        fake.react(alice, first.id, "🛑");
+        await stop;
+        assert.equal(slow.replies[i].state, "stopped");
+      }
+      assert.equal(h2.bot.metrics.stopsHandled, 3);
+      assert.equal(h2.bot.metrics.stopLatencyMs.length, 2, "the oldest stop's latency was dropped");
     } finally {
       await h2.close();
     }
@@ -196,8 +227,8 @@ describe("discord adapter transport (scripted core)", () => {
     assert.match(ids, /steerbot:steer:approve:s1/);
     assert.match(ids, /steerbot:steer:reject:s2/);
 
-    fake.click(alice, listed.id, "steerbot:steer:approve:s1");
-    await sleep(500);
+    const click = fake.click(alice, listed.id, "steerbot:steer:approve:s1");
+    await h.handled((e) => e.kind === "interaction" && e.id === click.id);
     assert.equal(core.reviews.length, 0, "a non-admin's click changes nothing");
     fake.click(admin, listed.id, "steerbot:steer:approve:s1");
     await fake.waitFor(() => core.reviews.length === 1, 5000);

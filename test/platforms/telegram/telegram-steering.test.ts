@@ -84,8 +84,8 @@ describe("telegram + steering core on postgres", () => {
     assert.ok(r1.text.startsWith((s1.prefix + s1.chosen).trim()), "the resumed reply continues from prefix + chosen");
 
     // The same correction message delivered again (new update id, same message) stores nothing.
-    h.fake.pushUpdate({ message: c1 });
-    await new Promise((r) => setTimeout(r, 300));
+    const dup = String(h.fake.pushUpdate({ message: c1 }));
+    await h.bot.handled.next((e) => e.id === dup, 10_000, "the repeated correction handled");
     await h.bot.idle();
     assert.equal((await app.store.db.selectFrom("steers").selectAll().execute()).length, 1, "duplicate stored once");
 

@@ -7,7 +7,7 @@ import { after, describe, test } from "node:test";
 import type { AskRequest, CorrectRequest, StopRequest } from "../../../src/core/ports.ts";
 import { resolveTelegramConfig } from "../../../src/platforms/telegram/telegram-config.ts";
 import { ScriptedCore } from "../../fakes/telegram/scripted-core.ts";
-import { admin, alice, bob, sleep, startHarness, type Harness } from "./harness.ts";
+import { admin, alice, bob, startHarness, type Harness } from "./harness.ts";
 
 const open: Harness<ScriptedCore>[] = [];
 async function harness(...args: Parameters<typeof startHarness<ScriptedCore>>): Promise<Harness<ScriptedCore>> {
@@ -57,13 +57,14 @@ describe("telegram adapter (scripted core)", () => {
     assert.ok(latency < 1500, `stop latency ${latency} ms`);
     const stop = h.core.calls.find((c) => c.kind === "stop")!.req as StopRequest;
     assert.equal(stop.messageId, `${chat.id}:${m.message_id}`);
-    await sleep(400);
+    // The reply has settled once the bot is idle: its stream and every edit it made are done.
+    await h.bot.idle();
     const final = h.fake.message(chat.id, m.message_id)!;
     assert.equal(final.text, h.core.replies[0]!.shown.trim(), "Telegram shows the stop point (stripped of surrounding whitespace)");
     assert.ok(final.text.length < longAnswer(2000)().length);
-    const edits = final.versions.length;
-    await sleep(300);
-    assert.equal(h.fake.message(chat.id, m.message_id)!.versions.length, edits, "no edits after the stop");
+    const stoppedAt = h.core.replies[0]!.stoppedAt!;
+    const late = h.fake.callsOf("editMessageText").filter((c) => c.payload.message_id === m.message_id && c.at > stoppedAt);
+    assert.deepEqual(late.map((c) => c.payload.text), [], "no edits after the stop");
   });
 
   test("stranger's stop reaction in a group is ignored silently; reactions on other messages start nothing", async () => {
@@ -73,7 +74,8 @@ describe("telegram adapter (scripted core)", () => {
     const m = await h.fake.waitFor(() => h.fake.botMessages(group.id)[0]);
     h.fake.userReacts(group, bob, m.message_id, ["👎"]);
     h.fake.userReacts(group, bob, q.message_id as number, ["👎"]);
-    await h.bot.idle();
+    await h.allHandled(); // both reactions processed...
+    await h.bot.idle(); // ...and the reply has ended
     assert.equal(h.core.replies[0]!.state, "done");
     assert.equal(h.fake.message(group.id, m.message_id)!.text, longAnswer(60)());
     assert.equal(h.core.calls.filter((c) => c.kind === "stop").length, 1, "only the bot message's reaction reaches the core");
@@ -159,13 +161,22 @@ describe("telegram adapter (scripted core)", () => {
   });
 
   test("a duplicated update is handled once", async () => {
-    const h = await harness(new ScriptedCore({ answer: () => "short", wordMs: 1 }));
+    // Telegram repeats a webhook delivery it got no answer to, with the same update_id; the
+    // same update reaching one running bot twice is a webhook retry, so the test posts it twice.
+    const h = await harness(new ScriptedCore({ answer: () => "short", wordMs: 1 }), {
+      config: { mode: "webhook", webhook: { port: 0, host: "127.0.0.1", path: "/tg" } },
+    });
     const chat = h.fake.privateChat(alice);
-    const msg = h.fake.userSends(chat, alice, "once");
+    const update = { update_id: 41, message: { message_id: 1, from: alice, chat, date: 1, text: "once" } };
+    const post = () =>
+      fetch(`http://127.0.0.1:${h.bot.webhookPort}/tg`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(update) });
+    const first = h.bot.handled.next((e) => e.id === "41");
+    assert.equal((await post()).status, 200);
+    assert.equal((await first).outcome, "done");
     await h.fake.waitFor(() => h.fake.botMessages(chat.id)[0]?.text === "short" || undefined);
-    await sleep(200);
-    h.fake.redeliver(1, { message: msg });
-    await sleep(400);
+    const again = h.bot.handled.next((e) => e.id === "41");
+    assert.equal((await post()).status, 200);
+    assert.equal((await again).outcome, "duplicate");
     await h.bot.idle();
     assert.equal(h.core.calls.filter((c) => c.kind === "ask").length, 1);
     assert.equal(h.fake.botMessages(chat.id).length, 1);
@@ -213,7 +224,7 @@ describe("telegram adapter (scripted core)", () => {
     h.fake.userSends(group, bob, "/ask@steer_test_bot why");
     h.fake.userSends(group, bob, "/ask@other_bot nope");
     await h.fake.waitFor(() => h.fake.botMessages(group.id).length === 3 || undefined);
-    await sleep(200);
+    await h.allHandled(); // "/ask@other_bot" too
     await h.bot.idle();
     assert.deepEqual(h.fake.botMessages(group.id).map((m) => m.text).sort(), ["A:and then?", "A:hey what is up", "A:why"]);
 
@@ -281,8 +292,13 @@ describe("telegram adapter (scripted core)", () => {
     h.fake.removeBotFrom(group.id);
     await h.fake.waitFor(() => h.core.replies[1]!.state === "failed" || undefined, 5000, "403 → gone");
 
+    const polled = h.fake.polls.length;
     h.fake.failNext("getUpdates", 502, "Bad Gateway", 2);
-    await sleep(1500);
+    // Two polls answered 502, then the bot polled again (the fake's own record of getUpdates).
+    await h.fake.waitFor(() => {
+      const since = h.fake.polls.slice(polled);
+      return (since.filter((c) => c.error === 502).length === 2 && since.at(-1)!.error === undefined) || undefined;
+    }, 15_000, "getUpdates retried after two 502s");
     h.fake.userSends(chat, alice, "still alive?");
     await h.fake.waitFor(() => h.core.replies.length === 3 || undefined, 10_000, "polling recovered");
     assert.ok(h.logs.some((l) => l.level === "warn" && /fetching updates failed/.test(l.msg ?? "")));
@@ -307,6 +323,36 @@ describe("telegram adapter (scripted core)", () => {
     h.fake.userReacts(chat, alice, msg.message_id, ["👍"]);
     await h.fake.waitFor(() => h.core.accepted[0]);
     assert.equal(h.core.accepted[0], `${chat.id}:d${draftId}`);
+  });
+
+  test("metrics.stopLatencyMs keeps only the newest stops (stopLatencyWindow); stopsHandled counts them all", async () => {
+    const h = await harness(new ScriptedCore({ answer: longAnswer(2000), wordMs: 5 }), { stopLatencyWindow: 3 });
+    const chat = h.fake.privateChat(alice);
+    h.fake.userSends(chat, alice, "talk");
+    const m = await h.fake.waitFor(() => h.fake.botMessages(chat.id).find((x) => x.versions.length >= 2));
+    // The first 👎 stops the reply; each later one is a stop of a stopped reply, handled (and timed) all the same.
+    for (let i = 0; i < 5; i++) h.fake.userReacts(chat, alice, m.message_id, ["👎"]);
+    await h.allHandled();
+    assert.equal(h.core.calls.filter((c) => c.kind === "stop").length, 5);
+    assert.equal(h.bot.metrics.stopsHandled, 5);
+    assert.equal(h.bot.metrics.stopLatencyMs.length, 3, "the window keeps the newest 3");
+  });
+
+  test("drafts: the bot remembers at most maxDrafts draft → message links, the oldest forgotten", async () => {
+    const h = await harness(new ScriptedCore({ answer: (q) => `answer to ${q}`, wordMs: 1 }), { config: { privateDrafts: true }, maxDrafts: 2 });
+    const chat = h.fake.privateChat(alice);
+    const persisted = [];
+    for (let i = 0; i < 3; i++) {
+      h.fake.userSends(chat, alice, `q${i}`);
+      persisted.push(await h.fake.waitFor(() => h.fake.botMessages(chat.id)[i]));
+      await h.bot.idle();
+    }
+    // 👍 on the newest reply's message reaches the core as its draft; on the oldest, the link is gone.
+    h.fake.userReacts(chat, alice, persisted[2]!.message_id, ["👍"]);
+    h.fake.userReacts(chat, alice, persisted[0]!.message_id, ["👍"]);
+    await h.allHandled();
+    assert.deepEqual(h.core.accepted, [h.core.replies[2]!.messageIds[0]]);
+    assert.match(h.core.accepted[0]!, /:d\d+$/, "accepted under the draft's key");
   });
 
   test("webhook mode: updates POSTed to the node http server are handled", async () => {
