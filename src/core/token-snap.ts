@@ -50,9 +50,9 @@ export interface SnappedAlignment {
 
 /**
  * Moves the divergence back to the start of the token it falls in. A divergence already on a
- * token boundary is kept. Empty-text tokens sitting exactly at the divergence (the first bytes
- * of a character that the next token completes) are left out of the prefix: they belong to the
- * character after it.
+ * token boundary is kept. Empty-text tokens sitting exactly at the (snapped) divergence — the
+ * first bytes of a character that the next token completes — are left out of the prefix: they
+ * belong to the character after it.
  */
 export function snapToTokens(alignment: AlignmentSplit, tokens: readonly GeneratedToken[]): SnappedAlignment {
   const shown = alignment.prefix + alignment.rejected;
@@ -74,6 +74,9 @@ export function snapToTokens(alignment: AlignmentSplit, tokens: readonly Generat
     if (t.offset < d) snapped = t.offset;
     break;
   }
+  // Moved back to a token's start: empty-text tokens just before it hold the first bytes of
+  // that token's first character, so they leave the prefix with it.
+  while (count > 0 && tokens[count - 1]!.text === "" && tokens[count - 1]!.offset === snapped) count--;
   return {
     prefix: shown.slice(0, snapped),
     rejected: shown.slice(snapped),

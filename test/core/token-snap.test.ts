@@ -135,6 +135,15 @@ describe("snapToTokens", () => {
     assert.deepEqual(after, { prefix: "Hi 😀", rejected: " there", chosen: " here", prefixTokenCount: 4, divergence: 5 });
   });
 
+  it("a divergence inside a token after partial-UTF-8 tokens moves back before those too", () => {
+    // "" holds the first bytes of 源, which the next token completes together with "X"
+    const shown = "旅游资源X";
+    const tokens = toks("旅游", "资", "", "源X");
+    const s = snapToTokens({ prefix: "旅游资源", rejected: "X", chosen: "Y", divergence: 4 }, tokens);
+    assert.deepEqual(s, { prefix: "旅游资", rejected: "源X", chosen: "源Y", prefixTokenCount: 2, divergence: 3 });
+    assert.equal(shown, s.prefix + s.rejected);
+  });
+
   it("prefix token ids are the first prefixTokenCount tokens", () => {
     const s = snapToTokens(aligned(CAPITAL, "s/Lyon/Paris/"), CAPITAL_TOKENS);
     assert.deepEqual(CAPITAL_TOKENS.slice(0, s.prefixTokenCount).map((t) => t.id), [100, 101, 102]);
