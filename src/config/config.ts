@@ -221,7 +221,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     telegramToken: env.TELEGRAM_TOKEN || undefined,
     telegramWebhookSecret: env.TELEGRAM_WEBHOOK_SECRET || undefined,
     databaseUrl: env.DATABASE_URL || undefined,
-    webToken: env.STEERBOT_WEB_TOKEN || undefined,
+    // only when set, so the shape of the other secrets stays as it was
+    ...(env.STEERBOT_WEB_TOKEN ? { webToken: env.STEERBOT_WEB_TOKEN } : {}),
   };
   return { config: parsed.data, secrets, modelPathIsDefault: parsed.data.model.path === defaultModelPath };
 }

@@ -1,12 +1,17 @@
 /**
  * The studio's session routes: what the page learns about itself (`GET /api/session`: who it
- * is, whether admin, the CSRF token, the configured generation defaults), the login and the
- * logout.
+ * is, whether admin, the CSRF token, the configured generation defaults), the login (at most
+ * 10 tries a minute per address) and the logout.
  */
 import type { FastifyInstance } from "fastify";
+import { RateLimiterMemory } from "rate-limiter-flexible";
 import type { WebDeps } from "./web-server.ts";
 
+/** Login attempts per address per minute: the token cannot be guessed by trying. */
+const LOGINS_PER_MINUTE = 10;
+
 export function registerSessionRoutes(app: FastifyInstance, deps: WebDeps): void {
+  const logins = new RateLimiterMemory({ points: LOGINS_PER_MINUTE, duration: 60 });
   app.get("/api/session", async (req, reply) => {
     const s = req.studioSession;
     const g = deps.config.generation;
@@ -20,6 +25,11 @@ export function registerSessionRoutes(app: FastifyInstance, deps: WebDeps): void
   });
 
   app.post<{ Body: { token?: unknown } }>("/api/login", async (req, reply) => {
+    try {
+      await logins.consume(req.ip);
+    } catch {
+      return reply.code(429).send({ ok: false, notice: "Too many login attempts: wait a minute and try again." });
+    }
     const s = deps.auth.login(req.body?.token, reply);
     if (!s) {
       deps.log.warn({ ip: req.ip }, "studio login refused (wrong or missing token)");

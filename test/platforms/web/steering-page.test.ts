@@ -69,9 +69,9 @@ describe("steering page", () => {
       assert.equal(row?.final_text, shown);
       await page.getByLabel("Correction", { exact: true }).fill("Once upon a time");
       await page.getByRole("button", { name: "Resume", exact: true }).click();
-      await waitForPhase(page, "generating");
-      await page.getByRole("button", { name: "Stop", exact: true }).click();
-      await waitForPhase(page, "stopped", "done");
+      await page.getByRole("button", { name: "Stop", exact: true }).and(page.locator(":enabled")).waitFor(); // the resumed stream is on
+      await page.keyboard.press("Escape"); // Esc stops as the button does
+      assert.equal(await waitForPhase(page, "stopped", "done"), "stopped");
       const [steer] = await steersOf(gen);
       assert.ok(steer, "the correction was stored");
       assert.equal(steer.prefix + steer.rejected, shown, "prefix + rejected is what the page displayed");

@@ -128,8 +128,9 @@ async function resume(e) {
   }
   const body = { conversation: state.conversation, messageId: state.messageId, text };
   if (state.divergence !== null) body.divergence = state.divergence;
-  const before = { text: state.text, divergence: state.divergence, phase: state.phase };
+  const before = { text: state.text, divergence: state.divergence, phase: state.phase, messageId: state.messageId };
   state.phase = "generating";
+  state.messageId = null; // Stop waits for the resumed stream's message: a stop before it would stop nothing
   render();
   const end = await stream("/api/correct", body, onEvent);
   if (end.ok) correction.value = "";
@@ -170,8 +171,9 @@ function clickOffset(e) {
   return range.toString().length;
 }
 
-/** The token boundary at or before `offset`. */
+/** The token boundary at or before `offset` (the end of the text is one too). */
 function snap(offset) {
+  if (offset >= state.text.length) return state.text.length; // after the end: continue from there, nothing rejected
   let best = 0;
   for (const b of state.boundaries) if (b <= offset && b > best) best = b;
   return best;
