@@ -18,6 +18,7 @@ import { register as registerMigrate } from "./commands/migrate.ts";
 import { register as registerStart } from "./commands/start.ts";
 import { register as registerSteers } from "./commands/steers.ts";
 import { register as registerTrain } from "./commands/train.ts";
+import { register as registerWeb } from "./commands/web.ts";
 
 const program = new Command()
   .name("steerbot")
@@ -41,6 +42,7 @@ for (const register of [
   registerEval,
   registerAdapters,
   registerDiscord,
+  registerWeb,
 ])
   register(program);
 

@@ -94,6 +94,8 @@ export const configSchema = z
       })
       .strict(),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]) }).strict(),
+    /** The studio (src/platforms/web/): host and port; any host but loopback needs STEERBOT_WEB_TOKEN. */
+    web: z.object({ enabled: z.boolean(), host: z.string().min(1), port: z.number().int().min(0).max(65535) }).strict(),
   })
   .strict()
   .refine((c) => c.generation.max_tokens < c.model.context_size, {
@@ -114,6 +116,8 @@ export interface Secrets {
   /** Checked on every Telegram webhook call (X-Telegram-Bot-Api-Secret-Token). */
   telegramWebhookSecret?: string;
   databaseUrl?: string;
+  /** STEERBOT_WEB_TOKEN: the studio's login (required on any host but loopback). */
+  webToken?: string;
 }
 
 export class ConfigError extends Error {
@@ -159,7 +163,7 @@ function refuseSecrets(tree: Tree, file: string, at: string[]): void {
 function fromEnv(env: NodeJS.ProcessEnv): Tree {
   const out: Tree = {};
   for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith("STEERBOT_") || raw === undefined || name === "STEERBOT_CONFIG" || name === "STEERBOT_CACHE_DIR") continue;
+    if (!name.startsWith("STEERBOT_") || raw === undefined || name === "STEERBOT_CONFIG" || name === "STEERBOT_CACHE_DIR" || name === "STEERBOT_WEB_TOKEN") continue;
     const keys = name.slice("STEERBOT_".length).toLowerCase().split("__");
     let node = out;
     for (const k of keys.slice(0, -1)) node = (node[k] = isTree(node[k]) ? node[k] : {}) as Tree;
@@ -217,6 +221,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     telegramToken: env.TELEGRAM_TOKEN || undefined,
     telegramWebhookSecret: env.TELEGRAM_WEBHOOK_SECRET || undefined,
     databaseUrl: env.DATABASE_URL || undefined,
+    webToken: env.STEERBOT_WEB_TOKEN || undefined,
   };
   return { config: parsed.data, secrets, modelPathIsDefault: parsed.data.model.path === defaultModelPath };
 }

@@ -18,7 +18,7 @@ export interface CoreStore {
     ConversationRepository,
     "addMessage" | "createGeneration" | "finishGeneration" | "getGeneration" | "history" | "updateGeneration" | "updateMessageText" | "upsertThread"
   >;
-  steers: Pick<SteerRepository, "findByCorrection" | "insert">;
+  steers: Pick<SteerRepository, "findByCorrection" | "insert" | "removeOwn">;
   users: Pick<UserRepository, "upsert">;
   personalData: Pick<PersonalData, "withhold">;
   /** One transaction: a steer and the generation and history it changes, together or not at all. */

@@ -5,9 +5,30 @@
  * so the core can show a streamed reply, and the request/answer shapes the adapters send into
  * the core. Nothing here knows an SDK: adapters translate their events into these calls.
  */
-import type { Correction } from "./alignment.ts";
+import type { Correction as TypedCorrection } from "./alignment.ts";
 
-export type { Correction };
+/**
+ * A correction as an adapter delivers it: the typed forms (aligned by alignment.ts), or — where
+ * the platform knows exactly where the person pointed (the studio: a click in the reply's text)
+ * — an explicit `divergence`, a UTF-16 offset into the text of the message answered. With it no
+ * alignment is guessed: the offset is snapped back to a token boundary and `text` is the chosen
+ * span as typed.
+ */
+export interface Correction extends TypedCorrection {
+  divergence?: number;
+}
+
+/**
+ * Generation settings one conversation may choose (the studio's settings panel); each unset
+ * one is the configuration's `generation.*`. A reply keeps the settings it was asked with for
+ * every resume after a steer.
+ */
+export interface GenerationSettings {
+  /** "" for none. */
+  systemPrompt?: string;
+  temperature?: number;
+  maxTokens?: number;
+}
 
 /** Who did something, as the platform reports it. Permissions and trust are decided in the core. */
 export interface Actor {
@@ -43,6 +64,11 @@ export interface ReplySurface {
   readonly maxMessageLength: number;
   /** Minimum time between two edits of the same message, in ms (about 1000). */
   readonly minEditIntervalMs: number;
+  /**
+   * Time between two edits for this surface, in ms, instead of the configured
+   * `stream.edit_interval_ms` (a platform limit): the studio streams token by token.
+   */
+  readonly editIntervalMs?: number;
   /** Sends a new message and returns its platform message id. */
   send(text: string): Promise<string>;
   /** Replaces the text of a message this surface sent. */
@@ -68,6 +94,8 @@ export interface AskRequest {
   /** Platform id of the user's message (duplicates of the same message start nothing). */
   sourceMessageId: string;
   surface: ReplySurface;
+  /** Per-conversation generation settings (unset: the configuration's). */
+  settings?: GenerationSettings;
 }
 
 export interface StopRequest {
@@ -75,6 +103,12 @@ export interface StopRequest {
   /** Any message id of the reply (a reply may span several messages). */
   messageId: string;
   actor: Actor;
+  /**
+   * Characters of the reply the person's screen had displayed when they stopped (the studio
+   * counts what it rendered). The stop point is the shorter of this and what the core knows was
+   * shown, so nothing the person did not see enters the rejected span.
+   */
+  displayed?: number;
 }
 
 export interface CorrectRequest {

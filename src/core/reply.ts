@@ -17,7 +17,7 @@
 import { ReplyStateError } from "./errors.ts";
 import type { StreamDisplay } from "./stream-display.ts";
 import type { ChatMessage } from "./steer-record.ts";
-import type { Actor, ThreadRef } from "./ports.ts";
+import type { Actor, GenerationSettings, ThreadRef } from "./ports.ts";
 import type { StreamedToken, TextGenerator } from "./text-generator.ts";
 
 export type ReplyState = "generating" | "stopped" | "done" | "accepted";
@@ -89,6 +89,8 @@ export class Reply {
     public context: ChatMessage[],
     /** The engine this reply's next stream generates with (moved by a hot-swap). */
     public engine: TextGenerator,
+    /** The conversation's generation settings it was asked with: every resume uses them too. */
+    readonly settings: GenerationSettings = {},
   ) {}
 
   get state(): ReplyState {

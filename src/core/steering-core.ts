@@ -20,7 +20,7 @@ import { EngineBusyError } from "./errors.ts";
 import { alignCorrection } from "./alignment.ts";
 import { fitContext } from "./context-budget.ts";
 import { Permissions } from "./permissions.ts";
-import type { AcceptRequest, Actor, AskRequest, CorrectRequest, Outcome, ReplySurface, StopRequest, ThreadRef } from "./ports.ts";
+import type { AcceptRequest, Actor, AskRequest, CorrectRequest, GenerationSettings, Outcome, ReplySurface, StopRequest, ThreadRef } from "./ports.ts";
 import { Reply, sharedTokens, type ReplyState, type ReplyView } from "./reply.ts";
 import type { ChatMessage } from "./steer-record.ts";
 import { StreamDisplay } from "./stream-display.ts";
@@ -141,6 +141,9 @@ export class SteeringCore {
     try {
       if (!this.permissions.allows("ask", req.actor, req.thread)) return { ok: false, notice: "You are not allowed to ask the bot here." };
       if (req.text.trim() === "") return { ok: false, notice: "Ask me something: write your question after the mention or /ask." };
+      const settings = req.settings ?? {};
+      const badSettings = this.checkSettings(settings);
+      if (badSettings) return { ok: false, notice: badSettings };
       if (!req.actor.operator) {
         const wait = await take(this.askLimiter, limiterKey(req.actor));
         if (wait !== undefined) return { ok: false, notice: `You are asking very fast: please wait ${Math.ceil(wait / 1000)} s and ask again.` };
@@ -157,14 +160,16 @@ export class SteeringCore {
         const threadDbId = await store.conversations.upsertThread(req.thread, user.opted_out ? undefined : req.actor.userId);
         // The newest turns that fit with room for a whole reply (a thread may last forever).
         const history = await store.conversations.history(threadDbId, this.engine.contextSize);
-        const system: ChatMessage[] = config.generation.system_prompt ? [{ role: "system", content: config.generation.system_prompt }] : [];
-        const fitted = fitContext(this.engine, [...system, ...history.messages, { role: "user", content: req.text }], this.contextBudget(this.engine));
+        const systemPrompt = settings.systemPrompt ?? config.generation.system_prompt;
+        const system: ChatMessage[] = systemPrompt ? [{ role: "system", content: systemPrompt }] : [];
+        const maxTokens = settings.maxTokens ?? config.generation.max_tokens;
+        const fitted = fitContext(this.engine, [...system, ...history.messages, { role: "user", content: req.text }], this.contextBudget(this.engine, maxTokens));
         if (!fitted.ok) {
           return {
             ok: false,
             notice:
-              `Your message is too long for this model: it needs ${fitted.promptTokens} tokens of context and ${this.contextBudget(this.engine)} are free ` +
-              `(${this.engine.contextSize} in all, ${config.generation.max_tokens} kept for the reply). Please shorten it.`,
+              `Your message is too long for this model: it needs ${fitted.promptTokens} tokens of context and ${this.contextBudget(this.engine, maxTokens)} are free ` +
+              `(${this.engine.contextSize} in all, ${maxTokens} kept for the reply). Please shorten it.`,
           };
         }
         const context = fitted.messages;
@@ -180,7 +185,7 @@ export class SteeringCore {
         });
         if (!gen) return { ok: true }; // the platform delivered this message twice
         if (!user.opted_out) await store.conversations.addMessage(threadDbId, { role: "user", text: req.text, author: req.actor.userId, platformMessageIds: [req.sourceMessageId] });
-        const r = new Reply(gen.id, req.thread, threadDbId, req.actor, context, this.engine);
+        const r = new Reply(gen.id, req.thread, threadDbId, req.actor, context, this.engine, settings);
         limited = false;
         this.remember(r);
         ({ streaming } = await r.run(() => ({ streaming: this.stream(r, req.surface) })));
@@ -210,7 +215,7 @@ export class SteeringCore {
     if (!reply.isStreaming(stream)) return { ok: true };
     try {
       await reply.run(async () => {
-        if (reply.isStreaming(stream)) await this.cut(reply);
+        if (reply.isStreaming(stream)) await this.cut(reply, req.displayed);
       });
       return { ok: true };
     } catch (e) {
@@ -281,6 +286,44 @@ export class SteeringCore {
     }
   }
 
+  /**
+   * What the message of a live reply shows now, and where its tokens start (the studio snaps a
+   * click to them before it even asks the server); undefined when the message is no live reply's.
+   */
+  replySnapshot(platform: string, messageId: string): { generationId: number; state: Exclude<ReplyState, "accepted">; text: string; boundaries: number[]; owner: Actor } | undefined {
+    const reply = this.replies.get(`${platform}:${messageId}`);
+    const view = reply?.viewOf(messageId);
+    if (!reply || !view || reply.state === "accepted") return undefined;
+    const seen = reply.seen(view);
+    const boundaries = [...new Set(seen.tokens.filter((t) => t.offset < seen.text.length).map((t) => t.offset))];
+    return { generationId: reply.generationId, state: reply.state, text: seen.text, boundaries, owner: reply.owner };
+  }
+
+  /** Settles once every change queued on the reply of this message so far has run (a stop's cut included). */
+  async replySettled(platform: string, messageId: string): Promise<void> {
+    await this.replies.get(`${platform}:${messageId}`)?.run(() => {});
+  }
+
+  /**
+   * Deletes one of the actor's own steers, unless it has trained (store: `removeOwn`). The reply
+   * it corrected keeps its text; only the training pair goes.
+   */
+  async removeSteer(actor: Actor, steerId: number): Promise<Outcome> {
+    try {
+      const r = await this.deps.store.steers.removeOwn(steerId, { platform: actor.platform, author: actor.userId });
+      if (r.removed) return { ok: true, notice: `Steer #${steerId} removed.` };
+      const why = {
+        missing: `There is no steer #${steerId} (already removed?).`,
+        not_author: `Steer #${steerId} is not yours: only its author can remove it (admins can reject it instead).`,
+        trained: `Steer #${steerId} has already trained an adapter, so it can no longer be removed (an admin can reject it for future runs).`,
+      }[r.reason];
+      return { ok: false, notice: why };
+    } catch (e) {
+      this.deps.log.error({ err: e }, "removing a steer failed");
+      return { ok: false, notice: "Sorry, the steer could not be removed. Please try again." };
+    }
+  }
+
   /** Waits for every change queued on a live reply and every running generation (shutdown, tests). */
   async idle(): Promise<void> {
     await Promise.all([...this.liveReplies].map((r) => r.run(() => {}).then(() => r.running)));
@@ -306,7 +349,7 @@ export class SteeringCore {
 
     const seen = reply.seen(view);
     const shown = seen.text;
-    const aligned = alignCorrection(shown, req.correction, { maxChars: config.steer.max_correction_chars });
+    const aligned = req.correction.divergence === undefined ? alignCorrection(shown, req.correction, { maxChars: config.steer.max_correction_chars }) : pointedCorrection(shown, req.correction.text, req.correction.divergence, config.steer.max_correction_chars);
     if (!aligned.ok) return { outcome: { ok: false, notice: aligned.message } };
     const snapped = snapToTokens(aligned, seen.tokens);
     // An older message: its text up to the divergence must still be how the reply begins.
@@ -367,6 +410,17 @@ export class SteeringCore {
     for (const id of dropped) this.replies.delete(`${reply.thread.platform}:${id}`);
     log.info({ generation: reply.generationId, form: aligned.form, ordinal: reply.steers - 1, view: view.index }, "steer stored, resuming");
     return { streaming: this.stream(reply, req.surface), notice };
+  }
+
+  /** Why these per-conversation settings cannot be used (undefined: they can). */
+  private checkSettings(s: GenerationSettings): string | undefined {
+    const room = this.engine.contextSize - 16;
+    if (s.maxTokens !== undefined && !(Number.isSafeInteger(s.maxTokens) && s.maxTokens >= 1 && s.maxTokens <= room)) {
+      return `Max tokens must be a whole number from 1 to ${room} (this model's context holds ${this.engine.contextSize} tokens).`;
+    }
+    if (s.temperature !== undefined && !(Number.isFinite(s.temperature) && s.temperature >= 0 && s.temperature <= 5)) return "Temperature must be a number from 0 to 5.";
+    if (s.systemPrompt !== undefined && s.systemPrompt.length > 20_000) return "The system prompt is too long (20000 characters at most).";
+    return undefined;
   }
 
   private modelFingerprint(): Promise<string> {
@@ -450,7 +504,7 @@ export class SteeringCore {
     const signal = reply.signal;
     const view = reply.currentView;
     const display = new StreamDisplay(surface, {
-      intervalMs: Math.max(surface.minEditIntervalMs, config.stream.edit_interval_ms),
+      intervalMs: surface.editIntervalMs ?? Math.max(surface.minEditIntervalMs, config.stream.edit_interval_ms),
       onError: (err) => log.warn({ err, generation: reply.generationId }, "could not update the reply message; retrying at the next edit"),
       onMessage: (id) => {
         view.messageIds.add(id);
@@ -474,8 +528,8 @@ export class SteeringCore {
         messages: reply.context,
         assistantPrefixTokens: reply.tokens.length ? reply.tokens.map((t) => t.id) : undefined,
         assistantPrefix: reply.text,
-        maxTokens: config.generation.max_tokens,
-        temperature: config.generation.temperature,
+        maxTokens: reply.settings.maxTokens ?? config.generation.max_tokens,
+        temperature: reply.settings.temperature ?? config.generation.temperature,
         signal,
         onToken: (t) => {
           if (signal.aborted) return;
@@ -518,9 +572,9 @@ export class SteeringCore {
     });
   }
 
-  /** Tokens a prompt may take so that a whole reply (`generation.max_tokens`) still fits. */
-  private contextBudget(engine: TextGenerator): number {
-    return engine.contextSize - this.deps.config.generation.max_tokens;
+  /** Tokens a prompt may take so that a whole reply (`generation.max_tokens`, or the conversation's) still fits. */
+  private contextBudget(engine: TextGenerator, maxTokens = this.deps.config.generation.max_tokens): number {
+    return engine.contextSize - maxTokens;
   }
 
   /**
@@ -531,7 +585,7 @@ export class SteeringCore {
    */
   private async fitToResume(reply: Reply): Promise<boolean> {
     const { store, log } = this.deps;
-    const fitted = fitContext(reply.engine, reply.context, this.contextBudget(reply.engine), reply.tokens.length);
+    const fitted = fitContext(reply.engine, reply.context, this.contextBudget(reply.engine, reply.settings.maxTokens), reply.tokens.length);
     if (fitted.dropped > 0) {
       reply.context = fitted.messages;
       const gen = await store.conversations.getGeneration(reply.generationId);
@@ -554,10 +608,17 @@ export class SteeringCore {
    * than what the stream resumed from: that was seen in the older message). Runs inside the
    * reply's queue, on a generating reply.
    */
-  private async cut(reply: Reply): Promise<void> {
+  private async cut(reply: Reply, displayed?: number): Promise<void> {
     reply.markStopped();
     const display = reply.display;
-    const shown = Math.max(display ? await display.freeze() : reply.text.length, reply.resumedFrom);
+    let shown = display ? await display.freeze() : reply.text.length;
+    // What the person's screen says it displayed, when it says (the studio): never more than was sent.
+    if (displayed !== undefined && Number.isSafeInteger(displayed) && displayed >= 0 && displayed < shown) {
+      shown = displayed;
+      const code = reply.text.charCodeAt(shown - 1);
+      if (code >= 0xd800 && code <= 0xdbff) shown--; // never half a surrogate pair
+    }
+    shown = Math.max(shown, reply.resumedFrom);
     await reply.running;
     reply.truncate(shown);
     await display?.cutTo(shown);
@@ -580,6 +641,29 @@ const ACCEPTED_NOTICE = "That reply was accepted, so it takes no more correction
 /** Answer to a correction of an older message whose text another correction has replaced since. */
 const GONE_NOTICE =
   "Another correction has changed that part of the reply since, so yours no longer fits the text. Look at the reply as it is now and correct that if needed.";
+
+/** A split at a clicked point; `form` "click" is stored on the steer. */
+export type PointedResult = { ok: true; prefix: string; rejected: string; chosen: string; form: "click"; divergence: number } | { ok: false; message: string };
+
+/**
+ * A correction at an explicit point (the studio: a click in the reply's text): no alignment
+ * guess, the divergence is where the person pointed (snapped to a token afterwards, as every
+ * alignment is), everything after it up to the stop point is rejected, the text is the chosen
+ * span.
+ */
+export function pointedCorrection(shown: string, text: string, divergence: number, maxChars: number): PointedResult {
+  const chosen = text; // as typed: a leading space after the clicked word is meant
+  if (!Number.isSafeInteger(divergence) || divergence < 0 || divergence > shown.length) {
+    return { ok: false, message: `That point (${divergence}) is not in the reply (it has ${shown.length} characters). Click in the reply's text.` };
+  }
+  if (chosen.trim() === "") return { ok: false, message: "Type what it should have said from the point you clicked." };
+  const length = [...chosen].length;
+  if (length > maxChars) return { ok: false, message: `That correction is ${length} characters; the limit is ${maxChars}. Keep it short: just the part that should change.` };
+  let d = divergence;
+  const code = shown.charCodeAt(d - 1);
+  if (d > 0 && d < shown.length && code >= 0xd800 && code <= 0xdbff) d--; // never inside a surrogate pair
+  return { ok: true, prefix: shown.slice(0, d), rejected: shown.slice(d), chosen, form: "click", divergence: d };
+}
 
 function limiterKey(actor: Actor): string {
   return `${actor.platform}:${actor.userId}`;

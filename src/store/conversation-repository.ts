@@ -68,6 +68,40 @@ export class ConversationRepository {
     return { messages: rows.reverse().map((r) => ({ role: r.role, content: r.text })), total: Number(rows[0]?.total ?? 0) };
   }
 
+  /**
+   * The threads of one chat on one platform, newest first, each with its first question as a
+   * title (the studio's history of conversations).
+   */
+  async threadsOf(platform: string, chatId: string, limit = 100): Promise<{ id: number; threadId: string; createdAt: Date; title: string; messages: number }[]> {
+    const rows = await this.db
+      .selectFrom("threads as t")
+      .select((eb) => [
+        "t.id",
+        "t.platform_thread_id",
+        "t.created_at",
+        eb.selectFrom("messages as m").select("m.text").whereRef("m.thread_id", "=", "t.id").where("m.role", "=", "user").orderBy("m.id").limit(1).as("title"),
+        eb.selectFrom("messages as m").select((e) => e.fn.countAll<number>().as("n")).whereRef("m.thread_id", "=", "t.id").as("messages"),
+      ])
+      .where("t.platform", "=", platform)
+      .where("t.chat_id", "=", chatId)
+      .orderBy("t.id", "desc")
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ id: r.id, threadId: r.platform_thread_id, createdAt: r.created_at, title: r.title ?? "", messages: Number(r.messages ?? 0) }));
+  }
+
+  /** The thread's id for its platform key, when it exists (nothing is created). */
+  async findThread(key: ThreadKey): Promise<number | undefined> {
+    const row = await this.db
+      .selectFrom("threads")
+      .select("id")
+      .where("platform", "=", key.platform)
+      .where("chat_id", "=", key.chatId)
+      .where("platform_thread_id", "=", key.threadId)
+      .executeTakeFirst();
+    return row?.id;
+  }
+
   async getGeneration(id: number): Promise<GenerationRow | undefined> {
     return this.db.selectFrom("generations").selectAll().where("id", "=", id).executeTakeFirst();
   }

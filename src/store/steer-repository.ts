@@ -219,6 +219,39 @@ export class SteerRepository {
       .execute();
   }
 
+  /**
+   * The steers of one generation in order (the studio's timeline), each with whether it has
+   * trained (see {@link removeOwn}).
+   */
+  async ofGeneration(generationId: number): Promise<(SteerRow & { trained: boolean })[]> {
+    const rows = await this.db.selectFrom("steers").selectAll().where("generation_id", "=", generationId).orderBy("ordinal").orderBy("id").execute();
+    const since = await this.lastTrainingStart();
+    return rows.map((r) => ({ ...r, trained: trainedBy(r, since) }));
+  }
+
+  /**
+   * Deletes a steer of the author's own (platform + user id) unless it has trained: an approved
+   * steer created before the start of the newest succeeded training run counts as trained (the
+   * runs do not record their steers one by one, so this errs on the side of refusing). One
+   * transaction; the answer says why nothing was deleted.
+   */
+  async removeOwn(id: number, who: { platform: string; author: string }): Promise<{ removed: true } | { removed: false; reason: "missing" | "not_author" | "trained" }> {
+    return this.db.transaction().execute(async (tx) => {
+      const row = await tx.selectFrom("steers").selectAll().where("id", "=", id).forUpdate().executeTakeFirst();
+      if (!row) return { removed: false, reason: "missing" } as const;
+      if (row.platform !== who.platform || row.author !== who.author) return { removed: false, reason: "not_author" } as const;
+      const since = await tx.selectFrom("training_runs").select("started_at").where("state", "=", "succeeded").orderBy("id", "desc").executeTakeFirst();
+      if (trainedBy(row, since?.started_at ?? null)) return { removed: false, reason: "trained" } as const;
+      await tx.deleteFrom("steers").where("id", "=", id).execute();
+      return { removed: true } as const;
+    });
+  }
+
+  private async lastTrainingStart(): Promise<Date | null> {
+    const r = await this.db.selectFrom("training_runs").select("started_at").where("state", "=", "succeeded").orderBy("id", "desc").executeTakeFirst();
+    return r?.started_at ?? null;
+  }
+
   async setTrust(id: number, state: TrustState): Promise<SteerRow | undefined> {
     return this.db.updateTable("steers").set({ trust_state: state }).where("id", "=", id).returningAll().executeTakeFirst();
   }
@@ -248,4 +281,9 @@ export class SteerRepository {
   static toJsonLine(row: SteerRow): string {
     return row.original_json ?? JSON.stringify(SteerRepository.toRecord(row));
   }
+}
+
+/** Whether a steer has trained: approved, and created before a succeeded run started. */
+function trainedBy(row: SteerRow, lastRunStart: Date | null): boolean {
+  return row.trust_state === "approved" && lastRunStart !== null && row.created_at < lastRunStart;
 }

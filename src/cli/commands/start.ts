@@ -1,12 +1,14 @@
 /**
  * `steerbot start` (what `npm start` runs) and `steerbot chat`.
  *
- * Owns: deciding what runs. With DISCORD_TOKEN and/or TELEGRAM_TOKEN set, the bots connect;
- * with neither, the terminal playground starts, so a fresh machine has something to steer.
- * SIGINT/SIGTERM stop the bots and let replies in flight end.
+ * Owns: deciding what runs. With DISCORD_TOKEN and/or TELEGRAM_TOKEN set, the bots connect,
+ * and the studio runs next to them as their admin console when `web.enabled`; with neither,
+ * the studio (the steering page, `steerbot web`) starts and prints its URL, so a fresh machine
+ * has something to steer. The terminal playground is `steerbot chat`. SIGINT/SIGTERM stop the
+ * bots and the studio and let replies in flight end.
  *
  * The demo model: when nobody chose a model and the default one cannot be downloaded (an
- * offline machine), the playground still opens — on the tiny fixture model, announced by a
+ * offline machine), the studio (or the playground) still opens — on the tiny fixture model, announced by a
  * banner — because a first `npm start` that ends in an error teaches nothing. Only there: a
  * model someone configured is never replaced, and the bots never serve random weights.
  */
@@ -15,7 +17,9 @@ import { createApp } from "../../app.ts";
 import { tinyFixtureModel } from "../../engine/fixture/cached-fixture-model.ts";
 import { isRemoteModel, ModelUnavailableError } from "../../engine/model-file.ts";
 import { TerminalPlayground } from "../../platforms/terminal/terminal-playground.ts";
+import type { WebServer } from "../../platforms/web/web-server.ts";
 import { action, appContext, CliError, EXIT, type AppContext } from "../app-context.ts";
+import { checkStudioHost, serveStudio } from "./web.ts";
 
 function demoBanner(defaultModel: string, why: string, demoPath: string): string {
   const rule = "=".repeat(78);
@@ -34,7 +38,8 @@ function demoBanner(defaultModel: string, why: string, demoPath: string): string
   ].join("\n");
 }
 
-async function loadApp(ctx: AppContext, schedule: boolean, demoFallback = false) {
+/** Creates the app; with `demoFallback`, the shipped default model that cannot be had becomes the demo model. */
+export async function loadApp(ctx: AppContext, schedule: boolean, demoFallback = false) {
   try {
     return await createApp({ ...ctx, schedule });
   } catch (e) {
@@ -65,14 +70,38 @@ async function playground(ctx: AppContext): Promise<void> {
   }
 }
 
+/** Resolves at SIGINT or SIGTERM. */
+export function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+}
+
+/** `npm start` without bot tokens: the studio on the configured host and port, until a signal. */
+async function studioOnly(ctx: AppContext): Promise<void> {
+  checkStudioHost(ctx, ctx.config.web.host);
+  const app = await loadApp(ctx, false, true);
+  process.stdout.write(`steerbot — model ${app.engine.modelPath}, data in ${app.store.location} (the terminal playground: steerbot chat)\n`);
+  let server: WebServer | undefined;
+  try {
+    server = await serveStudio(app, ctx.config.web.host, ctx.config.web.port);
+    await untilSignal();
+  } finally {
+    await server?.close().catch(() => {});
+    await app.close();
+  }
+}
+
 export function register(program: Command): void {
   program
     .command("start")
-    .description("run the bots whose tokens are set (DISCORD_TOKEN, TELEGRAM_TOKEN); the terminal playground when none is")
+    .description("run the bots whose tokens are set (DISCORD_TOKEN, TELEGRAM_TOKEN) and the studio; only the studio when none is")
     .action(
       action(async () => {
         const ctx = appContext();
-        if (!ctx.secrets.discordToken && !ctx.secrets.telegramToken) return playground(ctx);
+        if (!ctx.secrets.discordToken && !ctx.secrets.telegramToken) return studioOnly(ctx);
+        if (ctx.config.web.enabled) checkStudioHost(ctx, ctx.config.web.host);
         const app = await loadApp(ctx, true);
         const bots: { stop(): Promise<void> }[] = [];
         if (ctx.secrets.discordToken) {
@@ -105,12 +134,11 @@ export function register(program: Command): void {
           await bot.start();
           bots.push(bot);
         }
+        const studio = app.config.web.enabled ? await serveStudio(app, app.config.web.host, app.config.web.port) : undefined;
         app.log.info({ bots: bots.length, model: app.engine.modelPath, store: app.store.location }, "steerbot is running");
-        await new Promise<void>((resolve) => {
-          process.once("SIGINT", resolve);
-          process.once("SIGTERM", resolve);
-        });
+        await untilSignal();
         app.log.info("stopping");
+        await studio?.close().catch((err) => app.log.error({ err }, "the studio did not stop cleanly"));
         await Promise.all(bots.map((b) => b.stop().catch((err) => app.log.error({ err }, "bot did not stop cleanly"))));
         await app.close();
       }),
