@@ -1,6 +1,6 @@
 /**
  * End to end: the real `steerbot chat` program in a real terminal (tmux), driven by key
- * presses as a person would, then the stored steer read back from its database; and `npm start`
+ * presses as a person would, then the stored steer read back from its database; and `steerbot chat`
  * on a machine that cannot download the default model.
  */
 import assert from "node:assert/strict";
@@ -85,7 +85,8 @@ describe("terminal playground", () => {
   });
 });
 
-describe("npm start with the default model on a machine that cannot download it", () => {
+// `npm start` serves the studio now (its offline fallback: test/cli/start.test.ts); `steerbot chat` keeps the playground's.
+describe("steerbot chat with the default model on a machine that cannot download it", () => {
   before(async () => {
     session = `steerbot-test-offline-${process.pid}`;
     const dataDir = mkdtempSync(path.join(tmpdir(), "steerbot-offline-"));
@@ -100,7 +101,7 @@ describe("npm start with the default model on a machine that cannot download it"
     ].join(" ");
     // no model.path and no config file from the caller's environment: the shipped default, an hf: URI
     const unset = "-u STEERBOT_MODEL__PATH -u STEERBOT_CONFIG";
-    tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", `cd ${projectRoot} && env ${unset} ${env} npm start 2>&1; echo EXITED $?; sleep 60`);
+    tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", `cd ${projectRoot} && env ${unset} ${env} node bin/steerbot.js chat 2>&1; echo EXITED $?; sleep 60`);
   });
   after(killSession);
 

@@ -46,6 +46,7 @@ function render() {
     replyEl.replaceChildren(prefix, rejected);
   }
   replyEl.dataset.phase = state.phase;
+  replyEl.dataset.messageId = state.messageId ?? "";
   const streaming = state.phase === "generating";
   stopBtn.disabled = !streaming || state.stopping || !state.messageId;
   acceptBtn.disabled = !(state.phase === "stopped" || state.phase === "done");
