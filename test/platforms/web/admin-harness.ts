@@ -1,71 +1,18 @@
 /**
- * The admin pages under test (following the studio's own harness): a real app (real core,
- * real engine on the tiny fixture model, a real database) behind the real studio server, a
- * real Chromium (playwright-core, Debian's /usr/bin/chromium), a fresh context per test, and a
- * screenshot of the page in test-output/ when a test fails. Also the store fixtures the pages
- * show: steers of several people and platforms, a finished run with its adapter, adapter files.
+ * The admin pages under test: the studio's own harness (studio-harness.ts: a real app behind
+ * the real server, one real Chromium, a screenshot in test-output/ when a test fails), plus a
+ * second server on the same app with other permissions, and steers stored as a bot would.
  */
-import { mkdirSync } from "node:fs";
-import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
-import type { AppConfig } from "../../../src/config/config.ts";
-import type { SteeringCore } from "../../../src/core/steering-core.ts";
-import { projectRoot } from "../../../src/engine/llama-source.ts";
+import type { TestApp } from "../../helpers/app.ts";
 import { startWebServer, type StudioCore, type WebServer } from "../../../src/platforms/web/web-server.ts";
 import type { SteerRow } from "../../../src/store/database.ts";
 import type { Store } from "../../../src/store/store.ts";
-import { createTestApp, type TestApp } from "../../helpers/app.ts";
 
-export const OUTPUT_DIR = path.join(projectRoot, "test-output");
+export { launchBrowser, startStudio, withPage, type Studio } from "./studio-harness.ts";
 
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
-
-export interface AdminStudio {
-  app: TestApp;
-  server: WebServer;
-  url: string;
-  close(): Promise<void>;
-}
-
-/** The studio on a real app; `core` swaps what the server sees as the core (same app underneath). */
-export async function startAdminStudio(opts: { config?: DeepPartial<AppConfig>; core?: (core: SteeringCore) => StudioCore } = {}): Promise<AdminStudio> {
-  const app = await createTestApp({ db: "pglite", config: opts.config });
-  let server: WebServer;
-  try {
-    const core = opts.core ? opts.core(app.core) : app.core;
-    server = await startWebServer({ core, store: app.store, config: app.config, log: app.log, host: "127.0.0.1", port: 0 });
-  } catch (e) {
-    await app.close();
-    throw e;
-  }
-  return {
-    app,
-    server,
-    url: server.url,
-    async close() {
-      await server.close();
-      await app.close();
-    },
-  };
-}
-
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
-}
-
-/** Runs `fn` on a new page in a new context; on failure the page's screenshot goes to test-output/. */
-export async function withPage(browser: Browser, name: string, fn: (page: Page) => Promise<void>): Promise<void> {
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  try {
-    await fn(page);
-  } catch (e) {
-    mkdirSync(OUTPUT_DIR, { recursive: true });
-    await page.screenshot({ path: path.join(OUTPUT_DIR, `admin-${name.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}.png`), fullPage: true }).catch(() => {});
-    throw e;
-  } finally {
-    await context.close();
-  }
+/** A second studio server on the same app, whose server sees `core` (e.g. other permissions). */
+export function startStudioServer(app: TestApp, core: StudioCore): Promise<WebServer> {
+  return startWebServer({ core, store: app.store, config: app.config, log: app.log, host: "127.0.0.1", port: 0 });
 }
 
 /** Stores a steer as a bot would have (pending unless said otherwise). */

@@ -15,14 +15,14 @@ import type { Browser, Page } from "playwright-core";
 import { Permissions } from "../../../src/core/permissions.ts";
 import type { Actor } from "../../../src/core/ports.ts";
 import { fileSha256 } from "../../../src/engine/model-file.ts";
-import type { StudioCore } from "../../../src/platforms/web/web-server.ts";
+import type { StudioCore, WebServer } from "../../../src/platforms/web/web-server.ts";
 import type { AdapterRow } from "../../../src/store/database.ts";
 import { SteerRepository } from "../../../src/store/steer-repository.ts";
 import { RecordingSurface } from "../../helpers/recording-surface.ts";
 import { writeRandomLora } from "../../helpers/random-lora.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../../training/colour-task.ts";
-import { botSteer, launchBrowser, startAdminStudio, withPage, type AdminStudio } from "./admin-harness.ts";
+import { botSteer, launchBrowser, startStudio, startStudioServer, withPage, type Studio } from "./admin-harness.ts";
 
 const XSS_REJECTED = `<script>window.__xss = 1</script>`;
 const XSS_CHOSEN = `<img src=x onerror="window.__xss = 2">`;
@@ -43,10 +43,11 @@ const metricsOf = (base: number, candidate: number, gate: { activated: boolean; 
 });
 
 describe("studio admin pages", () => {
-  let studio: AdminStudio;
+  let studio: Studio;
   let browser: Browser;
   before(async () => {
-    studio = await startAdminStudio({
+    studio = await startStudio({
+      db: "pglite",
       config: { training: { base_model: await tinyModelPath(), min_new_steers: 1, objective: "sft", epochs: 200, rank: 4, alpha: 8, held_out_fraction: 0.25 } },
     });
     browser = await launchBrowser();
@@ -232,22 +233,21 @@ describe("studio admin pages", () => {
       assert.equal(await page.locator('tr[data-version="v-one"] td.state').textContent(), "active");
     });
   });
-});
 
-describe("studio admin pages for a non-admin", () => {
-  let studio: AdminStudio;
-  let browser: Browser;
-  before(async () => {
-    // The studio's own sessions are all admins (the local operator, the token holder); here the
-    // core's permissions name no admin, as for any session the core does not count as one.
-    class NoAdmins extends Permissions {
-      override isAdmin(): boolean {
-        return false;
+  describe("for a non-admin", () => {
+    let server: WebServer;
+    before(async () => {
+      // The studio's own sessions are all admins (the local operator, the token holder); this
+      // server's core names no admin, as for any session the core does not count as one.
+      class NoAdmins extends Permissions {
+        override isAdmin(): boolean {
+          return false;
+        }
       }
-    }
-    const noAdmins = new NoAdmins({ admins: { users: [], roles: [] }, trusted: { users: [], roles: [] }, ask: { users: [], roles: [] }, stop: { users: [], roles: [] }, steer: { users: [], roles: [] }, default_trust: "approved" } as never);
-    studio = await startAdminStudio({
-      core: (core) =>
+      const noAdmins = new NoAdmins(studio.app.config.permissions);
+      const core = studio.app.core;
+      server = await startStudioServer(
+        studio.app,
         new Proxy(core, {
           get: (target, prop) => {
             if (prop === "permissions") return noAdmins;
@@ -255,19 +255,15 @@ describe("studio admin pages for a non-admin", () => {
             return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
           },
         }) as StudioCore,
+      );
     });
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await studio?.close();
-  });
+    after(async () => server?.close());
 
   it("every admin page says admins only, and the server refuses its requests", async () => {
     const steer = await botSteer(studio.app.store, { platform: "discord", author: "dave", prefix: "X", rejected: " y", chosen: " z" });
     await withPage(browser, "non-admin", async (page) => {
       for (const p of ["admin-steers.html", "admin-training.html", "admin-adapters.html"]) {
-        await page.goto(`${studio.url}${p}`);
+        await page.goto(`${server.url}${p}`);
         await page.getByRole("alert").filter({ hasText: "Admins only" }).waitFor();
       }
       const answers = await page.evaluate(`(async () => {
@@ -284,7 +280,8 @@ describe("studio admin pages for a non-admin", () => {
       })()`);
       assert.deepEqual(answers, [403, 403, 403, 403, 403, 403]);
       assert.equal((await studio.app.store.steers.list({ ids: [steer.id] }))[0]!.trust_state, "pending");
-      assert.equal((await studio.app.store.training.recentRuns()).length, 0, "no run started");
+      assert.equal(await studio.app.store.training.runningRun(), undefined, "no run started");
     });
   });
+});
 });
