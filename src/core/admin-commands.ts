@@ -6,12 +6,12 @@
  */
 import type { AdminStore } from "./core-store.ts";
 import type { Permissions } from "./permissions.ts";
-import type { Actor, Outcome } from "./ports.ts";
+import type { Actor, Outcome, TrainingStep } from "./ports.ts";
 import type { TextGenerator } from "./text-generator.ts";
 
 /** The training pipeline as the admin commands see it (provided once training lands in the build). */
 export interface TrainingControl {
-  retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome>;
+  retrain(actor: Actor, progress: (text: string) => Promise<void>, onStep?: (step: TrainingStep) => void): Promise<Outcome>;
   adapters(action: "list" | "activate" | "rollback", version?: string): Promise<Outcome>;
   describeActive(): Promise<string>;
   /** Cancels the run going on in this process; false when there is none. */
@@ -71,7 +71,20 @@ export class AdminCommands {
     return { ok: true, notice: `Steer #${id} ${verdict === "approve" ? "approved" : "rejected"}.` };
   }
 
-  async retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome> {
+  async reviewSteers(actor: Actor, steerIds: readonly number[], verdict: "approve" | "reject"): Promise<Outcome & { changed?: number[]; unchanged?: number[]; missing?: number[] }> {
+    if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
+    const ids = [...new Set(steerIds)];
+    if (ids.length === 0) return { ok: false, notice: "Select at least one steer." };
+    if (!ids.every((id) => Number.isInteger(id) && id > 0)) return { ok: false, notice: "Steer numbers are positive whole numbers." };
+    const out = await this.deps.store.steers.review(ids, verdict === "approve" ? "approved" : "rejected");
+    const done = verdict === "approve" ? "approved" : "rejected";
+    const parts = [`${out.changed.length} steer(s) ${done}`];
+    if (out.unchanged.length) parts.push(`${out.unchanged.length} already ${done}`);
+    if (out.missing.length) parts.push(`no steer ${out.missing.map((id) => `#${id}`).join(", ")}`);
+    return { ok: out.missing.length === 0, notice: `${parts.join("; ")}.`, ...out };
+  }
+
+  async retrain(actor: Actor, progress: (text: string) => Promise<void>, onStep?: (step: TrainingStep) => void): Promise<Outcome> {
     if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
     const training = this.deps.training();
     if (!training) {
@@ -82,7 +95,7 @@ export class AdminCommands {
           "Steers keep being collected; `steerbot export` hands them to an external trainer.",
       };
     }
-    return training.retrain(actor, progress);
+    return training.retrain(actor, progress, onStep);
   }
 
   async cancelTraining(actor: Actor): Promise<Outcome> {

@@ -27,7 +27,7 @@ export interface CoreStore {
 
 /** The store as AdminCommands uses it. */
 export interface AdminStore {
-  steers: Pick<SteerRepository, "countApprovedSince" | "countByState" | "list" | "setTrust">;
+  steers: Pick<SteerRepository, "countApprovedSince" | "countByState" | "list" | "setTrust" | "review">;
   training: Pick<TrainingRepository, "lastSucceededAt" | "adapters">;
   users: Pick<UserRepository, "setOptedOut">;
   personalData: Pick<PersonalData, "forget" | "threadsOf">;

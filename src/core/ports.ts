@@ -141,12 +141,27 @@ export interface Outcome {
   attachments?: string[];
 }
 
+/** One step of a training run as it goes (the studio's live progress: step, loss, ETA). */
+export interface TrainingStep {
+  step: number;
+  steps: number;
+  loss: number;
+  etaSeconds: number;
+  tokensPerSecond: number;
+}
+
 /** The admin and privacy commands every platform maps its commands to. */
 export interface AdminPort {
   status(actor: Actor): Promise<Outcome>;
   pendingSteers(actor: Actor): Promise<Outcome & { steers?: { id: string; preview: string }[] }>;
   reviewSteer(actor: Actor, steerId: string, verdict: "approve" | "reject"): Promise<Outcome>;
-  retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome>;
+  /** `onStep`: every trainer step, for a platform that draws live progress (the studio). */
+  retrain(actor: Actor, progress: (text: string) => Promise<void>, onStep?: (step: TrainingStep) => void): Promise<Outcome>;
+  /**
+   * Approves or rejects several steers at once (the studio's bulk review), in one transaction.
+   * Optional: the chat platforms review one steer at a time and their test doubles omit it.
+   */
+  reviewSteers?(actor: Actor, steerIds: readonly number[], verdict: "approve" | "reject"): Promise<Outcome & { changed?: number[]; unchanged?: number[]; missing?: number[] }>;
   /** Cancels the training run going on in this bot (the live adapter stays). */
   cancelTraining(actor: Actor): Promise<Outcome>;
   adapters(actor: Actor, action: "list" | "activate" | "rollback", version?: string): Promise<Outcome>;

@@ -123,6 +123,13 @@ export interface TrainingRunsTable {
   finished_at: Timestamp | null;
 }
 
+/** What one running process serves (AdapterActivator records it); null version = the base model. */
+export interface InstanceAdaptersTable {
+  instance_id: string;
+  adapter_version: string | null;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
 export interface Database {
   users: UsersTable;
   threads: ThreadsTable;
@@ -131,6 +138,7 @@ export interface Database {
   steers: SteersTable;
   adapters: AdaptersTable;
   training_runs: TrainingRunsTable;
+  instance_adapters: InstanceAdaptersTable;
 }
 
 export type SteerRow = Selectable<SteersTable>;

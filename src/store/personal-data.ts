@@ -72,6 +72,7 @@ export const NON_PERSONAL_COLUMNS = {
   steers: ["source", "form", "model_fingerprint", "platform", "correction_message_id", "trust_state", "content_hash"],
   adapters: ["version", "file_path", "sha256", "base_fingerprint", "state", "metrics"],
   training_runs: ["trigger", "objective", "hyperparameters", "state", "loss_curve", "eval_before", "eval_after", "log_tail", "error"],
+  instance_adapters: ["instance_id", "adapter_version"],
 } as const satisfies Partial<Record<keyof Database, readonly string[]>>;
 
 /** Words an opted-out person typed into a live reply (a correction that was applied, not stored). */

@@ -8,6 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Expression, ExpressionBuilder, Kysely, SqlBool } from "kysely";
+import { toTrlDpo, toTrlSft, type ExportFormat } from "../core/steer-export.ts";
 import type { SteerRecord } from "../core/steer-record.ts";
 import type { Database, NewSteer, SteerRow, TrustState } from "./database.ts";
 import { PersonalData } from "./personal-data.ts";
@@ -36,6 +37,15 @@ export interface SteerFilter {
   limit?: number;
   /** Only steers that may leave the store (export): see {@link PersonalData.usable}. */
   usable?: boolean;
+}
+
+/**
+ * The studio's Steers page filter: {@link SteerFilter} plus the steer's platform and a text
+ * that must occur (case-insensitive) in its prefix, rejected or chosen span.
+ */
+export interface SteerListFilter extends SteerFilter {
+  platform?: string;
+  text?: string;
 }
 
 function matching(eb: ExpressionBuilder<Database, "steers">, f: SteerFilter): Expression<SqlBool> {
@@ -157,6 +167,26 @@ export class SteerRepository {
     let q = this.db.selectFrom("steers").selectAll().where((eb) => matching(eb, filter)).orderBy("id");
     if (filter.limit !== undefined) q = q.limit(filter.limit);
     return q.execute();
+  }
+
+  /** The steers an admin's filter picks (the studio's Steers page and its export), oldest first. */
+  async listFiltered(filter: SteerListFilter): Promise<SteerRow[]> {
+    const { platform, text, ...rest } = filter;
+    let q = this.db.selectFrom("steers").selectAll().where((eb) => matching(eb, rest)).orderBy("id");
+    if (platform) q = q.where("platform", "=", platform);
+    if (text) {
+      const like = `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      q = q.where((eb) => eb.or([eb("prefix", "ilike", like), eb("rejected", "ilike", like), eb("chosen", "ilike", like)]));
+    }
+    if (filter.limit !== undefined) q = q.limit(filter.limit);
+    return q.execute();
+  }
+
+  /** One line of `steerbot export --format <format>` for a stored steer (the CLI and the studio both write these). */
+  static toExportLine(row: SteerRow, format: ExportFormat): string {
+    if (format === "steers") return SteerRepository.toJsonLine(row);
+    const record = SteerRepository.toRecord(row);
+    return JSON.stringify(format === "trl-dpo" ? toTrlDpo(record) : toTrlSft(record));
   }
 
   /**

@@ -9,6 +9,7 @@ import type { Kysely } from "kysely";
 import type { Database } from "./database.ts";
 import { ConversationRepository } from "./conversation-repository.ts";
 import { migrateToLatest, openDatabase, type DatabaseTarget, type Listen, type TryLock } from "./open-database.ts";
+import { InstanceRepository, type InstanceAdapter } from "./instance-repository.ts";
 import { PersonalData } from "./personal-data.ts";
 import { SteerRepository } from "./steer-repository.ts";
 import { TrainingRepository } from "./training-repository.ts";
@@ -19,6 +20,8 @@ export class Store {
   readonly conversations: ConversationRepository;
   readonly users: UserRepository;
   readonly training: TrainingRepository;
+  /** What each running process serves (the studio's Adapters page). */
+  readonly instances: InstanceRepository;
   /** Where people's words live: opt-out redaction, usable steers, forget (personal-data.ts). */
   readonly personalData: PersonalData;
   /** This process among the instances sharing the database (generations record it). */
@@ -39,6 +42,7 @@ export class Store {
     this.conversations = new ConversationRepository(db, this.personalData, this.instanceId, (id) => this.instanceAlive(id));
     this.users = new UserRepository(db);
     this.training = new TrainingRepository(db, tryLock);
+    this.instances = new InstanceRepository(db);
   }
 
   /** Opens the database and applies pending migrations (steerbot migrates at every start). */
@@ -66,6 +70,18 @@ export class Store {
     const release = await this.tryLock(instanceLockKey(this.instanceId));
     if (!release) throw new Error(`instance lock of ${this.instanceId} is taken`); // a random id: cannot happen
     this.releaseInstance = release;
+  }
+
+  /**
+   * The instances running now (their instance lock is held) and what each serves; this process
+   * among them once it holds its lock. Records of instances that are gone are dropped.
+   */
+  async liveInstances(): Promise<(InstanceAdapter & { self: boolean })[]> {
+    const rows = await this.instances.all();
+    const alive = await Promise.all(rows.map((r) => (r.instanceId === this.instanceId ? Promise.resolve(this.releaseInstance !== undefined) : this.instanceAlive(r.instanceId))));
+    const gone = rows.filter((_, i) => !alive[i]).map((r) => r.instanceId);
+    await this.instances.remove(gone.filter((id) => id !== this.instanceId));
+    return rows.filter((_, i) => alive[i]).map((r) => ({ ...r, self: r.instanceId === this.instanceId }));
   }
 
   private async instanceAlive(id: string): Promise<boolean> {

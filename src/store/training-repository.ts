@@ -46,6 +46,11 @@ export class TrainingRepository {
     return this.db.selectFrom("training_runs").selectAll().orderBy("id", "desc").executeTakeFirst();
   }
 
+  /** The newest runs first (the studio's Training page). */
+  async recentRuns(limit = 20) {
+    return this.db.selectFrom("training_runs").selectAll().orderBy("id", "desc").limit(limit).execute();
+  }
+
   async lastSucceededAt(): Promise<Date | null> {
     const r = await this.db.selectFrom("training_runs").select("started_at").where("state", "=", "succeeded").orderBy("id", "desc").executeTakeFirst();
     return r?.started_at ?? null;

@@ -144,6 +144,13 @@ export class AdapterActivator {
     const active = await this.deps.store.training.activeAdapter(await this.deps.baseFingerprint());
     const want = active?.version ?? null;
     if (want !== this.target) await this.swapTo(want);
+    else await this.recordLive();
+  }
+
+  /** Writes what this process serves now where every instance's admin can read it (best effort). */
+  private async recordLive(): Promise<void> {
+    const { store, log } = this.deps;
+    await store.instances.recordLive(store.instanceId, this.liveVersion).catch((err) => log.warn({ err }, "could not record the live adapter of this instance"));
   }
 
   private async doSwap(version: string | null, record?: () => Promise<void>): Promise<void> {
@@ -172,6 +179,7 @@ export class AdapterActivator {
       this.liveVersion = version;
       log.info({ adapter: version ?? "(base model)", loadMs: Math.round(readyMs) }, "adapter swapped in");
     });
+    await this.recordLive();
     this.refreshIfCrowded();
   }
 

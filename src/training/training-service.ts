@@ -14,7 +14,7 @@ import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { dataDir, type AppConfig } from "../config/config.ts";
 import type { TrainingControl } from "../core/admin-commands.ts";
-import type { Actor, Outcome } from "../core/ports.ts";
+import type { Actor, Outcome, TrainingStep } from "../core/ports.ts";
 import type { SteerRecord } from "../core/steer-record.ts";
 import type { Logger } from "../log.ts";
 import { SteerRepository } from "../store/steer-repository.ts";
@@ -23,7 +23,8 @@ import { cpuCores, type Engine } from "../engine/engine.ts";
 import { fileSha256, resolveModelPath } from "../engine/model-file.ts";
 import { AdapterNotRecordedError, AdapterRefusedError, type AdapterActivator } from "./adapter-activator.ts";
 import { evaluateSteers, type SteerEvaluationSummary } from "./evaluate-steers.ts";
-import { renderLossCurvePng } from "./loss-curve-png.ts";
+import { renderChartPng } from "./charts/render-chart.ts";
+import { lossCurveOption, pct, type GateDecision } from "./charts/training-charts.ts";
 import { trainAdapter, type TrainProgress } from "./train-adapter.ts";
 
 export type Trigger = "cron" | "command" | "cli";
@@ -102,8 +103,8 @@ export class TrainingService implements TrainingControl {
     return resolveModelPath(base, { modelsDir: path.join(dataDir(config), "models") });
   }
 
-  async retrain(actor: Actor, progress: (text: string) => Promise<void>): Promise<Outcome> {
-    return this.run({ trigger: "command", actor, progress });
+  async retrain(actor: Actor, progress: (text: string) => Promise<void>, onStep?: (step: TrainingStep) => void): Promise<Outcome> {
+    return this.run({ trigger: "command", actor, progress, onTrainerProgress: onStep });
   }
 
   /** Cancels the run going on in this process, if any. */
@@ -205,14 +206,16 @@ export class TrainingService implements TrainingControl {
       const liveRow = await store.training.activeAdapter(await this.deps.baseFingerprint());
       const live = liveRow ? await evaluate(liveRow.file_path) : base;
       const cand = await evaluate(file);
+      const wins = heldOut.length > 0 && score(cand) >= score(live) + t.min_improvement;
+      const gate: GateDecision = { activated: wins, reason: gateReason(heldOut.length, score(cand), score(live), t.min_improvement, Number.isFinite(cand.preferenceAccuracy)) };
       const metrics = {
         heldOut: heldOut.length,
         evaluatedOn: heldOut.length ? "held-out" : "training steers (no held-out steers yet)",
         base: summary(base),
         live: liveRow ? { version: liveRow.version, ...summary(live) } : null,
         candidate: summary(cand),
+        gate,
       };
-      const wins = heldOut.length > 0 && score(cand) >= score(live) + t.min_improvement;
       const sha256 = await fileSha256(file);
       const row = await store.training.addAdapter({ version, filePath: file, sha256, baseFingerprint: await this.deps.baseFingerprint(), trainingRunId: runId, state: wins ? "candidate" : "rejected", metrics });
       let activated = false;
@@ -225,11 +228,12 @@ export class TrainingService implements TrainingControl {
           if (!(e instanceof AdapterRefusedError || e instanceof AdapterNotRecordedError)) throw e;
           await store.training.setAdapterState(row.id, "rejected").catch((err) => this.deps.log.warn({ err }, "could not mark the refused adapter rejected"));
           metrics.candidate = { ...metrics.candidate, refused: e.message } as typeof metrics.candidate;
+          metrics.gate = { activated: false, reason: `the candidate won but was refused at activation: ${e.message}` };
         }
       }
       await store.training.updateRun(runId, { state: "succeeded", eval_before: metrics.live ?? metrics.base, eval_after: metrics.candidate, finished: true });
       const png = path.join(adaptersDir, `${version}-loss.png`);
-      writeFileSync(png, renderLossCurvePng(result.lossCurve));
+      writeFileSync(png, renderChartPng(lossCurveOption({ runId, lossCurve: result.lossCurve, metrics, adapterVersion: version })));
       const losses = result.lossCurve.map((p) => p.loss);
       const notice = [
         `Training run #${runId} done: adapter ${version} ${activated ? "is now live ✅" : "was not activated"}.`,
@@ -299,8 +303,18 @@ function summary(e: SteerEvaluationSummary) {
   return { pairs: e.pairs, preferenceAccuracy: e.preferenceAccuracy, meanMargin: e.meanMargin, chosenLogprob: e.chosenLogprob };
 }
 
-function pct(x: number): string {
-  return Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : "n/a";
+/**
+ * Why the gate decided as it did, in the words the charts and the admin pages show: the
+ * compared numbers (preference accuracy, or the chosen log-prob when no steer has a rejected span).
+ */
+export function gateReason(heldOut: number, candidate: number, live: number, margin: number, accuracy: boolean): string {
+  if (heldOut === 0) return "no held-out steers yet, so nothing is activated";
+  const f = (x: number) => (accuracy ? pct(x) : x.toFixed(3));
+  const what = accuracy ? "held-out accuracy" : "held-out chosen log-prob";
+  const need = accuracy ? pct(margin) : margin.toFixed(3);
+  return candidate >= live + margin
+    ? `candidate ${what} ${f(candidate)} beats live ${f(live)} by at least ${need}`
+    : `candidate ${what} ${f(candidate)} does not beat live ${f(live)} by ${need}`;
 }
 
 function accuracyOf(metrics: Record<string, unknown>): string {

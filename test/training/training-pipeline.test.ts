@@ -23,6 +23,9 @@ import { MAX_ADAPTERS_PER_MODEL } from "../../src/training/adapter-activator.ts"
 import { threadBudget } from "../../src/training/training-service.ts";
 import { cpuCores } from "../../src/engine/engine.ts";
 import { CHOSEN, colourSteers } from "./colour-task.ts";
+import { PNG } from "pngjs";
+import { DEFAULT_CHART_SIZE, renderChartSvg } from "../../src/training/charts/render-chart.ts";
+import { lossCurveOption, type HeldOutMetrics } from "../../src/training/charts/training-charts.ts";
 
 const admin: Actor = { platform: "test", userId: "admin" };
 const stranger: Actor = { platform: "test", userId: "stranger" };
@@ -86,6 +89,15 @@ for (const db of ["pglite", "postgres"] as const) {
       const adapters = await app.store.training.adapters();
       assert.equal(adapters.length, 1);
       assert.equal(adapters[0]!.state, "active");
+      // the picture is the run's chart: its size, and the stored run's losses and metrics drawn with their labels
+      const picture = PNG.sync.read(readFileSync(png!));
+      assert.deepEqual([picture.width, picture.height], [DEFAULT_CHART_SIZE.width, DEFAULT_CHART_SIZE.height]);
+      const done = runs.find((r) => r.state === "succeeded")!;
+      assert.ok(done.loss_curve.length > 1, "the run stored its losses");
+      const svg = renderChartSvg(lossCurveOption({ runId: done.id, lossCurve: done.loss_curve, metrics: adapters[0]!.metrics as unknown as HeldOutMetrics }));
+      assert.match(svg, new RegExp(`>Training run #${done.id} — loss<`));
+      assert.match(svg, /candidate \d+\.\d%/);
+      assert.match(svg, /Gate: activated — candidate held-out accuracy/);
       const metrics = adapters[0]!.metrics as { base: { preferenceAccuracy: number }; candidate: { preferenceAccuracy: number } };
       assert.ok(metrics.candidate.preferenceAccuracy >= metrics.base.preferenceAccuracy + 0.05, JSON.stringify(metrics));
       assert.notEqual(app.core.currentEngine, engineBefore, "a new engine (with the adapter) serves new replies");

@@ -5,7 +5,7 @@
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
 import { Option, type Command } from "commander";
-import { exportFormats, toTrlDpo, toTrlSft, type ExportFormat } from "../../core/steer-export.ts";
+import { exportFormats, type ExportFormat } from "../../core/steer-export.ts";
 import type { TrustState } from "../../store/database.ts";
 import { SteerRepository } from "../../store/steer-repository.ts";
 import { action, appContext, openStore } from "../app-context.ts";
@@ -27,10 +27,7 @@ export function register(program: Command): void {
           // never the steers of people who opted out or were forgotten (store/personal-data.ts)
           const rows = await store.steers.list(opts.state === "all" ? { usable: true } : { states: [opts.state], usable: true });
           for (const row of rows) {
-            const line =
-              opts.format === "steers"
-                ? SteerRepository.toJsonLine(row)
-                : JSON.stringify(opts.format === "trl-dpo" ? toTrlDpo(SteerRepository.toRecord(row)) : toTrlSft(SteerRepository.toRecord(row)));
+            const line = SteerRepository.toExportLine(row, opts.format);
             if (!out.write(line + "\n")) await once(out, "drain");
             n++;
           }

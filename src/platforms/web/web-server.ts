@@ -55,12 +55,13 @@ import type { Store } from "../../store/store.ts";
 import { isLoopbackHost, WebAuth } from "./web-auth.ts";
 import { registerSessionRoutes } from "./session-routes.ts";
 import { registerSteeringRoutes } from "./steering-routes.ts";
+import { ADMIN_ROUTE_GROUPS } from "./admin-routes.ts";
 
 /** The core as the studio uses it: the port every platform uses, plus the studio's reads. */
 export type StudioCore = CorePort & Pick<SteeringCore, "replySnapshot" | "replySettled" | "removeSteer" | "permissions">;
 
 /** The store as the studio's routes use it: repositories only (no SQL outside src/store/). */
-export type StudioStore = Pick<Store, "steers" | "conversations" | "training" | "users">;
+export type StudioStore = Pick<Store, "steers" | "conversations" | "training" | "users" | "liveInstances">;
 
 export interface WebDeps {
   core: StudioCore;
@@ -72,7 +73,7 @@ export interface WebDeps {
 }
 
 /** Every route group, registered in this order. The admin pages add their lines here. */
-export const ROUTE_GROUPS: ((app: FastifyInstance, deps: WebDeps) => void)[] = [registerSessionRoutes, registerSteeringRoutes];
+export const ROUTE_GROUPS: ((app: FastifyInstance, deps: WebDeps) => void)[] = [registerSessionRoutes, registerSteeringRoutes, ...ADMIN_ROUTE_GROUPS];
 
 export class WebConfigError extends Error {
   override readonly name = "WebConfigError";

@@ -3,7 +3,12 @@
 // the role on every admin request anyway); each page calls renderNav().
 import { api, session } from "./studio-client.js";
 
-export const NAV = [{ href: "/", label: "Steer", admin: false }];
+export const NAV = [
+  { href: "/", label: "Steer", admin: false },
+  { href: "/admin-steers.html", label: "Steers", admin: true },
+  { href: "/admin-training.html", label: "Training", admin: true },
+  { href: "/admin-adapters.html", label: "Adapters", admin: true },
+];
 
 /** Fills the page's <nav id="nav"> (links as textContent) and adds a logout when there is a login. */
 export async function renderNav() {
