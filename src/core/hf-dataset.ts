@@ -76,6 +76,8 @@ export interface CardInfo {
   sft: number;
   approximate: number;
   shards: number;
+  /** Bytes of all shards (the card's split size; `datasets` wants it with num_examples). */
+  bytes: number;
   modelFile: string;
   modelFingerprint: string;
 }
@@ -101,6 +103,7 @@ dataset_info:
 ${features}
   splits:
   - name: train
+    num_bytes: ${info.bytes}
     num_examples: ${info.rows}
 ---
 

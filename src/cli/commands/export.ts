@@ -76,7 +76,7 @@ async function exportHfDataset(ctx: AppContext, opts: ExportOptions): Promise<nu
   if (existsSync(dir) && readdirSync(dir).length > 0) throw new CliError(`${dir} is not empty: give a new or empty folder, so that no old shard is loaded with the new ones`, EXIT.badInput);
   const tokenizer = await SteerTokenizer.open(opts.model ?? ctx.config.model.path);
   const store = await openStore(ctx);
-  const counts = { rows: 0, pairs: 0, sft: 0, approximate: 0, skipped: 0 };
+  const counts = { rows: 0, pairs: 0, sft: 0, approximate: 0, skipped: 0, bytes: 0 };
   const shards: string[] = [];
   try {
     const engine = tokenizer.model;
@@ -122,7 +122,9 @@ async function exportHfDataset(ctx: AppContext, opts: ExportOptions): Promise<nu
         out = createWriteStream(tmp);
         inShard = 0;
       }
-      if (!out.write(JSON.stringify(hf) + "\n")) await once(out, "drain");
+      const line = JSON.stringify(hf) + "\n";
+      counts.bytes += Buffer.byteLength(line);
+      if (!out.write(line)) await once(out, "drain");
       inShard++;
       counts.rows++;
       counts[hf.kind === "pair" ? "pairs" : "sft"]++;
