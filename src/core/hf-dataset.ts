@@ -121,7 +121,8 @@ Each row is one **steer**: the chat before the reply (\`context\`), the accepted
 - Token ids (\`prompt_ids\`, \`chosen_ids\`, \`rejected_ids\`, \`input_ids\`) are the ones steerbot's
   own trainer trains on, from the model file \`${info.modelFile}\`
   (\`model_fingerprint\` = sha256 of that file: \`${info.modelFingerprint}\`). They are valid for that
-  tokenizer only. \`prompt\` is its chat template applied to \`context\`, with the assistant turn
+  tokenizer only. They are cut where the prompt's and the span's token sequences part, so a
+  prefix's last characters (a trailing space) may open \`chosen_ids\`. \`prompt\` is its chat template applied to \`context\`, with the assistant turn
   left open and \`prefix\` written into it.
 
 ## No end-of-sequence marker — anywhere

@@ -129,3 +129,21 @@ describe("edited replies (token-level diff on the fixture model)", () => {
     assert.match(error(fromEdits({ context, generated: 3, corrected: "b" }, tokenize)), /strings/);
   });
 });
+
+describe("edited replies under a SentencePiece vocabulary (llama-spm fixture)", () => {
+  it("diffs on its tokens too, and refuses a text its tokens cannot spell", async () => {
+    const tok = await SteerTokenizer.open(await tinyModelPath("llama-spm"));
+    try {
+      const tokenize = engineTokenizer(tok.model);
+      const context = [user("Sky?")];
+      assert.deepEqual(steers(fromEdits({ context, generated: "The sky is green and the grass is blue.", corrected: "The sky is blue and the grass is green." }, tokenize)), [
+        { context, prefix: "The sky is", rejected: " green", chosen: " blue" },
+        { context, prefix: "The sky is blue and the grass is", rejected: " blue", chosen: " green", approximate: true },
+      ]);
+      // SentencePiece drops a leading space when detokenizing: no exact token diff is possible
+      assert.match(error(fromEdits({ context, generated: " The sky is green.", corrected: " The sky is blue." }, tokenize)), /do not spell the text exactly/);
+    } finally {
+      await tok.dispose();
+    }
+  });
+});
