@@ -7,7 +7,7 @@
  * DATABASE_URL) from the environment only — a secret in a file is refused, because config
  * files get committed and pasted into issues.
  */
-import { COMPUTE_TYPES, OBJECTIVES } from "../training/training-options.ts";
+import { APPROXIMATE_STEERS, COMPUTE_TYPES, OBJECTIVES } from "../training/training-options.ts";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -91,6 +91,7 @@ export const configSchema = z
         compute_type: z.enum(COMPUTE_TYPES),
         held_out_fraction: z.number().min(0).max(0.9),
         min_improvement: z.number().min(0).max(1),
+        approximate_steers: z.enum(APPROXIMATE_STEERS),
       })
       .strict(),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]) }).strict(),

@@ -23,6 +23,11 @@ export const steerRecordSchema = z
     prefix: z.string(),
     rejected: z.string(),
     chosen: z.string().min(1, "chosen must not be empty: a steer without a correction teaches nothing"),
+    /**
+     * The prefix is text the model never produced (a later hunk of an edited reply, see
+     * core/import-formats/edits.ts): training includes or skips these by `training.approximate_steers`.
+     */
+    approximate: z.boolean().optional(),
   })
   .passthrough();
 
@@ -48,14 +53,27 @@ export type ParsedLine = { steer: SteerRecord; text: string } | { error: string 
  * re-serializing would change it (integers above 2^53 in extra fields, key spacing, escapes).
  */
 export function parseSteerLine(raw: string, line: number): ParsedLine {
+  const json = parseJsonLine(raw, line);
+  if (json === null || "error" in json) return json;
+  return checkSteer(json.value, json.text);
+}
+
+/**
+ * One JSONL line as a JSON value, for every import format: the byte-order mark on line 1 and a
+ * Windows line break are not part of it; null for a blank line.
+ */
+export function parseJsonLine(raw: string, line: number): { value: unknown; text: string } | { error: string } | null {
   const text = (line === 1 ? raw.replace(/^\uFEFF/, "") : raw).replace(/\r$/, "");
   if (text.trim() === "") return null;
-  let value: unknown;
   try {
-    value = JSON.parse(text);
+    return { value: JSON.parse(text), text };
   } catch (e) {
     return { error: `not valid JSON (${(e as Error).message})` };
   }
+}
+
+/** A value checked against the steer schema; `text` is what is stored as the steer's line. */
+export function checkSteer(value: unknown, text: string): { steer: SteerRecord; text: string } | { error: string } {
   const parsed = steerRecordSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

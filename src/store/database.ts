@@ -91,6 +91,8 @@ export interface SteersTable {
   content_hash: string;
   original_json: string | null;
   created_at: Generated<Date>;
+  /** The prefix is text the model never produced (a later hunk of an edited reply). */
+  approximate: ColumnType<boolean, boolean | undefined>;
 }
 
 export interface AdaptersTable {

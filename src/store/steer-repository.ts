@@ -121,6 +121,7 @@ export class SteerRepository {
             trust_state: "approved",
             content_hash: contentHash(json),
             original_json: json,
+            approximate: r.approximate === true,
           })
           .onConflict((oc) => oc.column("content_hash").where("source", "=", "import").doNothing())
           .returning("id")
@@ -207,16 +208,17 @@ export class SteerRepository {
 
   /**
    * The steers training and its held-out evaluation may use: approved and usable
-   * ({@link PersonalData.usable}: no opted-out or forgotten author, no withheld question).
+   * ({@link PersonalData.usable}: no opted-out or forgotten author, no withheld question);
+   * approximate ones only with `approximate: true` (training.approximate_steers).
    */
-  async listForTraining(): Promise<SteerRow[]> {
-    return this.db
+  async listForTraining(opts: { approximate?: boolean } = {}): Promise<SteerRow[]> {
+    let q = this.db
       .selectFrom("steers")
       .selectAll("steers")
       .where("trust_state", "=", "approved")
-      .where((eb) => PersonalData.usable(eb))
-      .orderBy("steers.id")
-      .execute();
+      .where((eb) => PersonalData.usable(eb));
+    if (opts.approximate === false) q = q.where("approximate", "=", false);
+    return q.orderBy("steers.id").execute();
   }
 
   /**
@@ -274,6 +276,7 @@ export class SteerRepository {
     if (row.original_json) return JSON.parse(row.original_json) as SteerRecord;
     const record: SteerRecord = { context: row.context, prefix: row.prefix, rejected: row.rejected, chosen: row.chosen, id: `steerbot:${row.id}` };
     if (row.author) record.author = row.platform ? `${row.platform}:${row.author}` : row.author;
+    if (row.approximate) record.approximate = true;
     return record;
   }
 

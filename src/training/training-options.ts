@@ -25,6 +25,13 @@ export type ComputeTypeChoice = (typeof COMPUTE_TYPES)[number];
 /** What `auto` became. */
 export type ComputeType = Exclude<ComputeTypeChoice, "auto">;
 
+/**
+ * Steers whose prefix the model never produced (later hunks of an edited reply, imported with
+ * `--from edits`): `include` trains on them like any other, `skip` leaves them out.
+ */
+export const APPROXIMATE_STEERS = ["include", "skip"] as const;
+export type ApproximateSteers = (typeof APPROXIMATE_STEERS)[number];
+
 export const TRAINING_DEFAULTS = {
   objective: "sft+dpo" as TrainObjective,
   rank: 16,
@@ -43,4 +50,10 @@ export const TRAINING_DEFAULTS = {
   gradAccum: 4,
   seed: 42,
   targets: LORA_TARGETS as readonly LoraTarget[],
+  /**
+   * Included: the chosen span is still the person's own words after an accepted prefix, and the
+   * sft term learns it exactly; only the rejected span is off-policy (the model might not have
+   * written it after that prefix), as in every offline preference dataset.
+   */
+  approximateSteers: "include" as ApproximateSteers,
 } as const;

@@ -150,7 +150,7 @@ export class TrainingService implements TrainingControl {
       return { ok: true, state: "skipped", runId, notice };
     }
 
-    const rows = await store.steers.listForTraining();
+    const rows = await store.steers.listForTraining({ approximate: t.approximate_steers === "include" });
     const train: SteerRecord[] = [];
     const heldOut: SteerRecord[] = [];
     for (const r of rows) (isHeldOut(r.id, t.held_out_fraction) ? heldOut : train).push(SteerRepository.toRecord(r));
