@@ -68,7 +68,8 @@ function renderJinja(template: string, msgs: Msg[], tokens: Tokens): string {
 
 /** What the Go template renders for `msgs` (it only concatenates, so this is exact). */
 export function renderTurnFormat(f: TurnFormat, msgs: Msg[]): string {
-  let out = msgs.some((m) => m.role === "system") ? "" : f.noSystemPreamble;
+  // without a system form the preamble is written always (the Go template cannot tell)
+  let out = msgs.some((m) => m.role === "system") && f.system ? "" : f.noSystemPreamble;
   for (const m of msgs) {
     const w = m.role === "system" ? f.system : f[m.role];
     if (w) out += w[0] + m.content + w[1];
@@ -161,6 +162,11 @@ function probes(withSystem: boolean): Msg[][] {
   return [...base, ...base.map((c) => [{ role: "system" as const, content: "Be brief." }, ...c])];
 }
 
+/** Probes for a format: with system prompts too when it converts them. */
+function probesFor(f: TurnFormat): Msg[][] {
+  return probes(f.system !== undefined);
+}
+
 const goLiteral = (s: string) => s; // literal text outside {{ }} is copied as is by Go templates
 
 /** Converts a Jinja chat template to an Ollama Go template as far as it honestly can be (see the module comment). */
@@ -175,10 +181,9 @@ export function convertChatTemplate(template: string | undefined, tokens: Tokens
     ],
   });
   if (!format) return refuse("it does not wrap each message in a fixed prefix and suffix per role (it has per-turn logic)");
-  if (format.noSystemPreamble && !format.system) return refuse("it adds a default system prompt but its own system prompts do not fit the per-role form");
   const pieces = [...format.user, ...format.assistant, ...(format.system ?? []), format.noSystemPreamble, format.generation];
   if (pieces.some((p) => p.includes("{{") || p.includes('"""'))) return refuse('its text contains "{{" or """, which the Modelfile cannot quote');
-  for (const msgs of probes(format.system !== undefined)) {
+  for (const msgs of probesFor(format)) {
     let jinja: string;
     try {
       jinja = renderJinja(template, msgs, tokens);
@@ -188,12 +193,12 @@ export function convertChatTemplate(template: string | undefined, tokens: Tokens
     if (jinja !== renderTurnFormat(format, msgs)) return refuse(`a ${msgs.length}-message conversation renders differently in the per-role form (the template changes turns beyond wrapping them)`);
   }
   const branch = (role: Role, w: [string, string]) => `{{ if eq .Role "${role}" }}${goLiteral(w[0])}{{ .Content }}${goLiteral(w[1])}{{ end }}`;
-  const preamble = format.noSystemPreamble ? `{{ if not .System }}${goLiteral(format.noSystemPreamble)}{{ end }}` : "";
+  const preamble = !format.noSystemPreamble ? "" : !format.system ? goLiteral(format.noSystemPreamble) : `{{ if not .System }}${goLiteral(format.noSystemPreamble)}{{ end }}`;
   const template_ = `${preamble}{{ range .Messages }}${format.system ? branch("system", format.system) : ""}${branch("user", format.user)}${branch("assistant", format.assistant)}{{ end }}${goLiteral(format.generation)}`;
   const notes = ["TEMPLATE: converted from the base model's Jinja chat template; it renders the same text as the Jinja one on"];
   notes.push(`${format.system ? "conversations with and without a system prompt" : "conversations without a system prompt"} (checked when this file was written).`);
-  if (format.noSystemPreamble) notes.push("Without a system prompt the template writes the base's default one (the `if not .System` part), as the Jinja template does.");
-  if (!format.system) notes.push("System prompts are not converted: the Jinja template folds them into a turn in a way this per-role form cannot express, so a SYSTEM line would be dropped.");
+  if (format.noSystemPreamble && format.system) notes.push("Without a system prompt the template writes the base's default one (the `if not .System` part), as the Jinja template does.");
+  if (!format.system) notes.push("System prompts are not converted: the Jinja template has no system turn of its own (it folds a system prompt into a user turn, or node-llama-cpp does), which this per-role form cannot express, so a SYSTEM line would be dropped.");
   if (tokens.bos && pieces.some((p) => p.includes(tokens.bos!))) notes.push(`The template writes the BOS token ${tokens.bos} itself, as the Jinja template does.`);
   return { template: template_, format, notes };
 }
