@@ -11,6 +11,8 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { readGgufHeader, type GgufFile } from "../engine/gguf/gguf-reader.ts";
+import { GgmlType, gv } from "../engine/gguf/gguf-types.ts";
+import { GgufWriter } from "../engine/gguf/gguf-writer.ts";
 
 /** The ggml tensor types an adapter may hold here (F32 is what our trainer writes). */
 export const LORA_TYPES = { 0: "F32", 1: "F16", 30: "BF16" } as const satisfies Record<number, string>;
@@ -107,4 +109,38 @@ export function checkLoraFitsBase(lora: LoraFile, baseModel: string, label = "th
       throw new LoraFileError(`${label}: ${p.base} is ${nIn}×${nOut} in the base model but the adapter's A/B are ${p.a.dims[0]}×${p.a.dims[1]} and ${p.b.dims[0]}×${p.b.dims[1]}: it was made for another model`);
     }
   }
+}
+
+/** An F16 / BF16 / F32 tensor's values as F32. */
+export function loraTensorF32(t: LoraTensor): Float32Array {
+  const n = t.dims[0] * t.dims[1];
+  if (t.type === 0) return new Float32Array(t.bytes.buffer.slice(t.bytes.byteOffset, t.bytes.byteOffset + n * 4));
+  const out = new Float32Array(n);
+  const u32 = new Uint32Array(out.buffer);
+  for (let i = 0; i < n; i++) {
+    const h = t.bytes.readUInt16LE(2 * i);
+    if (t.type === 30) {
+      u32[i] = h << 16; // BF16 is the top half of an F32
+      continue;
+    }
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  }
+  return out;
+}
+
+/** Writes the adapter again with F32 tensors (what the trainer continues from), same names and metadata that matter. */
+export function writeLoraF32(lora: LoraFile, file: string): void {
+  const w = new GgufWriter();
+  w.set("general.architecture", gv.str(lora.arch));
+  w.set("general.type", gv.str("adapter"));
+  w.set("adapter.type", gv.str("lora"));
+  w.set("adapter.lora.alpha", gv.f32(lora.alpha));
+  for (const p of lora.pairs) {
+    w.addTensor(`${p.base}.lora_a`, p.a.dims, GgmlType.F32, loraTensorF32(p.a));
+    w.addTensor(`${p.base}.lora_b`, p.b.dims, GgmlType.F32, loraTensorF32(p.b));
+  }
+  w.write(file);
 }
