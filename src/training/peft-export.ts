@@ -148,12 +148,11 @@ function elementBytes(p: LoraPair): number {
   return p.b.type === 0 ? 4 : 2;
 }
 
-/** The Hugging Face id the base GGUF names (its converter writes the source repo), else its name. */
+/** The Hugging Face id the base GGUF names (its converter writes the source repo when it knows it), else "". */
 function guessBaseModelId(metadata: Map<string, { value: unknown }>): string {
   for (const k of ["general.source.huggingface.repository", "general.base_model.0.repo_url", "general.source.url"]) {
     const v = metadata.get(k)?.value;
     if (typeof v === "string" && v) return v.replace(/^https:\/\/huggingface\.co\//, "");
   }
-  const name = metadata.get("general.name")?.value;
-  return typeof name === "string" && name ? name : "";
+  return ""; // general.name ("Smollm2 135M 8k …") is no id: the user says which with --base-model-id
 }
