@@ -16,6 +16,7 @@ import { exportAdapter } from "../../src/training/adapter-export.ts";
 import { LoraFileError, readLoraGguf } from "../../src/training/lora-gguf.ts";
 import { readSafetensors } from "../../src/training/safetensors.ts";
 import { writeRandomLora } from "../helpers/random-lora.ts";
+import { realModelOrSkip } from "../helpers/real-model.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "steerbot-export-"));
@@ -44,6 +45,42 @@ describe("gguf-merged", () => {
     const withAdapter = await ids(model, adapter);
     assert.notDeepEqual(withAdapter, base, "the adapter must change the output, or the comparison proves nothing");
     assert.deepEqual(await ids(merged), withAdapter);
+  });
+
+  test("real model (SmolLM2-135M, Q4_1): the merged file scores the adapter's reply as base + adapter does, not as the base", async (t) => {
+    const real = await realModelOrSkip("smollm2-135m");
+    if (real.path === undefined) return t.skip(real.skip);
+    const base = real.path;
+    const adapter = path.join(dir, "smollm2-lora.gguf");
+    writeRandomLora(base, adapter, 3, { rank: 4, bStd: 0.3 });
+    const merged = path.join(dir, "smollm2-merged.gguf");
+    await exportAdapter({ format: "gguf-merged", adapter, baseModel: base, out: merged, version: "v1", threads: 1 });
+    const messages = [{ role: "user" as const, content: "Name three colours." }];
+    const load = (file: string, lora?: string) => Engine.load({ model: file, gpu: false, lora, sequences: 1, threads: 1 });
+    const tuned = await load(base, adapter);
+    let reply: string;
+    let lpTuned: number;
+    try {
+      reply = (await tuned.generate({ messages, maxTokens: 12, temperature: 0 })).text;
+      lpTuned = (await tuned.scoreSpan({ messages, span: reply })).logprob;
+    } finally {
+      await tuned.dispose();
+    }
+    const score = async (file: string) => {
+      const e = await load(file);
+      try {
+        return (await e.scoreSpan({ messages, span: reply })).logprob;
+      } finally {
+        await e.dispose();
+      }
+    };
+    const lpBase = await score(base);
+    const lpMerged = await score(merged);
+    console.log(`reply ${JSON.stringify(reply)}: log p base ${lpBase.toFixed(2)}, base + adapter ${lpTuned.toFixed(2)}, merged ${lpMerged.toFixed(2)}`);
+    assert.ok(lpTuned - lpBase > 3, "the adapter must change the model, or the comparison proves nothing");
+    // llama-export-lora stores a merged quantized weight as F16, and the quantized product at run time
+    // rounds activations to 8 bits: close, not bit-equal
+    assert.ok(Math.abs(lpMerged - lpTuned) < 0.2 * (lpTuned - lpBase), "the merged file behaves like base + adapter");
   });
 
   test("an adapter for another model is refused before anything is written", async () => {
