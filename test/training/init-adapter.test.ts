@@ -43,7 +43,7 @@ before(async () => {
 test("training continues an F16 adapter from its values, keeping its rank, targets and alpha", async () => {
   const out = path.join(dir, "continued.gguf");
   // rank/alpha/targets given here are the fresh-adapter settings: the init adapter's win
-  const r = await trainAdapter({ model, steers, out, objective: "sft", epochs: 1, lr: 1e-6, rank: 16, alpha: 32, threads: 1, initAdapter: init, build });
+  const r = await trainAdapter({ model, steers, out, objective: "sft", epochs: 1, maxSteps: 1, lr: 1e-6, rank: 16, alpha: 32, threads: 1, initAdapter: init, build });
   assert.equal(r.pairs, 8);
   const before = readLoraGguf(init);
   const after = readLoraGguf(out);
