@@ -88,16 +88,16 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
   if (init) checkLoraFitsBase(init, opts.model, `the init adapter ${path.basename(opts.initAdapter!)}`);
   const build = opts.build ?? (await buildTrainer());
   const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine });
-  // the trainer continues F32 tensors only: an F16/BF16 one (llama.cpp's converter writes F16) is widened first
   let initFile = opts.initAdapter;
   let initCopy: string | undefined;
-  if (init && init.pairs.some((p) => p.a.type !== 0 || p.b.type !== 0)) {
-    initCopy = `${path.resolve(opts.out)}.init-f32-${process.pid}.gguf`;
-    writeLoraF32(init, initCopy);
-    initFile = initCopy;
-  }
   const objective = opts.objective ?? D.objective;
   try {
+    // the trainer continues F32 tensors only: an F16/BF16 one (llama.cpp's converter writes F16) is widened first
+    if (init && init.pairs.some((p) => p.a.type !== 0 || p.b.type !== 0)) {
+      initCopy = `${path.resolve(opts.out)}.init-f32-${process.pid}.gguf`;
+      writeLoraF32(init, initCopy);
+      initFile = initCopy;
+    }
     if (objective !== "sft" && !data.tokens.some((t) => t.rejected.length > 0)) {
       throw new Error(`objective ${objective} needs steers with a rejected span; these have none`);
     }
