@@ -97,7 +97,7 @@ export function prebuiltLibDir(variant: TrainerVariant): string {
   return dir;
 }
 
-function listFiles(dir: string, base = dir): string[] {
+export function listFiles(dir: string, base = dir): string[] {
   const out: string[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);
@@ -120,7 +120,7 @@ export function trainerSourceHash(extra: string[] = []): string {
 }
 
 /** Copies `from` into `to`, rewriting only files whose bytes differ (keeps mtimes for make). */
-function syncTree(from: string, to: string): void {
+export function syncTree(from: string, to: string): void {
   const want = new Set(listFiles(from));
   if (existsSync(to)) {
     for (const rel of listFiles(to)) if (!want.has(rel)) unlinkSync(path.join(to, rel));
@@ -178,7 +178,7 @@ async function preparePatchedSource(workDir: string, log: (l: string) => void): 
   return tree;
 }
 
-function runLogged(cmd: string, args: string[], log: (l: string) => void, cwd?: string): Promise<void> {
+export function runLogged(cmd: string, args: string[], log: (l: string) => void, cwd?: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
     const tail: string[] = [];
@@ -200,7 +200,7 @@ function runLogged(cmd: string, args: string[], log: (l: string) => void, cwd?: 
   });
 }
 
-async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
+export async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
   const started = Date.now();
   for (;;) {
     try {

@@ -9,10 +9,11 @@
  * K/V back from the cache, whose write has no backward pass, which zeroes their gradients and
  * drops every gradient path through K/V into earlier layers (see test/training/).
  */
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { Engine } from "../engine/engine.ts";
 import { buildTrainer, type TrainerBuild } from "./build-trainer.ts";
+import { checkLoraFitsBase, readLoraGguf, writeLoraF32 } from "./lora-gguf.ts";
 import { prepareDataset, type SkippedSteer, type SteerInput } from "./steer-dataset.ts";
 import { runTrainer, type TrainerProgressEvent, type TrainerStartEvent } from "./trainer-process.ts";
 import { TRAINING_DEFAULTS as D, type ComputeType, type ComputeTypeChoice, type LoraTarget, type TrainObjective } from "./training-options.ts";
@@ -45,7 +46,11 @@ export interface TrainAdapterOptions {
   /** Products with the frozen weights (default `auto`: the fastest the CPU has). */
   computeType?: ComputeTypeChoice;
   maxSteps?: number;
-  /** Continue training this adapter instead of starting from B = 0. */
+  /**
+   * Continue training this adapter (ours, or a llama.cpp LoRA GGUF for the same base) instead of
+   * starting from B = 0. Its rank, targets and alpha are kept: `rank`, `targets` and `alpha` do
+   * not apply (the result keeps the init adapter's alpha, so its scale alpha/rank is unchanged).
+   */
   initAdapter?: string;
   /** An Engine on the same model, to tokenize without loading the model again. */
   engine?: Engine;
@@ -79,10 +84,20 @@ export interface TrainResult {
 /** Trains a LoRA adapter from steers; see {@link TrainAdapterOptions} for defaults. */
 export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: TrainProgress) => void): Promise<TrainResult> {
   if (opts.initAdapter && !existsSync(opts.initAdapter)) throw new Error(`adapter ${opts.initAdapter} not found`);
+  const init = opts.initAdapter ? readLoraGguf(opts.initAdapter) : undefined;
+  if (init) checkLoraFitsBase(init, opts.model, `the init adapter ${path.basename(opts.initAdapter!)}`);
   const build = opts.build ?? (await buildTrainer());
   const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine });
+  let initFile = opts.initAdapter;
+  let initCopy: string | undefined;
   const objective = opts.objective ?? D.objective;
   try {
+    // the trainer continues F32 tensors only: an F16/BF16 one (llama.cpp's converter writes F16) is widened first
+    if (init && init.pairs.some((p) => p.a.type !== 0 || p.b.type !== 0)) {
+      initCopy = `${path.resolve(opts.out)}.init-f32-${process.pid}.gguf`;
+      writeLoraF32(init, initCopy);
+      initFile = initCopy;
+    }
     if (objective !== "sft" && !data.tokens.some((t) => t.rejected.length > 0)) {
       throw new Error(`objective ${objective} needs steers with a rejected span; these have none`);
     }
@@ -93,7 +108,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       "--out", path.resolve(opts.out),
       "--objective", objective,
       "--rank", String(opts.rank ?? D.rank),
-      "--alpha", String(opts.alpha ?? D.alpha),
+      "--alpha", String(init ? init.alpha : (opts.alpha ?? D.alpha)),
       "--epochs", String(opts.epochs ?? D.epochs),
       "--lr", String(opts.lr ?? D.learningRate),
       "--schedule", opts.schedule ?? D.schedule,
@@ -107,7 +122,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
     if (opts.threads) args.push("--threads", String(opts.threads));
     if (opts.computeType) args.push("--compute-type", opts.computeType);
     if (opts.maxSteps) args.push("--max-steps", String(opts.maxSteps));
-    if (opts.initAdapter) args.push("--adapter", opts.initAdapter);
+    if (initFile) args.push("--adapter", initFile);
     const lossCurve: TrainResult["lossCurve"] = [];
     const epochLosses: TrainResult["epochLosses"] = [];
     let start: TrainerStartEvent | undefined;
@@ -145,5 +160,6 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
     };
   } finally {
     data.dispose();
+    if (initCopy) rmSync(initCopy, { force: true });
   }
 }

@@ -1,5 +1,10 @@
 /**
- * `steerbot adapters list|activate|rollback`: the adapters of the configured base model.
+ * `steerbot adapters list|activate|rollback|export|import`: the adapters of the configured base model.
+ *
+ * `export VERSION --as gguf-merged|ollama|peft --out PATH` writes a stored adapter in a form
+ * llama.cpp, Ollama or Hugging Face PEFT loads; `import FILE` stores an adapter made elsewhere
+ * (a llama.cpp LoRA GGUF for the same base) as a new version. Exit codes: 0 done, 2 bad input
+ * (unknown version, an adapter that does not fit the base), 1 could not run.
  *
  * Activation is checked here (checksum, load test) and written to the database, which tells
  * every running bot (LISTEN/NOTIFY) to swap — so this works from another machine too, as long
@@ -11,6 +16,10 @@ import path from "node:path";
 import { dataDir } from "../../config/config.ts";
 import { fileSha256, resolveModelPath } from "../../engine/model-file.ts";
 import { AdapterRefusedError, checkAdapter } from "../../training/adapter-activator.ts";
+import { EXPORT_FORMATS, exportAdapter, type ExportFormat } from "../../training/adapter-export.ts";
+import { importAdapter } from "../../training/adapter-import.ts";
+import { LoraFileError } from "../../training/lora-gguf.ts";
+import { InvalidArgumentError } from "commander";
 import { action, appContext, CliError, EXIT, openStore } from "../app-context.ts";
 
 export function register(program: Command): void {
@@ -85,4 +94,72 @@ export function register(program: Command): void {
     .command("rollback")
     .description("go back to the adapter that was live before the current one (or to the base model)")
     .action(action(() => activate(null)));
+
+  cmd
+    .command("export")
+    .description("write an adapter for llama.cpp (merged GGUF), Ollama (Modelfile) or Hugging Face PEFT")
+    .argument("<version>", "adapter version (see adapters list)")
+    .requiredOption("--as <format>", EXPORT_FORMATS.join(", "), parseFormat)
+    .requiredOption("--out <path>", "gguf-merged: the GGUF file to write; ollama, peft: the folder to write")
+    .option("--base-model-id <id>", "peft: base_model_name_or_path for adapter_config.json (a Hugging Face id)")
+    .option("--threads <n>", "gguf-merged: CPU threads", (v) => Number.parseInt(v, 10))
+    .action(
+      action(async (version: string, opts: { as: ExportFormat; out: string; baseModelId?: string; threads?: number }) => {
+        const ctx = appContext();
+        const store = await openStore(ctx);
+        try {
+          const row = await store.training.adapter(version);
+          if (!row) throw new CliError(`there is no adapter ${version} (steerbot adapters list)`, EXIT.badInput);
+          const model = await resolveModelPath(ctx.config.model.path, { modelsDir: path.join(dataDir(ctx.config), "models"), download: false });
+          if ((await fileSha256(model)) !== row.base_fingerprint) {
+            throw new CliError(`adapter ${version} was trained on another base model than model.path (${model}): configure that base to export it`, EXIT.badInput);
+          }
+          if ((await fileSha256(row.file_path).catch(() => "")) !== row.sha256) {
+            throw new CliError(`adapter ${version}: ${row.file_path} is missing or changed since it was stored (checksum mismatch)`, EXIT.failure);
+          }
+          if (opts.as === "gguf-merged") process.stderr.write("merging with llama.cpp's llama-export-lora (its first use builds it: seconds)...\n");
+          const r = await exportAdapter({ format: opts.as, adapter: row.file_path, baseModel: model, out: opts.out, version, baseModelId: opts.baseModelId, threads: opts.threads });
+          for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
+          for (const n of r.notes) process.stdout.write(`note: ${n}\n`);
+          if (r.command) process.stdout.write(`create the Ollama model with:\n  ${r.command}\n`);
+        } catch (e) {
+          if (e instanceof LoraFileError) throw new CliError(e.message, EXIT.badInput);
+          throw e;
+        } finally {
+          await store.close();
+        }
+      }),
+    );
+
+  cmd
+    .command("import")
+    .description("store a LoRA GGUF made elsewhere (llama.cpp's convert_lora_to_gguf.py) for the configured base model as a new version")
+    .argument("<file>", "the adapter GGUF")
+    .option("--name <version>", "the version name to store it under (default: v<timestamp>-import-<hex>)")
+    .action(
+      action(async (file: string, opts: { name?: string }) => {
+        const ctx = appContext();
+        const store = await openStore(ctx);
+        try {
+          if (opts.name && (await store.training.adapter(opts.name))) throw new CliError(`there is already an adapter ${opts.name}`, EXIT.badInput);
+          const model = await resolveModelPath(ctx.config.model.path, { modelsDir: path.join(dataDir(ctx.config), "models"), download: false });
+          let imported;
+          try {
+            imported = await importAdapter({ file, baseModel: model, adaptersDir: path.join(dataDir(ctx.config), "adapters"), version: opts.name });
+          } catch (e) {
+            if (e instanceof LoraFileError) throw new CliError(`refused: ${e.message}`, EXIT.badInput);
+            throw e;
+          }
+          await store.training.addAdapter({ ...imported, baseFingerprint: await fileSha256(model), trainingRunId: null, state: "candidate" });
+          process.stdout.write(`imported ${file} as adapter ${imported.version} (candidate): steerbot adapters activate ${imported.version}\n`);
+        } finally {
+          await store.close();
+        }
+      }),
+    );
+}
+
+function parseFormat(value: string): ExportFormat {
+  if (!(EXPORT_FORMATS as readonly string[]).includes(value)) throw new InvalidArgumentError(`use ${EXPORT_FORMATS.join(", ")}`);
+  return value as ExportFormat;
 }

@@ -7,7 +7,7 @@
  *
  *   steerbot train --steers FILE.jsonl --model BASE.gguf --out ADAPTER.gguf
  *                  [--objective sft|dpo|sft+dpo] [--rank R] [--alpha A] [--epochs N] [--lr X]
- *                  [--targets q,o,...] [--seed N] [--json]
+ *                  [--targets q,o,...] [--seed N] [--init-adapter ADAPTER.gguf] [--json]
  */
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
@@ -17,6 +17,7 @@ import { ModelUnavailableError } from "../../engine/model-file.ts";
 import { buildTrainer } from "../../training/build-trainer.ts";
 import { trainAdapter } from "../../training/train-adapter.ts";
 import { TrainerError } from "../../training/trainer-process.ts";
+import { LoraFileError } from "../../training/lora-gguf.ts";
 import { COMPUTE_TYPES, LORA_TARGETS, OBJECTIVES, TRAINING_DEFAULTS as D, type ComputeTypeChoice, type LoraTarget, type TrainObjective } from "../../training/training-options.ts";
 const BAD_INPUT_CODES = new Set(["unsupported_model", "bad_data", "empty_data", "usage", "bad_model", "bad_adapter"]);
 
@@ -35,6 +36,7 @@ interface TrainCliOptions {
   beta: number;
   threads?: number;
   computeType: ComputeTypeChoice;
+  initAdapter?: string;
   json?: boolean;
 }
 
@@ -88,6 +90,7 @@ export function register(program: Command): void {
     .option("--beta <b>", "DPO beta", positiveNumber, D.beta)
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
     .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, D.computeType)
+    .option("--init-adapter <file>", "continue training this LoRA GGUF (a steerbot adapter, or one from llama.cpp's converter for the same base): its rank, targets and alpha are kept")
     .option("--json", "print the result as one JSON object")
     .action(
       action(async (opts: TrainCliOptions & { fromDb?: boolean }, cmd: Command) => {
@@ -109,6 +112,10 @@ export function register(program: Command): void {
         }
         const missing = (["steers", "model", "out"] as const).filter((k) => !opts[k]);
         if (missing.length) throw new CliError(`train needs ${missing.map((m) => `--${m}`).join(", ")} (or --from-db)`, EXIT.badInput);
+        if (opts.initAdapter) {
+          const shape = ["rank", "alpha", "targets"].filter((k) => cmd.getOptionValueSource(k) === "cli");
+          if (shape.length) throw new CliError(`${shape.map((k) => `--${k}`).join(", ")}: not used with --init-adapter, whose rank, targets and alpha training continues`, EXIT.badInput);
+        }
         return runTrain(opts);
       }),
     );
@@ -129,6 +136,7 @@ const FILE_RUN_OPTIONS: { key: string; flag: string; config?: string }[] = [
   { key: "beta", flag: "beta" },
   { key: "threads", flag: "threads", config: "threads" },
   { key: "computeType", flag: "compute-type", config: "compute_type" },
+  { key: "initAdapter", flag: "init-adapter" },
   { key: "json", flag: "json" },
 ];
 
@@ -204,6 +212,7 @@ async function runTrain(opts: TrainCliOptions): Promise<number> {
         beta: opts.beta,
         threads: opts.threads,
         computeType: opts.computeType,
+        initAdapter: opts.initAdapter,
         build,
       },
       (p) => {
@@ -233,6 +242,7 @@ async function runTrain(opts: TrainCliOptions): Promise<number> {
     const err = e as Error;
     process.stderr.write(`steerbot train: ${err.message}\n`);
     if (err instanceof TrainerError) return BAD_INPUT_CODES.has(err.code) ? 2 : 1;
+    if (err instanceof LoraFileError) return 2;
     return /cannot dequantize|no steers|no valid steers|could be tokenized|needs steers|not found/.test(err.message) ? 2 : 1;
   }
 }
