@@ -200,6 +200,8 @@ export class DiscordAdminHandler {
         body: { content, flags: MessageFlags.SuppressEmbeds, allowed_mentions: { parse: [] }, attachments: files.map((f, id) => ({ id, filename: f.name })) },
         files,
       });
+      // Without progress the ephemeral answer still says "thinking": point it to the summary (the token may be gone).
+      if (!progressId) await interaction.editReply({ content: "Training finished: the summary is posted in this channel." }).catch(() => {});
     } catch (err) {
       this.#log.warn({ channelId, err: String(err) }, "discord: could not post the training summary in the channel; answering the interaction instead");
       await this.#show(interaction, outcome).catch((e) => this.#log.warn({ err: String(e) }, "discord: the training summary is lost (interaction token expired?)"));
