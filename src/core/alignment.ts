@@ -47,7 +47,13 @@
  *   (' " `) are not delimiters. A trailing `g` flag is accepted and ignored.
  * - Length limit: counted in Unicode code points of the trimmed correction.
  * - Quotes are matched exactly first, then with any run of whitespace matching any run of
- *   whitespace (line breaks lost in copy-paste). `s/old/` is matched exactly.
+ *   whitespace (line breaks lost in copy-paste), then against the *rendered* text: chat apps
+ *   show `**bold**` as bold, so a quote copied from the screen lacks the markup. The rendered
+ *   view drops Markdown markers (`**`, `*`, `__`, `_`, `~~`, `||`, backticks, `#` headings,
+ *   `>` quote lines, `[text](url)` link syntax, `\` escapes) and keeps a map from each rendered
+ *   character back to its offset in S, so the divergence is still an offset of S: the start of
+ *   the quote's first character, moved back over markup that opens just before it (the prefix
+ *   then never ends in a dangling `**`). `s/old/` is matched exactly.
  */
 import type { CorrectionErrorCode } from "./errors.ts";
 import { CorrectionError } from "./errors.ts";
@@ -199,6 +205,7 @@ function alignQuote(
   }
   if (at < 0) at = lastOccurrence(shown, quote, graphemes);
   if (at < 0) at = lastFlexibleOccurrence(shown, quote, graphemes);
+  if (at < 0) at = renderedOccurrence(shown, quote, graphemes);
   if (at < 0) {
     return fail(
       "quote_not_found",
@@ -483,6 +490,88 @@ function lastFlexibleOccurrence(text: string, needle: string, graphemes: Uint8Ar
     if (graphemes[start] && graphemes[start + m[0].length]) best = start;
   }
   return best;
+}
+
+/**
+ * What a chat client shows for Markdown text: markers removed. `map[i]` is the offset in `raw`
+ * of rendered character `i`, and `map[rendered.length] === raw.length`.
+ */
+export function renderedView(raw: string): { text: string; map: number[] } {
+  let text = "";
+  const map: number[] = [];
+  const emit = (i: number, n = 1): void => {
+    for (let k = 0; k < n; k++) {
+      text += raw[i + k];
+      map.push(i + k);
+    }
+  };
+  const wordy = (c: string | undefined): boolean => c !== undefined && /[\p{L}\p{N}]/u.test(c);
+  let i = 0;
+  let lineStart = true;
+  while (i < raw.length) {
+    const c = raw[i]!;
+    if (lineStart) {
+      const block = /^(?:#{1,3} |>>> |> |[-*] )/.exec(raw.slice(i, i + 4));
+      lineStart = false;
+      if (block) {
+        i += block[0].length;
+        continue;
+      }
+    }
+    if (c === "\n") {
+      emit(i);
+      i++;
+      lineStart = true;
+      continue;
+    }
+    if (c === "\\" && i + 1 < raw.length && /[\p{P}\p{S}]/u.test(raw[i + 1]!)) {
+      emit(i + 1); // an escaped marker shows as itself
+      i += 2;
+      continue;
+    }
+    if (c === "[") {
+      const link = /^\[([^\]\n]+)\]\((?:https?:\/\/|<https?:\/\/)[^)\s]+\)/.exec(raw.slice(i));
+      if (link) {
+        emit(i + 1, link[1]!.length);
+        i += link[0].length;
+        continue;
+      }
+    }
+    const run = /^(?:\*+|_+|~~+|\|\|+|`+)/.exec(raw.slice(i));
+    if (run) {
+      const n = run[0].length;
+      // snake_case and 2*3*4 keep their characters: markers never sit between two word characters.
+      const inWord = (c === "_" || c === "*") && wordy(raw[i - 1]) && wordy(raw[i + n]);
+      if (!inWord) {
+        i += n;
+        continue;
+      }
+      emit(i, n);
+      i += n;
+      continue;
+    }
+    emit(i);
+    i++;
+  }
+  map.push(raw.length);
+  return { text, map };
+}
+
+/**
+ * Where a quote copied from the rendered text starts in `shown`: its last occurrence in the
+ * rendered view (exact, then whitespace-flexible), mapped back and moved before the markup that
+ * opens right before it; -1 when it is not there either.
+ */
+function renderedOccurrence(shown: string, quote: string, graphemes: Uint8Array): number {
+  const view = renderedView(shown);
+  if (view.text === shown) return -1;
+  const viewGraphemes = graphemeBoundaries(view.text);
+  let at = lastOccurrence(view.text, quote, viewGraphemes);
+  if (at < 0) at = lastFlexibleOccurrence(view.text, quote, viewGraphemes);
+  if (at < 0) return -1;
+  const raw = at === 0 ? 0 : view.map[at - 1]! + 1;
+  if (graphemes[raw]) return raw;
+  return graphemes[view.map[at]!] ? view.map[at]! : -1;
 }
 
 function escapeRegExp(s: string): string {

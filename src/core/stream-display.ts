@@ -147,7 +147,8 @@ export class StreamDisplay {
   }
 
   private schedule(): void {
-    if (this.timer || this.frozen) return;
+    // Once the platform said "gone" (or refused for good), no more rounds: they could only fail again.
+    if (this.timer || this.frozen || this.gone) return;
     const run = () => {
       this.timer = undefined;
       if (this.frozen) return;

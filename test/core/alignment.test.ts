@@ -10,6 +10,7 @@ import {
   CORRECTION_HOWTO,
   isWordBoundary,
   parseSubstitute,
+  renderedView,
   unwrapAlignment,
   type AlignmentOk,
   type AlignOptions,
@@ -631,5 +632,55 @@ describe("alignCorrection: invariants over random cases (seeded)", () => {
     for (const form of ["quote", "substitute", "overlap", "continuation"]) {
       assert.ok((forms[form] ?? 0) > 50, `form ${form} reached only ${forms[form] ?? 0} times: ${JSON.stringify(forms)}`);
     }
+  });
+});
+
+describe("alignCorrection: quotes copied from rendered Markdown", () => {
+  const quote = (shown: string, text: string) => {
+    const r = alignCorrection(shown, { text: `> ${text}\nthe fix` });
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.equal(r.form, "quote");
+    assert.equal(r.prefix + r.rejected, shown, "S is never altered");
+    return r;
+  };
+
+  it("a quote spanning **bold** aligns at the raw offset of its first character", () => {
+    const shown = "Paris is the **capital of France** and a big city.";
+    const r = quote(shown, "the capital of France and");
+    assert.equal(r.prefix, "Paris is ");
+  });
+
+  it("a quote starting on a bold word diverges before the opening markers, not inside them", () => {
+    const shown = "Paris is the **capital of France** and a big city.";
+    const r = quote(shown, "capital of France and a");
+    assert.equal(r.prefix, "Paris is the ");
+    assert.equal(r.rejected, "**capital of France** and a big city.");
+  });
+
+  it("inline code, italics, strike-through, spoilers, links and headings are rendered away", () => {
+    const shown = "# Setup\nRun `npm install` *first*, then ~~never~~ ||ever|| read [the docs](https://example.com/d) now.";
+    assert.equal(quote(shown, "Run npm install first, then").prefix, "# Setup\n");
+    assert.equal(quote(shown, "never ever read the docs now").prefix, "# Setup\nRun `npm install` *first*, then ");
+    assert.equal(quote(shown, "Setup Run npm").prefix, "", "the heading line and the line break (flexible whitespace)");
+  });
+
+  it("the exact text still wins when it is there, and snake_case keeps its underscores", () => {
+    const shown = "Set my_var to **2** and my_var stays.";
+    assert.equal(quote(shown, "my_var stays").prefix, "Set my_var to **2** and ");
+    assert.equal(quote(shown, "to 2 and my_var").prefix, "Set my_var ");
+  });
+
+  it("a quote that is in neither view is still not found", () => {
+    const r = alignCorrection("Paris is the **capital**.", { text: "> Lyon is\nfix" });
+    assert.ok(!r.ok);
+    assert.equal(r.code, "quote_not_found");
+  });
+
+  it("renderedView maps every rendered character back to its raw offset", () => {
+    const raw = "a **b** `c` [d](https://x.y) \\*e\\*";
+    const { text, map } = renderedView(raw);
+    assert.equal(text, "a b c d *e*");
+    for (let i = 0; i < text.length; i++) assert.equal(raw[map[i]!], text[i], `char ${i}`);
+    assert.equal(map[text.length], raw.length);
   });
 });

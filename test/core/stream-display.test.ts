@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { chunkEnd, StreamDisplay } from "../../src/core/stream-display.ts";
+import { SurfaceGoneError } from "../../src/core/ports.ts";
 import { RecordingSurface } from "../helpers/recording-surface.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -52,5 +53,28 @@ describe("stream display", () => {
     d.update("Hello again"); // updates after a stop change nothing
     await sleep(20);
     assert.equal(surface.visible, "Hello");
+  });
+
+  it("once the surface is gone, no more rounds are scheduled (no retry loop, no timer left running)", async () => {
+    let sends = 0;
+    let failed!: () => void;
+    const firstFailure = new Promise<void>((r) => (failed = r));
+    const surface = {
+      maxMessageLength: 2000,
+      minEditIntervalMs: 0,
+      async send(): Promise<string> {
+        sends++;
+        failed();
+        throw new SurfaceGoneError("gone");
+      },
+      async edit(): Promise<void> {},
+    };
+    const d = new StreamDisplay(surface, { intervalMs: 0 });
+    d.update("hello");
+    await firstFailure;
+    // A round takes a few timer turns: give the display twenty of them to (wrongly) try again.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    assert.ok(d.goneError);
+    assert.equal(sends, 1, "the gone surface was not called again");
   });
 });

@@ -5,14 +5,22 @@
  * `core.admin.*`, the approve/reject buttons of pending steers and the confirmation button of
  * `/forget`. Every answer is ephemeral: admin output and privacy actions are nobody else's
  * business. Who may do what is decided by the core; a refusal is just its notice shown here.
+ *
+ * One exception: `/retrain` runs longer than an interaction token lives (15 minutes), so its
+ * progress and its summary (with the loss-curve picture) are normal messages in the channel,
+ * where they stay readable; the ephemeral answer only says where to look.
  */
+import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
 import {
   ActionRowBuilder,
   ButtonBuilder,
   ButtonStyle,
   MessageFlags,
+  Routes,
   type ButtonInteraction,
   type ChatInputCommandInteraction,
+  type REST,
 } from "discord.js";
 import { discordActor } from "./discord-actor.ts";
 import { customIds } from "./discord-commands.ts";
@@ -20,16 +28,19 @@ import type { DiscordCore } from "./discord-core.ts";
 import type { DiscordLog } from "./discord-settings.ts";
 
 const STEERS_PER_MESSAGE = 5; // Discord allows 5 action rows per message: one row per steer.
+/** Least time between two edits of the training progress message. */
 const PROGRESS_INTERVAL_MS = 1500;
 
 /** Maps admin commands and buttons to `core.admin.*`; answers only the person who asked. */
 export class DiscordAdminHandler {
   readonly #core: DiscordCore;
   readonly #log: DiscordLog;
+  readonly #rest: REST;
 
-  constructor(core: DiscordCore, log: DiscordLog) {
+  constructor(core: DiscordCore, log: DiscordLog, rest: REST) {
     this.#core = core;
     this.#log = log;
+    this.#rest = rest;
   }
 
   async onCommand(interaction: ChatInputCommandInteraction): Promise<void> {
@@ -49,21 +60,8 @@ export class DiscordAdminHandler {
         const version = interaction.options.getString("version") ?? undefined;
         return this.#show(interaction, await admin.adapters(actor, action, version));
       }
-      case "retrain": {
-        let last = 0;
-        let pending: Promise<unknown> = Promise.resolve();
-        const outcome = await admin.retrain(actor, async (text) => {
-          const now = Date.now();
-          if (now - last < PROGRESS_INTERVAL_MS) return;
-          last = now;
-          pending = interaction.editReply({ content: text.slice(0, 2000) }).catch((err) => {
-            this.#log.warn({ err: String(err) }, "discord: could not show training progress");
-          });
-          await pending;
-        });
-        await pending;
-        return this.#show(interaction, outcome);
-      }
+      case "retrain":
+        return this.#retrain(interaction, actor);
       case "steers": {
         const outcome = await admin.pendingSteers(actor);
         if (!outcome.ok || !outcome.steers) return this.#show(interaction, outcome);
@@ -133,6 +131,81 @@ export class DiscordAdminHandler {
       .map((row) => row.toJSON() as { components?: { custom_id?: string }[] })
       .filter((row) => !row.components?.some((c) => c.custom_id?.endsWith(`:${parsed.steerId}`)));
     await interaction.editReply({ content: `${interaction.message.content}\n${line}`.slice(-2000), components: rows as never });
+  }
+
+  /**
+   * `/retrain`: progress edits one channel message (at most one edit per interval, the newest
+   * text always shown last), the summary is a new channel message with the loss curve attached.
+   * A refusal (not an admin, training busy) has no progress and stays ephemeral. Where the bot
+   * may not post in the channel, the interaction reply is the fallback while its token lives.
+   */
+  async #retrain(interaction: ChatInputCommandInteraction, actor: ReturnType<typeof discordActor>): Promise<void> {
+    const channelId = interaction.channelId;
+    let progressId: string | undefined;
+    let channelRefused = false;
+    let shown = "";
+    let latest = "";
+    let lastAt = 0;
+    let chain: Promise<void> = Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const showLatest = async (): Promise<void> => {
+      const text = latest;
+      if (text === shown) return;
+      lastAt = Date.now();
+      shown = text;
+      const content = `Training (started by ${actor.displayName ?? actor.userId}): ${text}`.slice(0, 2000);
+      if (channelRefused) {
+        await interaction.editReply({ content }).catch(() => {});
+        return;
+      }
+      try {
+        if (!progressId) {
+          // Say where to look first, while the interaction token is surely alive.
+          await interaction.editReply({ content: "Training started: progress and the summary are posted in this channel." }).catch(() => {});
+          const msg = (await this.#rest.post(Routes.channelMessages(channelId), { body: { content, flags: MessageFlags.SuppressEmbeds, allowed_mentions: { parse: [] } } })) as { id: string };
+          progressId = msg.id;
+        } else {
+          await this.#rest.patch(Routes.channelMessage(channelId, progressId), { body: { content, allowed_mentions: { parse: [] } } });
+        }
+      } catch (err) {
+        channelRefused = !progressId;
+        this.#log.warn({ channelId, err: String(err) }, "discord: could not post training progress in the channel");
+        if (channelRefused) await interaction.editReply({ content }).catch(() => {});
+      }
+    };
+    const flush = (): Promise<void> => (chain = chain.then(showLatest));
+    const outcome = await this.#core.admin.retrain(actor, async (text) => {
+      latest = text;
+      const wait = lastAt + PROGRESS_INTERVAL_MS - Date.now();
+      if (wait <= 0) return flush();
+      // Too soon: the newest text goes out once the interval is over (earlier ones are skipped).
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        void flush();
+      }, wait);
+    });
+    if (timer) clearTimeout(timer);
+    if (latest) {
+      const wait = lastAt + PROGRESS_INTERVAL_MS - Date.now();
+      if (wait > 0 && latest !== shown) await new Promise((r) => setTimeout(r, wait));
+      await flush();
+    }
+    await chain;
+    if (!progressId && !outcome.ok) return this.#show(interaction, outcome); // refused: only the admin sees why
+    const content = (outcome.notice ?? (outcome.ok ? "Training done." : "Training failed.")).slice(0, 2000);
+    const files = await Promise.all((outcome.attachments ?? []).map(async (path) => ({ name: basename(path), data: await readFile(path) })));
+    try {
+      if (channelRefused) throw new Error("the channel refused the progress message");
+      await this.#rest.post(Routes.channelMessages(channelId), {
+        body: { content, flags: MessageFlags.SuppressEmbeds, allowed_mentions: { parse: [] }, attachments: files.map((f, id) => ({ id, filename: f.name })) },
+        files,
+      });
+      // Without progress the ephemeral answer still says "thinking": point it to the summary (the token may be gone).
+      if (!progressId) await interaction.editReply({ content: "Training finished: the summary is posted in this channel." }).catch(() => {});
+    } catch (err) {
+      this.#log.warn({ channelId, err: String(err) }, "discord: could not post the training summary in the channel; answering the interaction instead");
+      await this.#show(interaction, outcome).catch((e) => this.#log.warn({ err: String(e) }, "discord: the training summary is lost (interaction token expired?)"));
+    }
   }
 
   async #show(interaction: ChatInputCommandInteraction, outcome: { ok: boolean; notice?: string; attachments?: string[] }): Promise<void> {

@@ -107,7 +107,7 @@ export class DiscordBot {
       stopLatencyWindow: options.stopLatencyWindow ?? STOP_LATENCY_WINDOW,
     };
     this.#conversation = new DiscordConversationHandler(deps);
-    this.#admin = new DiscordAdminHandler(options.core, this.#log);
+    this.#admin = new DiscordAdminHandler(options.core, this.#log, this.client.rest);
     this.#wire();
   }
 

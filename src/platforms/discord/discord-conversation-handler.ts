@@ -3,11 +3,16 @@
  *
  * Owns: deciding what a message or reaction means (a new question, a correction of a stopped
  * reply, a stop, an accept), where the answer streams (a new thread on the question, or in place
- * inside a thread/DM, or in place when threads may not be created), and showing the core's
- * notices to the person they concern. Permissions, duplicates of the same platform message,
+ * inside a thread/DM, in channels that have no threads — voice and stage text chats — and when
+ * threads may not be created), showing the core's notices to the person they concern, and
+ * telling the asker when Discord refused to show the reply (a read-only channel, no permission).
+ *
+ * In the bot's thread people also talk to each other: only a reply to the bot's message, or a
+ * plain message of the thread's steerer (who asked) that addresses nobody else, is a correction. Permissions, duplicates of the same platform message,
  * storage and throttling are decided by the core; this class only maps Discord to core calls.
  */
 import {
+  ChannelType,
   DiscordAPIError,
   MessageFlags,
   RESTJSONErrorCodes,
@@ -25,7 +30,7 @@ import type { Actor, ThreadRef } from "../../core/ports.ts";
 import { pushBounded } from "../bounded-samples.ts";
 import { discordActor } from "./discord-actor.ts";
 import { DISCORD, type DiscordCore } from "./discord-core.ts";
-import { DiscordReplySurface, isMissingPermission } from "./discord-reply-surface.ts";
+import { DiscordReplySurface, isMissingPermission, type SurfaceFailure } from "./discord-reply-surface.ts";
 import type { DiscordLog, DiscordMetrics, DiscordSettings } from "./discord-settings.ts";
 
 interface Deps {
@@ -44,6 +49,11 @@ interface Deps {
 /** Maps conversation events (messages, reactions, /ask) to core.ask/stop/correct/accept. */
 export class DiscordConversationHandler {
   readonly #d: Deps;
+  /**
+   * Who asked in each conversation the bot answers (thread/DM channel id → user id): their
+   * plain messages there correct an open reply; other people's do not. Bounded: oldest go first.
+   */
+  readonly #steerers = new Map<string, string>();
 
   constructor(deps: Deps) {
     this.#d = deps;
@@ -79,7 +89,11 @@ export class DiscordConversationHandler {
       const thread = this.#threadOf(message);
       const open = core.openReplyIn(thread);
       if (open?.state === "stopped" || open?.state === "generating") {
-        await this.#correct(message, actor, text, undefined);
+        // People talk to each other here too: a reply to someone else, a mention of someone
+        // else, or anyone's chat but the steerer's is not addressed to the bot.
+        if (isDM || (this.#isSteerer(message.channelId, actor.userId) && !addressesSomeoneElse(message, me))) {
+          await this.#correct(message, actor, text, undefined);
+        }
         return;
       }
       const botsThread = isDM || open !== undefined || (inThread && "ownerId" in channel && channel.ownerId === me);
@@ -94,7 +108,8 @@ export class DiscordConversationHandler {
     //    refuse gets its answer in place (a reply), not an empty thread.
     if (!mentioned || !this.#channelAllowed(message)) return;
     const here: ThreadRef = { platform: DISCORD, chatId: message.channelId, threadId: message.channelId };
-    if (!text || core.permissions?.allows("ask", actor, here) === false) {
+    if (!text || core.permissions?.allows("ask", actor, here) === false || !canHoldThreads(channel.type)) {
+      // Voice and stage text chats (and forum posts' own channels) cannot hold a thread: answer in place.
       await this.#ask({ actor, text, sourceMessageId: message.id, channelId: message.channelId, thread: here, replyTo: message.id });
       return;
     }
@@ -114,7 +129,7 @@ export class DiscordConversationHandler {
     const question = interaction.options.getString("question", true).trim();
     const actor = discordActor(interaction.user, interaction.member, interaction.guildId);
     const channel = interaction.channel;
-    const inPlace = !interaction.guildId || channel?.isThread() === true;
+    const inPlace = !interaction.guildId || channel?.isThread() === true || (channel != null && !canHoldThreads(channel.type));
     if (interaction.guildId && !this.#channelIdAllowed(interaction.channelId, channel?.isThread() ? channel.parentId : null)) {
       await interaction.reply({ content: "I don't answer questions in this channel.", flags: MessageFlags.Ephemeral });
       return;
@@ -143,14 +158,14 @@ export class DiscordConversationHandler {
       channelId = place.channelId;
       thread = { platform: DISCORD, chatId: interaction.channelId, threadId: place.channelId };
     }
-    const outcome = await this.#d.core.ask({
-      thread,
-      actor,
-      text: question,
-      sourceMessageId: interaction.id,
-      surface: this.#surface(channelId, undefined),
+    this.#rememberSteerer(channelId, actor.userId);
+    const surface = this.#surface(channelId, undefined);
+    const outcome = await this.#d.core.ask({ thread, actor, text: question, sourceMessageId: interaction.id, surface });
+    // The interaction's follow-ups need no channel permission: the refusal reaches the asker.
+    const notice = surface.failure ? refusedNotice(surface.failure, channelId) : outcome.notice;
+    if (notice) await interaction.followUp({ content: notice.slice(0, 2000), flags: MessageFlags.Ephemeral }).catch((err) => {
+      this.#d.log.warn({ err: String(err) }, "discord: could not answer /ask");
     });
-    if (outcome.notice) await interaction.followUp({ content: outcome.notice.slice(0, 2000), flags: MessageFlags.Ephemeral });
   }
 
   /** A reaction was added: the stop emoji stops a reply, the accept emoji accepts it. */
@@ -185,6 +200,7 @@ export class DiscordConversationHandler {
 
   async #correct(message: Message, actor: Actor, text: string, replyToMessageId: string | undefined): Promise<void> {
     if (!text) return;
+    const surface = this.#surface(message.channelId, undefined);
     const outcome = await this.#d.core.correct({
       thread: this.#threadOf(message),
       actor,
@@ -192,20 +208,27 @@ export class DiscordConversationHandler {
       // Discord has no structured quote: "> quoted" lines stay in the text; the core parses them.
       correction: { text },
       messageId: message.id,
-      surface: this.#surface(message.channelId, undefined),
+      surface,
     });
-    if (outcome.notice) await this.#replyNotice(message, outcome.notice);
+    if (surface.failure) await this.#tellRefused(surface.failure, message.channelId, actor.userId, undefined);
+    else if (outcome.notice) await this.#replyNotice(message, outcome.notice);
   }
 
   async #ask(a: { actor: Actor; text: string; sourceMessageId: string; channelId: string; thread: ThreadRef; replyTo?: string }): Promise<void> {
+    this.#rememberSteerer(a.channelId, a.actor.userId);
+    const surface = this.#surface(a.channelId, a.replyTo);
     const outcome = await this.#d.core.ask({
       thread: a.thread,
       actor: a.actor,
       text: a.text,
       sourceMessageId: a.sourceMessageId,
-      surface: this.#surface(a.channelId, a.replyTo),
+      surface,
     });
-    if (outcome.notice) {
+    if (surface.failure) {
+      // The question's own channel is where the asker looks; it may accept what the thread did not.
+      const origin = a.thread.chatId !== a.channelId ? { channelId: a.thread.chatId, messageId: a.sourceMessageId } : undefined;
+      await this.#tellRefused(surface.failure, a.channelId, a.actor.userId, origin);
+    } else if (outcome.notice) {
       await this.#send(a.channelId, {
         content: `<@${a.actor.userId}> ${outcome.notice}`.slice(0, 2000),
         allowed_mentions: { users: [a.actor.userId] },
@@ -236,6 +259,39 @@ export class DiscordConversationHandler {
         return { channelId, inPlace: true };
       }
       throw err;
+    }
+  }
+
+  /** The first asker of a conversation is its steerer (a follow-up by someone else does not take it over). */
+  #rememberSteerer(channelId: string, userId: string): void {
+    if (this.#steerers.has(channelId)) return;
+    this.#steerers.set(channelId, userId);
+    if (this.#steerers.size > 10_000) this.#steerers.delete(this.#steerers.keys().next().value!);
+  }
+
+  /** True for the thread's asker; in a thread the bot has not seen an ask in (a restart), anyone. */
+  #isSteerer(channelId: string, userId: string): boolean {
+    const steerer = this.#steerers.get(channelId);
+    return steerer === undefined || steerer === userId;
+  }
+
+  /**
+   * Discord refused to show a reply (or kept failing): tell the asker once, in the question's
+   * channel when there is one to try, else in a DM; every attempt is one request, never repeated.
+   */
+  async #tellRefused(failure: SurfaceFailure, channelId: string, userId: string, origin: { channelId: string; messageId: string } | undefined): Promise<void> {
+    this.#d.log.warn({ channelId, kind: failure.kind, reason: failure.reason }, "discord: stopped streaming a reply: Discord refused or kept failing");
+    const content = `<@${userId}> ${refusedNotice(failure, channelId)}`.slice(0, 2000);
+    if (origin && (await this.#trySend(origin.channelId, {
+      content,
+      allowed_mentions: { users: [userId] },
+      message_reference: { message_id: origin.messageId, fail_if_not_exists: false },
+    }))) return;
+    try {
+      const dm = (await this.#d.rest.post(Routes.userChannels(), { body: { recipient_id: userId } })) as { id: string };
+      await this.#trySend(dm.id, { content, allowed_mentions: { parse: [] } });
+    } catch (err) {
+      this.#d.log.warn({ userId, err: String(err) }, "discord: could not open a DM to say why a reply stopped");
     }
   }
 
@@ -290,12 +346,40 @@ export class DiscordConversationHandler {
   }
 
   async #send(channelId: string, body: Record<string, unknown>): Promise<void> {
+    await this.#trySend(channelId, body);
+  }
+
+  /** One attempt to post a notice; false (logged) when Discord refused. */
+  async #trySend(channelId: string, body: Record<string, unknown>): Promise<boolean> {
     try {
-      await this.#d.rest.post(Routes.channelMessages(channelId), { body });
+      await this.#d.rest.post(Routes.channelMessages(channelId), { body: { flags: MessageFlags.SuppressEmbeds, ...body } });
+      return true;
     } catch (err) {
       this.#d.log.warn({ channelId, err: String(err) }, "discord: could not show a notice");
+      return false;
     }
   }
+}
+
+/** Text channels and announcement channels can hold threads; voice/stage text chats cannot. */
+function canHoldThreads(type: ChannelType): boolean {
+  return type === ChannelType.GuildText || type === ChannelType.GuildAnnouncement;
+}
+
+/** A reply to another message than the bot's, or a mention of anyone but the bot (or of everyone/roles). */
+function addressesSomeoneElse(message: Message, botId: string): boolean {
+  const replied = message.mentions.repliedUser?.id;
+  if (message.reference?.messageId && replied !== botId) return true;
+  if (message.mentions.everyone || message.mentions.roles.size > 0) return true;
+  return [...message.mentions.users.keys()].some((id) => id !== botId && id !== replied)
+    || new RegExp(`<@[!&]?(?!${botId}>)\\d+>`).test(message.content);
+}
+
+/** What the asker is told when Discord would not show the reply. */
+function refusedNotice(failure: SurfaceFailure, channelId: string): string {
+  return failure.kind === "refused"
+    ? `I stopped your reply: Discord does not let me post in <#${channelId}> (${failure.reason}). A server admin can give me Send Messages (and Send Messages in Threads) there; then ask again.`
+    : `I stopped your reply: Discord kept failing to show it in <#${channelId}> (${failure.reason}). Please ask again in a while.`;
 }
 
 /** The text of a message without mentions of the bot. */

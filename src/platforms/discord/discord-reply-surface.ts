@@ -2,13 +2,16 @@
  * The Discord side of one streamed reply: sends and edits the bot's messages in one channel
  * (a thread, a text channel when threads are not allowed, or a DM).
  *
- * Owns: the REST calls that show text and the mapping of Discord's "gone for good" errors to
- * `SurfaceGoneError`. Throttling, splitting at 2000 characters and deciding when to edit are the
+ * Owns: the REST calls that show text (with SUPPRESS_EMBEDS: a URL in model output must not
+ * unfurl into a preview), the mapping of Discord's "gone for good" and "not allowed" errors to
+ * `SurfaceGoneError`, and the pace of calls after a failure: never faster than the edit interval,
+ * and a few failures in a row end the stream. Discord bans an IP after 10,000 invalid requests
+ * (401/403/429) in 10 minutes, so a refused call is never repeated. Throttling, splitting at 2000 characters and deciding when to edit are the
  * core's job (it reads `maxMessageLength` and `minEditIntervalMs`). 429s never reach here:
  * discord.js's REST queue waits out `retry_after` per bucket and retries, and because the queue
  * of one bucket is first-in first-out, the last edit sent is the last edit applied.
  */
-import { DiscordAPIError, RESTJSONErrorCodes, Routes, type REST } from "discord.js";
+import { DiscordAPIError, MessageFlags, RESTJSONErrorCodes, Routes, type REST } from "discord.js";
 import { SurfaceGoneError, type ReplySurface } from "../../core/ports.ts";
 
 /** Discord's limit for one message's content. */
@@ -23,6 +26,28 @@ const GONE_CODES = new Set<number>([
   RESTJSONErrorCodes.CannotEditMessageAuthoredByAnotherUser,
   RESTJSONErrorCodes.CannotSendMessagesInNonTextChannel,
 ]);
+
+/**
+ * Errors that say "the bot may not do this here" (Missing Permissions: a read-only channel, no
+ * Send Messages in Threads, the bot timed out; slowmode): retrying cannot help until a person
+ * changes something, so the stream ends and the asker is told.
+ */
+const REFUSED_CODES = new Set<number>([
+  RESTJSONErrorCodes.MissingPermissions,
+  RESTJSONErrorCodes.CannotExecuteActionOnThisChannelType,
+  RESTJSONErrorCodes.ActionCannotBePerformedDueToSlowmodeRateLimit,
+  RESTJSONErrorCodes.AnnouncementEditLimitExceeded,
+]);
+
+/** Failures in a row (each after discord.js's own retries) after which a stream gives up. */
+const MAX_FAILURES_IN_A_ROW = 3;
+
+/** Why a surface stopped showing the reply, for the notice to the asker. */
+export interface SurfaceFailure {
+  kind: "refused" | "failing";
+  /** Discord's error message and code, e.g. "Missing Permissions (code 50013)". */
+  reason: string;
+}
 
 export interface DiscordReplySurfaceOptions {
   /** Least time between two edits of one message; Discord tolerates about one a second. */
@@ -46,6 +71,10 @@ export class DiscordReplySurface implements ReplySurface {
   readonly #rest: REST;
   readonly #options: DiscordReplySurfaceOptions;
   #replied = false;
+  #failuresInARow = 0;
+  #lastFailureAt = 0;
+  /** Set when Discord refused or kept failing: the stream ended here and the asker should know. */
+  failure: SurfaceFailure | undefined;
 
   constructor(rest: REST, channelId: string, options: DiscordReplySurfaceOptions) {
     this.#rest = rest;
@@ -55,39 +84,71 @@ export class DiscordReplySurface implements ReplySurface {
   }
 
   async send(text: string): Promise<string> {
-    this.#assertOpen();
+    await this.#pace();
     const replyTo = !this.#replied ? this.#options.replyToMessageId : undefined;
     this.#replied = true;
     try {
       const body: Record<string, unknown> = {
         content: visible(text),
+        flags: MessageFlags.SuppressEmbeds,
         // Model output must never ping @everyone, roles or users.
         allowed_mentions: { parse: [] },
       };
       if (replyTo) body.message_reference = { message_id: replyTo, fail_if_not_exists: false };
       const msg = (await this.#rest.post(Routes.channelMessages(this.channelId), { body })) as { id: string };
+      this.#failuresInARow = 0;
       return msg.id;
     } catch (err) {
       this.#options.onError?.("send", err);
-      throw translate(err, `send in channel ${this.channelId}`);
+      throw this.#failed(err, `send in channel ${this.channelId}`);
     }
   }
 
   async edit(messageId: string, text: string): Promise<void> {
-    this.#assertOpen();
+    await this.#pace();
     try {
       await this.#rest.patch(Routes.channelMessage(this.channelId, messageId), {
-        body: { content: visible(text), allowed_mentions: { parse: [] } },
+        body: { content: visible(text), flags: MessageFlags.SuppressEmbeds, allowed_mentions: { parse: [] } },
       });
+      this.#failuresInARow = 0;
     } catch (err) {
       this.#options.onError?.("edit", err);
-      throw translate(err, `edit message ${messageId} in channel ${this.channelId}`);
+      throw this.#failed(err, `edit message ${messageId} in channel ${this.channelId}`);
     }
   }
 
-  #assertOpen(): void {
+  /**
+   * Before each call: refuse once closed or given up, and after a failure wait out the edit
+   * interval (the core retries at once on an error it does not know; Discord must not see that).
+   */
+  async #pace(): Promise<void> {
     if (this.#options.isClosed?.()) throw new SurfaceGoneError("Discord: the bot is shutting down");
+    if (this.failure) throw new SurfaceGoneError(`Discord: stopped showing this reply: ${this.failure.reason}`);
+    if (this.#failuresInARow > 0) {
+      const wait = this.#lastFailureAt + this.minEditIntervalMs - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (this.#options.isClosed?.()) throw new SurfaceGoneError("Discord: the bot is shutting down");
+    }
   }
+
+  /** The error to throw for a failed call; records refusals and repeated failures. */
+  #failed(err: unknown, what: string): unknown {
+    this.#lastFailureAt = Date.now();
+    this.#failuresInARow++;
+    const gone = translate(err, what);
+    if (gone instanceof SurfaceGoneError) return gone;
+    const reason = err instanceof DiscordAPIError ? `${err.message} (code ${err.code})` : err instanceof Error ? err.message : String(err);
+    if (isRefusal(err)) this.failure = { kind: "refused", reason };
+    else if (this.#failuresInARow >= MAX_FAILURES_IN_A_ROW) this.failure = { kind: "failing", reason };
+    if (this.failure) return new SurfaceGoneError(`Discord: cannot ${what}: ${reason}`, { cause: err });
+    return err;
+  }
+}
+
+/** A 401/403, or one of the refusal codes: no retry can succeed. */
+function isRefusal(err: unknown): boolean {
+  if (!(err instanceof DiscordAPIError)) return false;
+  return err.status === 401 || err.status === 403 || (typeof err.code === "number" && REFUSED_CODES.has(err.code));
 }
 
 /** Discord refuses empty content; an empty reply so far shows an ellipsis. */

@@ -29,7 +29,7 @@ export interface FakeUser {
 
 export interface FakeChannel {
   id: string;
-  /** 0 text, 1 DM, 11 public thread. */
+  /** 0 text, 1 DM, 2 voice (with its text chat), 11 public thread, 13 stage. */
   type: number;
   name?: string;
   guildId?: string;
@@ -63,6 +63,10 @@ export interface FakeMessage {
   createdAt: number;
   editedAt?: number;
   reactions: { emoji: string; userId: string }[];
+  /** Link previews Discord generated for URLs in the content (none when SuppressEmbeds is set). */
+  embeds: { url: string }[];
+  /** Names of the files sent with the message. */
+  attachments: string[];
 }
 
 export interface FakeInteraction {
@@ -78,6 +82,8 @@ export interface FakeInteraction {
   /** Message the interaction's button sits on (component interactions). */
   sourceMessageId?: string;
   followUpIds: string[];
+  /** When the interaction was created, on the fake's clock (`FakeDiscordState.now()`). */
+  createdAt: number;
 }
 
 export interface FakeCommandSet {
@@ -86,6 +92,17 @@ export interface FakeCommandSet {
 }
 
 export const EPHEMERAL = 64;
+/** Message flag SUPPRESS_EMBEDS: no link previews for this message. */
+export const SUPPRESS_EMBEDS = 4;
+/** Interaction tokens stay valid this long (Discord docs: "Interaction tokens are valid for 15 minutes"). */
+export const INTERACTION_TOKEN_TTL_MS = 15 * 60_000;
+/** An interaction must get its initial response within 3 seconds, or Discord drops it. */
+export const INITIAL_RESPONSE_DEADLINE_MS = 3000;
+
+/** The URLs in a text that Discord would unfurl (not the `<https://...>` form). */
+export function unfurlableUrls(content: string): string[] {
+  return [...content.matchAll(/(?<!<)https?:\/\/[^\s<>]+/g)].map((m) => m[0]);
+}
 
 /** Everything the fake Discord knows; read it in tests to see what users see. */
 export class FakeDiscordState {
@@ -100,6 +117,18 @@ export class FakeDiscordState {
   readonly commandSets: FakeCommandSet[] = [];
   /** Channels where creating a thread answers 403 Missing Permissions. */
   readonly threadsDenied = new Set<string>();
+  /**
+   * Channels (threads included) where the bot lacks Send Messages: a read-only channel, or the
+   * bot timed out. Sending there answers 403 50013 Missing Permissions.
+   */
+  readonly sendDenied = new Set<string>();
+  /** Added to `Date.now()` by `now()`: tests jump past the 15-minute token life without waiting. */
+  clockOffsetMs = 0;
+
+  /** The fake's clock (interaction deadlines and token expiry read it). */
+  now(): number {
+    return Date.now() + this.clockOffsetMs;
+  }
 
   constructor() {
     this.bot = { id: snowflake(), username: "steerbot", bot: true, roles: [] };
@@ -120,8 +149,8 @@ export class FakeDiscordState {
     return user;
   }
 
-  addTextChannel(name: string): FakeChannel {
-    const ch: FakeChannel = { id: snowflake(), type: 0, name, guildId: this.guildId };
+  addTextChannel(name: string, type = 0): FakeChannel {
+    const ch: FakeChannel = { id: snowflake(), type, name, guildId: this.guildId };
     this.channels.set(ch.id, ch);
     return ch;
   }
@@ -133,8 +162,8 @@ export class FakeDiscordState {
     return ch;
   }
 
-  addMessage(m: Omit<FakeMessage, "id" | "versions" | "createdAt" | "reactions" | "flags" | "components"> &
-    Partial<Pick<FakeMessage, "flags" | "components">>): FakeMessage {
+  addMessage(m: Omit<FakeMessage, "id" | "versions" | "createdAt" | "reactions" | "flags" | "components" | "embeds" | "attachments"> &
+    Partial<Pick<FakeMessage, "flags" | "components" | "attachments">>): FakeMessage {
     const now = Date.now();
     const msg: FakeMessage = {
       flags: 0,
@@ -144,18 +173,34 @@ export class FakeDiscordState {
       versions: [{ content: m.content, at: now }],
       createdAt: now,
       reactions: [],
+      embeds: [],
+      attachments: m.attachments ?? [],
     };
+    this.unfurl(msg);
     this.messages.set(msg.id, msg);
     return msg;
   }
 
-  editMessage(msg: FakeMessage, patch: { content?: unknown; components?: unknown; flags?: unknown }): void {
+  editMessage(msg: FakeMessage, patch: { content?: unknown; components?: unknown; flags?: unknown; __files?: unknown }): void {
+    if (Array.isArray(patch.__files) && patch.__files.length) msg.attachments = patch.__files as string[];
     if (typeof patch.content === "string" && patch.content !== msg.content) {
       msg.content = patch.content;
       msg.versions.push({ content: patch.content, at: Date.now() });
     }
     if (Array.isArray(patch.components)) msg.components = patch.components;
+    // On edit only SUPPRESS_EMBEDS may change; flags left out keep their value.
+    if (patch.flags !== undefined) msg.flags = (msg.flags & ~SUPPRESS_EMBEDS) | (Number(patch.flags) & SUPPRESS_EMBEDS);
+    this.unfurl(msg);
     msg.editedAt = Date.now();
+  }
+
+  /** As Discord: a URL in the content gets a link preview unless the message has SUPPRESS_EMBEDS. */
+  unfurl(msg: FakeMessage): void {
+    if (msg.flags & SUPPRESS_EMBEDS) {
+      msg.embeds = [];
+      return;
+    }
+    for (const url of unfurlableUrls(msg.content)) if (!msg.embeds.some((e) => e.url === url)) msg.embeds.push({ url });
   }
 
   /** Messages of a channel in order, ephemeral answers excluded unless `forUser` may see them. */
@@ -260,7 +305,9 @@ export class FakeDiscordState {
         },
       };
     }
+    const voice = ch.type === 2 || ch.type === 13 ? { bitrate: 64000, user_limit: 0, rtc_region: null } : {};
     return {
+      ...voice,
       id: ch.id,
       type: ch.type,
       guild_id: ch.guildId,
@@ -292,8 +339,8 @@ export class FakeDiscordState {
       mention_everyone: false,
       mentions: m.content.includes(`<@${this.bot.id}>`) ? [this.userJSON(this.bot)] : [],
       mention_roles: [],
-      attachments: [],
-      embeds: [],
+      attachments: m.attachments.map((name, i) => ({ id: String(i + 1), filename: name, size: 1, url: `https://cdn.invalid/${name}`, proxy_url: `https://cdn.invalid/${name}` })),
+      embeds: m.embeds.map((e) => ({ type: "link", url: e.url })),
       reactions: [],
       pinned: false,
       type: ref ? 19 : 0,
@@ -310,7 +357,7 @@ export class FakeDiscordState {
   }
 
   guildJSON(): Record<string, unknown> {
-    const channels = [...this.channels.values()].filter((c) => c.type === 0 && c.guildId === this.guildId);
+    const channels = [...this.channels.values()].filter((c) => (c.type === 0 || c.type === 2 || c.type === 13) && c.guildId === this.guildId);
     const threads = [...this.channels.values()].filter((c) => c.type === 11 && c.guildId === this.guildId);
     return {
       id: this.guildId,

@@ -7,6 +7,12 @@
  * "user side": helpers that post messages, react, run slash commands and click buttons the way
  * Discord would dispatch them. Every message keeps every version of its text, so tests assert
  * what a user would have seen.
+ *
+ * Documented limits it enforces, so a bot that ignores them fails here as it would on Discord:
+ * send permissions per channel (403 50013), the 3 s initial-response deadline of an interaction
+ * and its token's 15-minute life (on a clock tests can advance), threads only under text
+ * channels (50024 elsewhere), link previews unless SUPPRESS_EMBEDS is set, and the count of
+ * invalid requests (401/403/429) that gets an IP banned at 10,000 in 10 minutes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -14,6 +20,8 @@ import { FakeDiscordGateway } from "./fake-discord-gateway.ts";
 import {
   EPHEMERAL,
   FakeDiscordState,
+  INITIAL_RESPONSE_DEADLINE_MS,
+  INTERACTION_TOKEN_TTL_MS,
   snowflake,
   type FakeChannel,
   type FakeInteraction,
@@ -74,6 +82,10 @@ export class FakeDiscord {
   readonly trustedRole: string;
   readonly general: FakeChannel;
   readonly noThreads: FakeChannel;
+  /** A voice channel: it has a text chat, but no threads. */
+  readonly voice: FakeChannel;
+  /** Times of the invalid requests answered (401, 403, non-shared 429), on Date.now(). */
+  readonly invalidRequests: number[] = [];
 
   constructor(options: FakeDiscordOptions = {}) {
     this.token = options.token ?? "fake-bot-token";
@@ -85,6 +97,7 @@ export class FakeDiscord {
     this.general = this.state.addTextChannel("general");
     this.noThreads = this.state.addTextChannel("no-threads");
     this.state.threadsDenied.add(this.noThreads.id);
+    this.voice = this.state.addTextChannel("voice", 2);
     this.#server = createServer((req, res) => void this.#onRequest(req, res));
     this.#server.on("upgrade", (req, socket, head) => {
       if (req.url?.startsWith("/gateway")) this.#gateway.handleUpgrade(req, socket, head);
@@ -204,6 +217,7 @@ export class FakeDiscord {
       callbacks: [],
       followUpIds: [],
       sourceMessageId: message?.id,
+      createdAt: s.now(),
     };
     s.interactions.set(it.id, it);
     this.#gateway.dispatch("INTERACTION_CREATE", {
@@ -245,6 +259,17 @@ export class FakeDiscord {
     }
   }
 
+  /** Moves the fake's clock forward (interaction deadlines and token expiry), without waiting. */
+  advanceClock(ms: number): void {
+    this.state.clockOffsetMs += ms;
+  }
+
+  /** Invalid requests in the last 10 minutes: Discord bans the IP at 10,000. */
+  get invalidRequestCount(): number {
+    const since = Date.now() - 10 * 60_000;
+    return this.invalidRequests.filter((t) => t >= since).length;
+  }
+
   /** Count of REST requests that matched `method` and a path fragment. */
   count(method: string, pathIncludes = ""): number {
     return this.requests.filter((r) => r.method === method && r.path.includes(pathIncludes)).length;
@@ -261,11 +286,14 @@ export class FakeDiscord {
     for await (const c of req) chunks.push(c as Buffer);
     let body: any = undefined;
     if (chunks.length) {
-      const raw = Buffer.concat(chunks).toString("utf8");
       const type = String(req.headers["content-type"] ?? "");
+      // Multipart bodies hold binary files: read them byte for byte, decode the JSON part as UTF-8.
+      const raw = Buffer.concat(chunks).toString(type.startsWith("multipart/form-data") ? "latin1" : "utf8");
       if (type.startsWith("multipart/form-data")) {
         const m = /name="payload_json"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([\s\S]*?)\r\n--/.exec(raw);
-        body = m ? JSON.parse(m[1]) : {};
+        body = m ? JSON.parse(Buffer.from(m[1], "latin1").toString("utf8")) : {};
+        // Files travel as parts named files[n]; remember their names.
+        body.__files = [...raw.matchAll(/name="files\[\d+\]"; filename="([^"]*)"/g)].map((f) => f[1]);
       } else {
         try {
           body = JSON.parse(raw);
@@ -277,6 +305,7 @@ export class FakeDiscord {
     if (this.latencyMs) await new Promise((r) => setTimeout(r, this.latencyMs));
     const reply = (status: number, payload: unknown, headers: Record<string, string> = {}): void => {
       this.requests.push({ method, path, status, at: Date.now() });
+      if (status === 401 || status === 403 || (status === 429 && headers["X-RateLimit-Scope"] !== "shared")) this.invalidRequests.push(Date.now());
       if (res.destroyed) return;
       if (status === 204 || payload === undefined) {
         res.writeHead(status === 200 ? 204 : status, headers);
@@ -351,6 +380,7 @@ export class FakeDiscord {
     const content = typeof body?.content === "string" ? body.content : "";
     if (content.length > 2000) throw new ApiError(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.");
     const replyTo = body?.message_reference?.message_id as string | undefined;
+    if (!extra.interactionId && this.#sendDenied(ch)) throw new ApiError(403, 50013, "Missing Permissions");
     return this.state.addMessage({
       channelId: ch.id,
       guildId: ch.guildId,
@@ -359,8 +389,22 @@ export class FakeDiscord {
       flags: Number(body?.flags ?? 0),
       components: Array.isArray(body?.components) ? body.components : [],
       replyToId: replyTo && this.state.messages.has(replyTo) ? replyTo : undefined,
+      attachments: Array.isArray(body?.__files) ? body.__files : [],
       ...extra,
     });
+  }
+
+  /** Send Messages denied here; a thread inherits a denial of its parent (read-only channel). */
+  #sendDenied(ch: FakeChannel): boolean {
+    const denied = this.state.sendDenied;
+    return denied.has(ch.id) || (ch.parentId !== undefined && denied.has(ch.parentId));
+  }
+
+  /** An interaction's token, refused once its 15 minutes are over. */
+  #liveToken(token: string): FakeInteraction {
+    const it = this.#interactionByToken(token);
+    if (this.state.now() - it.createdAt > INTERACTION_TOKEN_TTL_MS) throw new ApiError(401, 50027, "Invalid Webhook Token");
+    return it;
   }
 
   #defineRoutes(): void {
@@ -422,6 +466,7 @@ export class FakeDiscord {
     this.#route("POST", "/channels/:channel/messages/:message/threads", (_r, p, body) => {
       const parent = this.#channel(p[0]);
       const m = this.#message(p[0], p[1]);
+      if (parent.type !== 0 && parent.type !== 5) throw new ApiError(400, 50024, "Cannot execute action on this channel type");
       if (s.threadsDenied.has(parent.id)) throw new ApiError(403, 50013, "Missing Permissions");
       if (m.threadId) throw new ApiError(400, 160004, "A thread has already been created for this message");
       const thread: FakeChannel = {
@@ -445,10 +490,16 @@ export class FakeDiscord {
     }, 0);
     this.#route("DELETE", "/channels/:channel/messages/:message/reactions/:emoji/@me", () => [204, undefined], 0);
     this.#route("POST", "/channels/:channel/typing", () => [204, undefined], 0);
+    this.#route("POST", "/users/@me/channels", (_r, _p, body) => {
+      const user = s.users.get(String(body?.recipient_id));
+      if (!user) throw new ApiError(400, 50035, "Invalid Form Body: recipient_id");
+      return [200, s.channelJSON(s.dmChannelFor(user))];
+    });
 
     this.#route("POST", "/interactions/:id/:token/callback", (_r, p, body, url) => {
       const it = s.interactions.get(p[0]);
       if (!it || it.token !== p[1]) throw new ApiError(404, 10062, "Unknown interaction");
+      if (s.now() - it.createdAt > INITIAL_RESPONSE_DEADLINE_MS) throw new ApiError(404, 10062, "Unknown interaction");
       if (it.callbacks.length) throw new ApiError(400, 40060, "Interaction has already been acknowledged.");
       const type = Number(body?.type);
       it.callbacks.push(type);
@@ -486,7 +537,7 @@ export class FakeDiscord {
       return [204, undefined];
     });
     const originalOf = (token: string): FakeMessage => {
-      const it = this.#interactionByToken(token);
+      const it = this.#liveToken(token);
       const m = it.originalMessageId ? s.messages.get(it.originalMessageId) : undefined;
       if (!m) throw new ApiError(404, 10008, "Unknown Message");
       return m;
@@ -498,14 +549,14 @@ export class FakeDiscord {
       return [200, s.messageJSON(m)];
     }, 1);
     this.#route("PATCH", "/webhooks/:app/:token/messages/:message", (_r, p, body) => {
-      const it = this.#interactionByToken(p[1]);
+      const it = this.#liveToken(p[1]);
       const m = s.messages.get(p[2]);
       if (!m || m.interactionId !== it.id) throw new ApiError(404, 10008, "Unknown Message");
       s.editMessage(m, body ?? {});
       return [200, s.messageJSON(m)];
     }, 1);
     this.#route("POST", "/webhooks/:app/:token", (_r, p, body) => {
-      const it = this.#interactionByToken(p[1]);
+      const it = this.#liveToken(p[1]);
       const ephemeral = (Number(body?.flags ?? 0) & EPHEMERAL) !== 0;
       const m = this.#botPost(it.channelId, body, { interactionId: it.id, ephemeralFor: ephemeral ? it.userId : undefined });
       it.followUpIds.push(m.id);

@@ -46,6 +46,8 @@ export interface ScriptedCoreOptions {
   admins?: string[];
   /** When set, only these user ids may ask (exposed as `permissions`, like SteeringCore). */
   askers?: string[];
+  /** What an admin's `/retrain` does (default: one progress line, then a summary). */
+  retrain?: (progress: (text: string) => Promise<void>) => Promise<Outcome>;
 }
 
 /** A model-free core: deterministic streams, real throttling and splitting, recorded calls. */
@@ -139,6 +141,7 @@ export class ScriptedCore implements DiscordCore {
     },
     retrain: async (actor: Actor, progress: (t: string) => Promise<void>): Promise<Outcome> => {
       if (!this.#isAdmin(actor)) return { ok: false, notice: "Admins only." };
+      if (this.#o.retrain) return this.#o.retrain(progress);
       await progress("training: epoch 1/1");
       return { ok: true, notice: "Trained adapter v2 (not activated: no improvement)." };
     },
