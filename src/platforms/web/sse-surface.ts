@@ -51,8 +51,10 @@ export class SseSurface implements ReplySurface {
   /** Writes one event (also the route's final one). */
   async write(event: Record<string, unknown>): Promise<void> {
     if (this.res.destroyed || this.res.writableEnded) throw new SurfaceGoneError("the browser closed the stream");
-    const ok = this.res.write(`data: ${JSON.stringify(event)}\n\n`);
-    if (!ok) await new Promise<void>((resolve) => this.res.once("drain", resolve).once("close", resolve));
+    // No wait for "drain": a slow browser must never hold the core's reply queue (a stop waiting
+    // behind a pending edit would only land once the backlog crossed the link). What waits in
+    // memory is the reply's own text, once: each delta carries only what changed.
+    this.res.write(`data: ${JSON.stringify(event)}\n\n`);
   }
 
   end(): void {

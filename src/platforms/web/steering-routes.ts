@@ -55,11 +55,14 @@ export function registerSteeringRoutes(app: FastifyInstance, deps: WebDeps): voi
   };
 
   /** Runs a streaming core call with its answer as an event stream; ends with the `end` event. */
+  /** The streams open now: a stop answers with what its stream had sent. */
+  const streaming = new Set<SseSurface>();
   const streamed = async (req: FastifyRequest, reply: FastifyReply, run: (surface: SseSurface) => Promise<Outcome>, fallbackId?: string) => {
     const actor = auth.actorOf(req);
     reply.hijack();
     const surface = new SseSurface(reply.raw);
     surface.open();
+    streaming.add(surface);
     let out: Outcome;
     try {
       out = await run(surface);
@@ -75,6 +78,7 @@ export function registerSteeringRoutes(app: FastifyInstance, deps: WebDeps): voi
       /* the browser left */
     }
     surface.end();
+    streaming.delete(surface);
   };
 
   const bad = (reply: FastifyReply, error: z.ZodError) =>
@@ -92,8 +96,15 @@ export function registerSteeringRoutes(app: FastifyInstance, deps: WebDeps): voi
   app.post("/api/stop", async (req, reply) => {
     const body = stopBody.safeParse(req.body);
     if (!body.success) return bad(reply, body.error);
-    const out = await core.stop({ platform: "web", messageId: body.data.messageId, actor: auth.actorOf(req), displayed: body.data.displayed });
-    return reply.send({ ok: out.ok, notice: out.notice ?? null });
+    const actor = auth.actorOf(req);
+    const { messageId, displayed } = body.data;
+    const out = await core.stop({ platform: "web", messageId, actor, displayed });
+    if (!out.ok) return reply.send({ ok: false, notice: out.notice ?? null });
+    // The answer is the stream's end as the page needs it: behind a slow link, the stream itself
+    // still carries what the page will never display, so the page ends it on this answer.
+    await core.replySettled("web", messageId);
+    const sent = [...streaming].find((s) => s.id === messageId)?.sentLength;
+    return reply.send({ ok: true, type: "end", notice: out.notice ?? null, sent: sent ?? null, ...(await replyState(actor, messageId)) });
   });
 
   app.post("/api/correct", async (req, reply) => {

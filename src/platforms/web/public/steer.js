@@ -103,7 +103,7 @@ async function send(e) {
   renderTimeline([]);
   say("");
   render();
-  await stream("/api/ask", { conversation: state.conversation, text, settings: readSettings() }, onEvent);
+  await stream("/api/ask", { conversation: state.conversation, text, settings: readSettings() }, onEvent, newStream());
   void loadHistory();
 }
 
@@ -114,7 +114,23 @@ async function stop() {
   replyEl.dataset.displayedAtStop = String(displayed);
   render();
   const out = await api("/api/stop", { method: "POST", body: { messageId: state.messageId, displayed } });
-  if (!out.ok && out.notice) say(out.notice);
+  if (!out.ok) {
+    if (out.notice) say(out.notice);
+    return;
+  }
+  // Behind a slow link the stream still carries text this page will never display; the stop's
+  // answer is the reply's end, so the page ends the stream here instead of waiting for it.
+  if (out.type === "end" && state.stopping) {
+    streamControl?.abort();
+    onEvent(out);
+  }
+}
+
+/** The stream now open (ask or resume): a stop ends it. */
+let streamControl = null;
+function newStream() {
+  streamControl = new AbortController();
+  return streamControl.signal;
 }
 
 async function resume(e) {
@@ -132,7 +148,7 @@ async function resume(e) {
   state.phase = "generating";
   state.messageId = null; // Stop waits for the resumed stream's message: a stop before it would stop nothing
   render();
-  const end = await stream("/api/correct", body, onEvent);
+  const end = await stream("/api/correct", body, onEvent, newStream());
   if (end.ok) correction.value = "";
   else if (!end.reply) Object.assign(state, before); // nothing changed: show the reply as it was
   render();

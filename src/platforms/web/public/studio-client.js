@@ -30,14 +30,22 @@ export async function api(path, { method = "GET", body } = {}) {
  * A streaming request (ask, resume): POSTs JSON and calls onEvent for each server-sent event
  * until the stream ends. Resolves with the last ("end") event.
  */
-export async function stream(path, body, onEvent) {
+export async function stream(path, body, onEvent, signal) {
   const s = await session();
-  const res = await fetch(path, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-csrf-token": s.csrfToken },
-    body: JSON.stringify(body),
-    credentials: "same-origin",
-  });
+  const aborted = { type: "end", ok: true, aborted: true, reply: null, steers: [] };
+  let res;
+  try {
+    res = await fetch(path, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": s.csrfToken },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+      signal,
+    });
+  } catch (e) {
+    if (signal?.aborted) return aborted;
+    throw e;
+  }
   if (!res.ok || !(res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     let data;
     try {
@@ -53,7 +61,15 @@ export async function stream(path, body, onEvent) {
   let buffer = "";
   let last;
   for (;;) {
-    const { value, done } = await reader.read();
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      // the page ended this stream itself (a stop answered with the reply's end): not an error
+      if (signal?.aborted) return aborted;
+      throw e;
+    }
+    const { value, done } = chunk;
     if (done) break;
     buffer += value;
     let cut;
