@@ -26,12 +26,13 @@ import type { Actor, Correction, Outcome, ReplySurface, ThreadRef } from "../../
 import { ChatPacer, noteAttempt } from "./chat-pacer.ts";
 import { installAdminCommands, TELEGRAM_COMMANDS, threadOf } from "./telegram-admin-commands.ts";
 import { TelegramActors } from "./telegram-actors.ts";
-import { resolveTelegramConfig, type TelegramConfig } from "./telegram-config.ts";
+import { resolveTelegramConfig, TELEGRAM_PACING_FLOORS, type TelegramConfig } from "./telegram-config.ts";
 import { TELEGRAM, type TelegramCore } from "./telegram-core-port.ts";
 import { DraftRegistry, TelegramDraftSurface } from "./telegram-draft-surface.ts";
 import { draftKey, messageKey } from "./telegram-ids.ts";
 import type { TelegramLog } from "./telegram-log.ts";
 import { TelegramReplySurface } from "./telegram-reply-surface.ts";
+import { PartOffsets } from "./telegram-part-offsets.ts";
 
 /** Updates the bot asks for; reactions must be named explicitly or Telegram never sends them. */
 export const ALLOWED_UPDATES = ["message", "message_reaction", "callback_query", "stopped_message_generation"] as const;
@@ -47,6 +48,8 @@ export interface TelegramBotOptions {
   stopLatencyWindow?: number;
   /** How many drafts (and draft → message links) the bot remembers (oldest forgotten; default 10 000). */
   maxDrafts?: number;
+  /** Pacing below Telegram's floors (tests against a fake Bot API only; see resolveTelegramConfig). */
+  fastPacing?: boolean;
 }
 
 /** Counters for the benchmark and `/status`-style diagnostics. */
@@ -84,6 +87,8 @@ export class TelegramBot {
   private readonly pacer: ChatPacer;
   private readonly actors: TelegramActors;
   private readonly drafts: DraftRegistry;
+  /** Where each reply message starts in its reply: Telegram's quote positions are per message. */
+  private readonly parts = new PartOffsets();
   private readonly inflight = new Set<Promise<unknown>>();
   /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation. */
   private readonly seenUpdates = new Set<number>();
@@ -91,14 +96,14 @@ export class TelegramBot {
   private server: http.Server | undefined;
 
   constructor(opts: TelegramBotOptions) {
-    this.config = resolveTelegramConfig(opts.config);
+    this.config = resolveTelegramConfig(opts.config, { fastPacing: opts.fastPacing });
     this.core = opts.core;
     this.log = opts.log;
     this.stopLatencyWindow = opts.stopLatencyWindow ?? STOP_LATENCY_WINDOW;
     this.drafts = new DraftRegistry(opts.maxDrafts);
     this.bot = new Bot(opts.token, opts.apiRoot ? { client: { apiRoot: opts.apiRoot } } : {});
     this.installApiTransformers();
-    this.pacer = new ChatPacer(this.config.chatMinIntervalMs, this.config.groupChatMinIntervalMs);
+    this.pacer = new ChatPacer(this.config.chatMinIntervalMs, this.config.groupChatMinIntervalMs, TELEGRAM_PACING_FLOORS.globalPerSecond);
     this.actors = new TelegramActors(this.bot.api, this.log);
     this.installHandlers();
   }
@@ -109,6 +114,9 @@ export class TelegramBot {
     this.log.info({ username: this.bot.botInfo.username, mode: this.config.mode }, "telegram: bot connected");
     await this.bot.api.setMyCommands(TELEGRAM_COMMANDS).catch((err) => this.log.warn({ err: String(err) }, "telegram: setMyCommands failed"));
     if (this.config.mode === "webhook") return this.startWebhook();
+    // While a webhook is set, getUpdates answers 409 forever (a bot that ran in webhook mode
+    // before): remove it first. Pending updates stay queued for the polling bot.
+    await this.bot.api.deleteWebhook({ drop_pending_updates: false });
     this.runner = run(this.bot, {
       runner: {
         fetch: { allowed_updates: [...ALLOWED_UPDATES], timeout: this.config.pollTimeoutSeconds },
@@ -203,7 +211,8 @@ export class TelegramBot {
         if (!res.headersSent) res.writeHead(500).end();
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(w.port, w.host ?? "0.0.0.0", resolve));
+    // Loopback unless configured: a TLS-terminating proxy in front is the usual setup.
+    await new Promise<void>((resolve) => this.server!.listen(w.port, w.host ?? "127.0.0.1", resolve));
     if (w.url) {
       await this.bot.api.setWebhook(w.url, { allowed_updates: [...ALLOWED_UPDATES], secret_token: w.secretToken });
     }
@@ -269,6 +278,7 @@ export class TelegramBot {
       log: this.log,
       track: (t) => this.track(t),
       reply: (ctx, text) => this.reply(ctx, text),
+      pacer: this.pacer,
     });
 
     this.bot.on("message:text", (ctx) => this.onText(ctx));
@@ -285,7 +295,9 @@ export class TelegramBot {
     if (replied) {
       const coreKey = this.drafts.coreKey(messageKey(chat.id, replied.message_id));
       if (this.isCorrectionTarget(msg, coreKey)) {
-        return this.startCorrection(ctx, msg, text, coreKey, msg.quote ? { text: msg.quote.text, position: msg.quote.position } : undefined);
+        // quote.position counts in the message replied to; the core aligns against the whole reply.
+        const quote = msg.quote ? { text: msg.quote.text, position: this.parts.inReply(coreKey, msg.quote.position) } : undefined;
+        return this.startCorrection(ctx, msg, text, coreKey, quote);
       }
     }
     if (isPrivate) {
@@ -338,7 +350,7 @@ export class TelegramBot {
   }
 
   private async startAsk(ctx: Context, msg: Message, text: string): Promise<void> {
-    const actor = await this.actors.actor(ctx.from!, ctx.chat!);
+    const actor = await this.actors.messageActor(msg);
     const surface = this.surfaceFor(msg);
     const run = this.core.ask({
       thread: this.threadRef(msg),
@@ -351,7 +363,7 @@ export class TelegramBot {
   }
 
   private async startCorrection(ctx: Context, msg: Message, text: string, replyTo: string | undefined, quote: Correction["quote"]): Promise<void> {
-    const actor = await this.actors.actor(ctx.from!, ctx.chat!);
+    const actor = await this.actors.messageActor(msg);
     const surface = this.surfaceFor(msg);
     const run = this.core.correct({
       thread: this.threadRef(msg),
@@ -436,7 +448,7 @@ export class TelegramBot {
     const threadId = msg.is_topic_message ? msg.message_thread_id : undefined;
     // The core need not plan edits faster than the chat can take them.
     const minEditIntervalMs = Math.max(this.config.minEditIntervalMs, this.pacer.gapFor(msg.chat.id));
-    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs };
+    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs, parts: this.parts };
     if (this.config.privateDrafts && msg.chat.type === "private") return new TelegramDraftSurface({ ...base, registry: this.drafts });
     return new TelegramReplySurface(base);
   }

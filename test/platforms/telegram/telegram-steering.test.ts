@@ -129,6 +129,7 @@ describe("telegram + steering core on postgres", () => {
 
   test("a stranger's stop in a group is ignored; the reply runs to its end", async () => {
     const group = h.fake.addChat({ id: -100900, type: "supergroup", title: "g" });
+    h.fake.setBotAdmin(group.id); // Telegram sends reactions only to admin bots
     const q = h.fake.userSends(group, alice, "/ask Tell me something");
     const m = await h.fake.waitFor(() => h.fake.botMessages(group.id)[0], 20_000);
     h.fake.userReacts(group, bob, m.message_id, ["👎"]);
