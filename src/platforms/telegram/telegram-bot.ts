@@ -22,6 +22,8 @@ import { Bot, webhookCallback, type Context } from "grammy";
 import type { Message, ReactionType } from "grammy/types";
 import { pushBounded, STOP_LATENCY_WINDOW } from "../bounded-samples.ts";
 import { HandledEvents, type HandledEvent } from "../handled-events.ts";
+import type { StopMetrics } from "../platform-metrics.ts";
+import { RecentKeys } from "../recent-keys.ts";
 import type { Actor, Correction, Outcome, ReplySurface, ThreadRef } from "../../core/ports.ts";
 import { ChatPacer, noteAttempt } from "./chat-pacer.ts";
 import { installAdminCommands, TELEGRAM_COMMANDS, threadOf } from "./telegram-admin-commands.ts";
@@ -52,23 +54,14 @@ export interface TelegramBotOptions {
   fastPacing?: boolean;
 }
 
-/** Counters for the benchmark and `/status`-style diagnostics. */
-export interface TelegramMetrics {
-  /**
-   * Stop reaction or draft stop button handled: handler start → `core.stop` settled, ms. The
-   * newest stops only (`stopLatencyWindow`, default 1000), oldest first.
-   */
-  stopLatencyMs: number[];
-  /** Stops handled, all of them (`stopLatencyMs` keeps a window). */
-  stopsHandled: number;
+/** Counters for the benchmark and `/status`-style diagnostics (stop counters: ../platform-metrics.ts). */
+export interface TelegramMetrics extends StopMetrics {
   /** 429s Telegram answered (each retried by auto-retry). */
   rateLimited: number;
   /** Calls still failing with 429 after every retry: these reach the user as a missing edit. */
   rateLimitSurfaced: number;
   /** Other failed calls (after retries), "message is not modified" excluded. */
   apiFailures: number;
-  /** Update handlers that threw (logged, never fatal). */
-  handlerErrors: number;
 }
 
 export class TelegramBot {
@@ -90,8 +83,10 @@ export class TelegramBot {
   /** Where each reply message starts in its reply: Telegram's quote positions are per message. */
   private readonly parts = new PartOffsets();
   private readonly inflight = new Set<Promise<unknown>>();
+  /** Stops being applied, per chat: a draft is persisted only once they have cut it. */
+  private readonly stopping = new Map<number, Set<Promise<unknown>>>();
   /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation. */
-  private readonly seenUpdates = new Set<number>();
+  private readonly seenUpdates = new RecentKeys();
   private runner: RunnerHandle | undefined;
   private server: http.Server | undefined;
 
@@ -234,9 +229,7 @@ export class TelegramBot {
     this.bot.use(async (ctx, next) => {
       const u = ctx.update;
       const event = { kind: Object.keys(u).find((k) => k !== "update_id") ?? "unknown", id: String(u.update_id), userId: ctx.from ? String(ctx.from.id) : undefined };
-      if (this.seenUpdates.has(u.update_id)) return this.handled.emit({ ...event, outcome: "duplicate" });
-      this.seenUpdates.add(u.update_id);
-      if (this.seenUpdates.size > 10_000) this.seenUpdates.delete(this.seenUpdates.values().next().value as number);
+      if (!this.seenUpdates.firstTime(String(u.update_id))) return this.handled.emit({ ...event, outcome: "duplicate" });
       let outcome: HandledEvent["outcome"] = "done";
       try {
         await next();
@@ -301,9 +294,10 @@ export class TelegramBot {
       }
     }
     if (isPrivate) {
-      // "The next message in its thread": after a stop, a plain message is the correction.
+      // "The next message in its thread": after a stop, a plain message is the correction; while
+      // a reply streams, typing stops it at what was shown and corrects it (as on Discord).
       const open = this.core.openReplyIn(this.threadRef(msg));
-      if (open?.state === "stopped") return this.startCorrection(ctx, msg, text, undefined, undefined);
+      if (open?.state === "stopped" || open?.state === "generating") return this.startCorrection(ctx, msg, text, undefined, undefined);
       return this.startAsk(ctx, msg, text);
     }
     if (replied) return this.startAsk(ctx, msg, text);
@@ -387,6 +381,9 @@ export class TelegramBot {
       out = { ok: false };
     }
     if (surface instanceof TelegramDraftSurface) {
+      // The stream may end because a stop is being applied: persist the cut draft, not the
+      // text before the cut (which would show, as a message, what the person never saw).
+      await Promise.allSettled([...(this.stopping.get(msg.chat.id) ?? [])]);
       await surface.finish().catch((err) => this.log.warn({ err: String(err) }, "telegram: draft not persisted"));
     }
     if (out.notice) await this.reply(ctx, out.notice, msg);
@@ -411,7 +408,7 @@ export class TelegramBot {
       // now and no text the person has not seen appears after their reaction.
       const release = this.pacer.hold(r.chat.id, key);
       try {
-        out = await this.core.stop(req);
+        out = await this.applying(r.chat.id, this.core.stop(req));
       } finally {
         release();
       }
@@ -431,12 +428,24 @@ export class TelegramBot {
     const actor: Actor = { platform: TELEGRAM, userId: String(s.chat.id), displayName: s.chat.username ? `@${s.chat.username}` : s.chat.first_name, roles: [] };
     const t0 = performance.now();
     const release = this.pacer.hold(s.chat.id, key);
-    const out = await this.core.stop({ platform: TELEGRAM, messageId: key, actor }).finally(release);
+    const out = await this.applying(s.chat.id, this.core.stop({ platform: TELEGRAM, messageId: key, actor })).finally(release);
     this.noteStop(t0);
     if (out.notice) await this.send(s.chat.id, out.notice, undefined, s.message_thread_id);
   }
 
   // ------------------------------------------------------------------ helpers
+
+  /** Registers a stop being applied in `chatId` until it settles (see `stopping`). */
+  private applying<T>(chatId: number, stop: Promise<T>): Promise<T> {
+    let set = this.stopping.get(chatId);
+    if (!set) this.stopping.set(chatId, (set = new Set()));
+    set.add(stop);
+    void stop.finally(() => {
+      set.delete(stop);
+      if (!set.size) this.stopping.delete(chatId);
+    }).catch(() => undefined);
+    return stop;
+  }
 
   /** Counts a handled stop and keeps its latency in the bounded window. */
   private noteStop(t0: number): void {
