@@ -190,8 +190,10 @@ describe("telegram adapter (scripted core)", () => {
       fake: { rateLimit: { perChat: 3, windowMs: 1000, retryAfter: 1 } },
       config: { minEditIntervalMs: 50 },
     });
-    const chat = h.fake.privateChat(alice);
-    for (let i = 0; i < 4; i++) h.fake.userSends(chat, alice, `q${i}`);
+    // Four questions at once in one chat: a group (in a private chat, typing while a reply
+    // streams corrects it instead of asking).
+    const chat = h.fake.addChat({ id: -100901, type: "supergroup", title: "storm" });
+    for (let i = 0; i < 4; i++) h.fake.userSends(chat, alice, `/ask q${i}`);
     await h.fake.waitFor(() => h.core.calls.filter((c) => c.kind === "ask").length === 4 || undefined);
     await h.bot.idle();
     assert.ok(h.fake.throttled > 0, "the fake answered 429s");
