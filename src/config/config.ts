@@ -23,6 +23,8 @@ const id = z.string({
 });
 const who = z.object({ users: z.array(id).default([]), roles: z.array(id).default([]) }).strict();
 const rule = who.extend({ channels: z.array(id).default([]) }).strict();
+/** admins/trusted: Telegram chat roles count only in these chats (a chat admin is not a steerbot admin). */
+const scopedWho = who.extend({ role_chats: z.array(id).default([]) }).strict();
 const emoji = z.string().min(1).max(16);
 
 export const configSchema = z
@@ -58,8 +60,8 @@ export const configSchema = z
         ask: rule,
         stop: rule,
         steer: rule,
-        admins: who,
-        trusted: who,
+        admins: scopedWho,
+        trusted: scopedWho,
         default_trust: z.enum(["pending", "approved"]),
       })
       .strict(),
@@ -69,8 +71,9 @@ export const configSchema = z
         stop_emoji: emoji,
         accept_emoji: emoji,
         private_drafts: z.boolean(),
-        chat_min_interval_ms: z.number().int().min(0).max(60_000),
-        group_chat_min_interval_ms: z.number().int().min(0).max(60_000),
+        // Telegram's limits: ~1 message/s per chat, 20/min per group; less only buys 429s.
+        chat_min_interval_ms: z.number().int().min(1000, "Telegram allows about one message a second per chat: use 1000 or more").max(60_000),
+        group_chat_min_interval_ms: z.number().int().min(3000, "Telegram allows 20 messages a minute per group: use 3000 or more").max(60_000),
         mode: z.enum(["polling", "webhook"]),
         webhook: z.object({ port: z.number().int().min(1).max(65535), host: z.string(), path: z.string().startsWith("/"), url: z.string() }).strict(),
       })

@@ -4,7 +4,9 @@
  * Owns: reading the `permissions` section of the configuration. One rule shape for every
  * platform, so Discord and Telegram behave the same. An empty list means "everyone"; the
  * person who asked may always stop and steer their own reply, and admins may do anything. The
- * operator at the terminal (the playground) is an admin.
+ * operator at the terminal (the playground) is an admin. Roles that hold in one chat only
+ * (Telegram chat admins, `Actor.rolesChatId`) make an admin or a trusted person only in the
+ * chats listed in that rule's `role_chats`: a chat admin is not a steerbot admin.
  */
 import type { AppConfig } from "../config/config.ts";
 import type { Actor, ThreadRef } from "./ports.ts";
@@ -17,7 +19,7 @@ export class Permissions {
   constructor(private readonly cfg: AppConfig["permissions"]) {}
 
   isAdmin(actor: Actor): boolean {
-    return actor.operator === true || matchesWho(this.cfg.admins, actor, false);
+    return actor.operator === true || matchesWho(this.cfg.admins, scoped(actor, this.cfg.admins.role_chats), false);
   }
 
   /** May this actor do `action` in this thread? `ownerId` = who asked for the reply. */
@@ -33,8 +35,14 @@ export class Permissions {
   isTrusted(actor: Actor, userTrust?: string): boolean {
     if (userTrust === "trusted" || this.isAdmin(actor)) return true;
     if (userTrust === "blocked") return false;
-    return this.cfg.default_trust === "approved" || matchesWho(this.cfg.trusted, actor, false);
+    return this.cfg.default_trust === "approved" || matchesWho(this.cfg.trusted, scoped(actor, this.cfg.trusted.role_chats), false);
   }
+}
+
+/** The actor with its chat-scoped roles dropped unless their chat is one of `roleChats`. */
+function scoped(actor: Actor, roleChats: string[] | undefined): Actor {
+  if (actor.rolesChatId === undefined || (roleChats ?? []).includes(actor.rolesChatId)) return actor;
+  return { ...actor, roles: [] };
 }
 
 function matchesWho(rule: { users: string[]; roles: string[] }, actor: Actor, emptyMeansEveryone: boolean): boolean {

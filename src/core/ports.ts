@@ -40,6 +40,12 @@ export interface Actor {
   /** Platform role ids (Discord roles; Telegram: "administrator"/"creator" for chat admins). */
   roles?: string[];
   /**
+   * Set when `roles` are only meaningful in one chat (Telegram: the chat whose admin status they
+   * are; anyone can make a group and be its admin). Such roles count for `admins`/`trusted` only
+   * where that chat is in the rule's `role_chats`. Discord role ids are guild-scoped already.
+   */
+  rolesChatId?: string;
+  /**
    * The person running this steerbot at its own terminal (the playground): an admin, whose
    * steers are approved, as on the CLI. Only the terminal platform sets it.
    */

@@ -82,6 +82,16 @@ export class AdapterActivator {
   private target: string | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private live: Engine;
+  /**
+   * How long a swap waits for the replies still streaming on the previous engine. A reply can
+   * stall for a long time (grammY's auto-retry backs off for up to an hour in a Telegram
+   * outage); past this the swap is done anyway — new replies already use the new engine — and
+   * the previous one is freed when its last reply ends, so neither the swap queue nor the
+   * training lock waits on a platform.
+   */
+  drainTimeoutMs = 60_000;
+  /** Previous engines still waiting for their last replies after a swap gave up waiting. */
+  draining = 0;
 
   constructor(private readonly deps: AdapterActivatorDeps) {
     this.live = deps.engine;
@@ -192,7 +202,24 @@ export class AdapterActivator {
     this.live = next;
     const drained = this.deps.core.useEngine(next, adapterId);
     live?.();
-    await drained;
-    if (previous !== next) await previous.dispose();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      drained.then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.drainTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (!timedOut) {
+      if (previous !== next) await previous.dispose();
+      return;
+    }
+    this.draining++;
+    this.deps.log.warn(
+      { waitedMs: this.drainTimeoutMs },
+      "adapter swap: replies are still streaming on the previous engine (a platform is slow or retrying); the swap is done, the previous engine is freed when they end",
+    );
+    void drained
+      .then(() => (previous !== next ? previous.dispose() : undefined))
+      .catch((err) => this.deps.log.error({ err }, "adapter swap: freeing the previous engine failed"))
+      .finally(() => this.draining--);
   }
 }

@@ -25,7 +25,7 @@ import {
 import { discordActor } from "./discord-actor.ts";
 import { customIds } from "./discord-commands.ts";
 import type { DiscordCore } from "./discord-core.ts";
-import type { DiscordLog } from "./discord-settings.ts";
+import type { PlatformLog as DiscordLog } from "../platform-log.ts";
 
 const STEERS_PER_MESSAGE = 5; // Discord allows 5 action rows per message: one row per steer.
 /** Least time between two edits of the training progress message. */

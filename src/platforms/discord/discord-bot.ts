@@ -33,7 +33,7 @@ import {
   type DiscordMetrics,
   type DiscordSettings,
 } from "./discord-settings.ts";
-import { RecentKeys } from "./recent-keys.ts";
+import { RecentKeys } from "../recent-keys.ts";
 import { STOP_LATENCY_WINDOW } from "../bounded-samples.ts";
 import { HandledEvents, type HandledEvent } from "../handled-events.ts";
 

@@ -31,7 +31,8 @@ import { pushBounded } from "../bounded-samples.ts";
 import { discordActor } from "./discord-actor.ts";
 import { DISCORD, type DiscordCore } from "./discord-core.ts";
 import { DiscordReplySurface, isMissingPermission, type SurfaceFailure } from "./discord-reply-surface.ts";
-import type { DiscordLog, DiscordMetrics, DiscordSettings } from "./discord-settings.ts";
+import type { DiscordMetrics, DiscordSettings } from "./discord-settings.ts";
+import type { PlatformLog as DiscordLog } from "../platform-log.ts";
 
 interface Deps {
   core: DiscordCore;

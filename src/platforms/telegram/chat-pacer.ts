@@ -11,7 +11,12 @@
  * calls of one message with {@link EditSkippedError}, and aborts the call in flight when it is
  * only waiting out a 429 (`retry_after`) before retrying. That text was never shown, so the core
  * keeps the stop point where it was and cuts at once. A call whose request may have reached
- * Telegram is never aborted: the user may have seen it.
+ * Telegram is never aborted: the user may have seen it — and then the core's one corrective
+ * edit, which takes the message back to the stop point, must go out: a call marked `cutBack`
+ * (it shows a strict start of what was already sent) passes a hold.
+ *
+ * Across chats the pacer also keeps the bot under Telegram's overall limit (about 30 messages
+ * a second, `globalPerSecond`): a call waits for a free slot in the last second.
  */
 
 /** Paced calls by their signal: whether the last attempt was answered 429, and a pending cancel. */
@@ -56,9 +61,13 @@ export class ChatPacer {
    * @param gapMs spacing in private chats (Telegram: about one message per second per chat)
    * @param groupGapMs spacing in groups, whose ids are negative (Telegram: 20 messages a minute)
    */
+  /** Start times of the calls of the last second, all chats (for `globalPerSecond`). */
+  private readonly recentStarts: number[] = [];
+
   constructor(
     private readonly gapMs: number,
     private readonly groupGapMs: number = gapMs,
+    private readonly globalPerSecond: number = Infinity,
   ) {}
 
   /** The spacing used for a chat. */
@@ -70,16 +79,19 @@ export class ChatPacer {
    * Runs `fn` when this chat's earlier calls are done and the gap has passed since the last one
    * started. `tag` names the message the call shows (for {@link cancel}).
    */
-  run<T>(chatId: string | number, fn: (signal: AbortSignal) => Promise<T>, tag?: string): Promise<T> {
+  run<T>(chatId: string | number, fn: (signal: AbortSignal) => Promise<T>, tag?: string, opts: { cutBack?: boolean } = {}): Promise<T> {
     const key = String(chatId);
-    if (tag !== undefined && this.holds.has(`${key}|${tag}`)) return Promise.reject(skipped(tag));
+    if (tag !== undefined && !opts.cutBack && this.holds.has(`${key}|${tag}`)) return Promise.reject(skipped(tag));
     return new Promise<T>((resolve, reject) => {
       let q = this.queues.get(key);
       const start = !q;
       if (!q) this.queues.set(key, (q = []));
       const abort = new AbortController();
       paced.set(abort.signal, { abort, tag, waitingAfter429: false, cancelRequested: false });
-      q.push({ fn, tag, abort, resolve: resolve as (v: unknown) => void, reject });
+      const task = { fn, tag, abort, resolve: resolve as (v: unknown) => void, reject };
+      // A cut-back (the end of a stop) goes before everything queued: it only takes text away.
+      if (opts.cutBack) q.unshift(task);
+      else q.push(task);
       if (start) void this.pump(key);
     });
   }
@@ -130,11 +142,26 @@ export class ChatPacer {
     };
   }
 
+  /** Waits until fewer than `globalPerSecond` calls (all chats) started in the last second, and takes a slot. */
+  private async globalSlot(): Promise<void> {
+    if (!Number.isFinite(this.globalPerSecond)) return;
+    for (;;) {
+      const now = Date.now();
+      while (this.recentStarts.length && now - this.recentStarts[0]! >= 1000) this.recentStarts.shift();
+      if (this.recentStarts.length < this.globalPerSecond) {
+        this.recentStarts.push(now);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, this.recentStarts[0]! + 1000 - now));
+    }
+  }
+
   private async pump(key: string): Promise<void> {
     const q = this.queues.get(key)!;
     while (q.length) {
       const wait = (this.lastAt.get(key) ?? 0) + this.gapFor(key) - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      await this.globalSlot();
       // Everything still in the queue has not started, so cancel() may take any of it.
       const task = q.shift();
       if (!task) break;

@@ -22,6 +22,21 @@ export class TelegramActors {
     private readonly log: TelegramLog,
   ) {}
 
+  /**
+   * The actor of a message. A message sent on behalf of a chat (an anonymous group admin, a
+   * channel post: `sender_chat` set) carries a shared `from` (GroupAnonymousBot, the channel
+   * bot): many people behind one id. Such a sender is nobody in particular — a fresh id per
+   * message, no roles — so it never counts as the asker of another anonymous message ("own
+   * reply"), is never an admin, and is never trusted.
+   */
+  async messageActor(msg: { from?: User; sender_chat?: { id: number; title?: string }; chat: { id: number; type: string }; message_id: number }): Promise<Actor> {
+    if (msg.sender_chat || !msg.from) {
+      const who = msg.sender_chat?.title ?? "anonymous";
+      return { platform: TELEGRAM, userId: `anonymous:${msg.chat.id}:${msg.message_id}`, displayName: `${who} (anonymous)`, roles: [] };
+    }
+    return this.actor(msg.from, msg.chat);
+  }
+
   async actor(user: User, chat: { id: number; type: string }): Promise<Actor> {
     const roles = chat.type === "private" ? [] : await this.roles(chat.id, user.id);
     return {
@@ -29,6 +44,9 @@ export class TelegramActors {
       userId: String(user.id),
       displayName: user.username ? `@${user.username}` : [user.first_name, user.last_name].filter(Boolean).join(" "),
       roles,
+      // Chat admin status holds in this chat only: the core counts it for admins/trusted only
+      // in the chats configured for that (permissions.admins.role_chats / trusted.role_chats).
+      ...(chat.type === "private" ? {} : { rolesChatId: String(chat.id) }),
     };
   }
 

@@ -5,12 +5,16 @@
  * confirm /forget) and answering the button presses. /retrain shows progress by editing one
  * message, then the result notice, then each file the run attached (the loss curve) as a photo.
  * Who may do what is the core's decision: the adapter passes the actor and shows the core's
- * notice, so a refused user sees the refusal.
+ * notice, so a refused user sees the refusal. Everything a chat receives goes through the
+ * chat's pacer (a /pending list is 20 messages: sent at once they draw 429s, and a stop in that
+ * chat then waits behind the retries); a button press is answered (answerCallbackQuery, which
+ * is not a chat message) before anything else the handler sends.
  */
 import { existsSync } from "node:fs";
 import { basename } from "node:path";
 import { InlineKeyboard, InputFile, type Bot, type Context } from "grammy";
 import type { Actor } from "../../core/ports.ts";
+import type { ChatPacer } from "./chat-pacer.ts";
 import type { TelegramActors } from "./telegram-actors.ts";
 import type { TelegramCore } from "./telegram-core-port.ts";
 import type { TelegramLog } from "./telegram-log.ts";
@@ -39,10 +43,14 @@ export interface AdminDeps {
   track(task: Promise<unknown>): void;
   /** Shows a notice as a reply to the message that caused it, in its topic. */
   reply(ctx: Context, text: string): Promise<void>;
+  /** The bot's per-chat pacer: every send and edit here runs through it. */
+  pacer: ChatPacer;
 }
 
 export function installAdminCommands(bot: Bot, d: AdminDeps): void {
-  const actorOf = (ctx: Context): Promise<Actor> => d.actors.actor(ctx.from!, ctx.chat!);
+  const actorOf = (ctx: Context): Promise<Actor> => (ctx.msg && !ctx.callbackQuery ? d.actors.messageActor(ctx.msg) : d.actors.actor(ctx.from!, ctx.chat!));
+  /** One call to the command's chat, in its turn. */
+  const paced = <T>(ctx: Context, fn: () => Promise<T>): Promise<T> => d.pacer.run(ctx.chat!.id, fn);
 
   bot.command("cancel", async (ctx) => {
     const out = await d.core.admin.cancelTraining(await actorOf(ctx));
@@ -64,11 +72,11 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
     const out = await d.core.admin.forget(actor, false);
     const text = out.notice ?? "Delete everything stored about you?";
     if (!out.ok) return d.reply(ctx, text);
-    await ctx.reply(text, {
+    await paced(ctx, () => ctx.reply(text, {
       reply_parameters: { message_id: ctx.msg!.message_id, allow_sending_without_reply: true },
       ...threadOf(ctx),
       reply_markup: new InlineKeyboard().text("Yes, forget me", `${FORGET}:y:${actor.userId}`).text("Cancel", `${FORGET}:n:${actor.userId}`),
-    });
+    }));
   });
 
   bot.command("pending", async (ctx) => {
@@ -76,13 +84,18 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
     if (!out.ok || !out.steers) return d.reply(ctx, out.notice ?? "Refused.");
     if (out.steers.length === 0) return d.reply(ctx, out.notice ?? "No steers are waiting for review.");
     // The core's notice repeats the previews; one message per steer with its buttons is enough.
-    await d.reply(ctx, `${out.steers.length} steer(s) waiting for review:`);
-    for (const s of out.steers.slice(0, 20)) {
-      await ctx.reply(truncate(s.preview, 3500), {
-        ...threadOf(ctx),
-        reply_markup: new InlineKeyboard().text("✅ Approve", `${REVIEW}:a:${s.id}`).text("❌ Reject", `${REVIEW}:r:${s.id}`),
-      });
-    }
+    // Queued in the chat's pacer and sent in the background: a group takes 20 a minute, and
+    // the chat's next update (a stop) must not wait behind this handler.
+    const steers = out.steers.slice(0, 20);
+    d.track((async () => {
+      await d.reply(ctx, `${out.steers!.length} steer(s) waiting for review:`);
+      for (const s of steers) {
+        await paced(ctx, () => ctx.reply(truncate(s.preview, 3500), {
+          ...threadOf(ctx),
+          reply_markup: new InlineKeyboard().text("✅ Approve", `${REVIEW}:a:${s.id}`).text("❌ Reject", `${REVIEW}:r:${s.id}`),
+        })).catch((err) => d.log.warn({ err: String(err) }, "telegram: pending steer not shown"));
+      }
+    })());
   });
 
   bot.command("adapters", async (ctx) => {
@@ -106,10 +119,11 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
       last = t;
       try {
         if (!progressMsg) {
-          const m = await ctx.reply(t, threadOf(ctx));
+          const m = await paced(ctx, () => ctx.reply(t, threadOf(ctx)));
           progressMsg = { chatId: m.chat.id, id: m.message_id };
         } else {
-          await ctx.api.editMessageText(progressMsg.chatId, progressMsg.id, t);
+          const { chatId, id } = progressMsg;
+          await paced(ctx, () => ctx.api.editMessageText(chatId, id, t));
         }
       } catch (err) {
         d.log.warn({ err: String(err) }, "telegram: retrain progress not shown");
@@ -122,7 +136,7 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
           if (out.notice) await d.reply(ctx, out.notice);
           else if (!out.ok) await d.reply(ctx, "Refused.");
           // Files the run attached (the loss-curve PNG), each as a photo after the notice.
-          for (const path of out.attachments ?? []) await sendPhoto(ctx, path, d.log);
+          for (const path of out.attachments ?? []) await sendPhoto(ctx, path, d.log, paced);
         })
         .catch((err) => d.log.error({ err: String(err) }, "telegram: /retrain failed")),
     );
@@ -135,8 +149,7 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
     await ctx.answerCallbackQuery({ text: truncate(out.notice ?? (out.ok ? `Steer ${verdict}d.` : "Refused."), 190) });
     if (out.ok && ctx.callbackQuery.message) {
       const original = ctx.callbackQuery.message.text ?? "";
-      await ctx
-        .editMessageText(truncate(`${original}\n\n${verdict === "approve" ? "✅ approved" : "❌ rejected"} by ${ctx.from.first_name}`, 4096))
+      await paced(ctx, () => ctx.editMessageText(truncate(`${original}\n\n${verdict === "approve" ? "✅ approved" : "❌ rejected"} by ${ctx.from.first_name}`, 4096)))
         .catch((err) => d.log.debug({ err: String(err) }, "telegram: review message not updated"));
     }
   });
@@ -149,13 +162,13 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
     }
     if (yes !== "y") {
       await ctx.answerCallbackQuery({ text: "Nothing was deleted." });
-      await ctx.editMessageText("Cancelled: nothing was deleted.").catch(() => undefined);
+      await paced(ctx, () => ctx.editMessageText("Cancelled: nothing was deleted.")).catch(() => undefined);
       return;
     }
     const out = await d.core.admin.forget(await actorOf(ctx), true);
     const text = out.notice ?? (out.ok ? "Everything stored about you was deleted." : "Refused.");
     await ctx.answerCallbackQuery({ text: truncate(text, 190) });
-    await ctx.editMessageText(truncate(text, 4096)).catch(() => undefined);
+    await paced(ctx, () => ctx.editMessageText(truncate(text, 4096))).catch(() => undefined);
   });
 
   // Any other button (stale keyboards): answer so the client stops spinning.
@@ -163,14 +176,14 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
 }
 
 /** Sends a file as a photo in the command's chat and topic; a failure is logged, never thrown. */
-async function sendPhoto(ctx: Context, path: string, log: TelegramLog): Promise<void> {
+async function sendPhoto(ctx: Context, path: string, log: TelegramLog, paced: <T>(ctx: Context, fn: () => Promise<T>) => Promise<T>): Promise<void> {
   // A missing file would fail inside grammY's upload stream; say so plainly instead.
   if (!existsSync(path)) return log.warn({ path }, "telegram: attachment not sent: no such file");
   try {
-    await ctx.replyWithPhoto(new InputFile(path, basename(path)), {
+    await paced(ctx, () => ctx.replyWithPhoto(new InputFile(path, basename(path)), {
       ...threadOf(ctx),
       ...(ctx.msg ? { reply_parameters: { message_id: ctx.msg.message_id, allow_sending_without_reply: true } } : {}),
-    });
+    }));
   } catch (err) {
     log.warn({ path, err: String(err) }, "telegram: attachment not sent");
   }

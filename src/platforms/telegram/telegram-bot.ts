@@ -22,16 +22,19 @@ import { Bot, webhookCallback, type Context } from "grammy";
 import type { Message, ReactionType } from "grammy/types";
 import { pushBounded, STOP_LATENCY_WINDOW } from "../bounded-samples.ts";
 import { HandledEvents, type HandledEvent } from "../handled-events.ts";
+import type { StopMetrics } from "../platform-metrics.ts";
+import { RecentKeys } from "../recent-keys.ts";
 import type { Actor, Correction, Outcome, ReplySurface, ThreadRef } from "../../core/ports.ts";
 import { ChatPacer, noteAttempt } from "./chat-pacer.ts";
 import { installAdminCommands, TELEGRAM_COMMANDS, threadOf } from "./telegram-admin-commands.ts";
 import { TelegramActors } from "./telegram-actors.ts";
-import { resolveTelegramConfig, type TelegramConfig } from "./telegram-config.ts";
+import { resolveTelegramConfig, TELEGRAM_PACING_FLOORS, type TelegramConfig } from "./telegram-config.ts";
 import { TELEGRAM, type TelegramCore } from "./telegram-core-port.ts";
 import { DraftRegistry, TelegramDraftSurface } from "./telegram-draft-surface.ts";
 import { draftKey, messageKey } from "./telegram-ids.ts";
 import type { TelegramLog } from "./telegram-log.ts";
 import { TelegramReplySurface } from "./telegram-reply-surface.ts";
+import { PartOffsets } from "./telegram-part-offsets.ts";
 
 /** Updates the bot asks for; reactions must be named explicitly or Telegram never sends them. */
 export const ALLOWED_UPDATES = ["message", "message_reaction", "callback_query", "stopped_message_generation"] as const;
@@ -47,25 +50,18 @@ export interface TelegramBotOptions {
   stopLatencyWindow?: number;
   /** How many drafts (and draft → message links) the bot remembers (oldest forgotten; default 10 000). */
   maxDrafts?: number;
+  /** Pacing below Telegram's floors (tests against a fake Bot API only; see resolveTelegramConfig). */
+  fastPacing?: boolean;
 }
 
-/** Counters for the benchmark and `/status`-style diagnostics. */
-export interface TelegramMetrics {
-  /**
-   * Stop reaction or draft stop button handled: handler start → `core.stop` settled, ms. The
-   * newest stops only (`stopLatencyWindow`, default 1000), oldest first.
-   */
-  stopLatencyMs: number[];
-  /** Stops handled, all of them (`stopLatencyMs` keeps a window). */
-  stopsHandled: number;
+/** Counters for the benchmark and `/status`-style diagnostics (stop counters: ../platform-metrics.ts). */
+export interface TelegramMetrics extends StopMetrics {
   /** 429s Telegram answered (each retried by auto-retry). */
   rateLimited: number;
   /** Calls still failing with 429 after every retry: these reach the user as a missing edit. */
   rateLimitSurfaced: number;
   /** Other failed calls (after retries), "message is not modified" excluded. */
   apiFailures: number;
-  /** Update handlers that threw (logged, never fatal). */
-  handlerErrors: number;
 }
 
 export class TelegramBot {
@@ -84,21 +80,25 @@ export class TelegramBot {
   private readonly pacer: ChatPacer;
   private readonly actors: TelegramActors;
   private readonly drafts: DraftRegistry;
+  /** Where each reply message starts in its reply: Telegram's quote positions are per message. */
+  private readonly parts = new PartOffsets();
   private readonly inflight = new Set<Promise<unknown>>();
+  /** Stops being applied, per chat: a draft is persisted only once they have cut it. */
+  private readonly stopping = new Map<number, Set<Promise<unknown>>>();
   /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation. */
-  private readonly seenUpdates = new Set<number>();
+  private readonly seenUpdates = new RecentKeys();
   private runner: RunnerHandle | undefined;
   private server: http.Server | undefined;
 
   constructor(opts: TelegramBotOptions) {
-    this.config = resolveTelegramConfig(opts.config);
+    this.config = resolveTelegramConfig(opts.config, { fastPacing: opts.fastPacing });
     this.core = opts.core;
     this.log = opts.log;
     this.stopLatencyWindow = opts.stopLatencyWindow ?? STOP_LATENCY_WINDOW;
     this.drafts = new DraftRegistry(opts.maxDrafts);
     this.bot = new Bot(opts.token, opts.apiRoot ? { client: { apiRoot: opts.apiRoot } } : {});
     this.installApiTransformers();
-    this.pacer = new ChatPacer(this.config.chatMinIntervalMs, this.config.groupChatMinIntervalMs);
+    this.pacer = new ChatPacer(this.config.chatMinIntervalMs, this.config.groupChatMinIntervalMs, TELEGRAM_PACING_FLOORS.globalPerSecond);
     this.actors = new TelegramActors(this.bot.api, this.log);
     this.installHandlers();
   }
@@ -109,6 +109,9 @@ export class TelegramBot {
     this.log.info({ username: this.bot.botInfo.username, mode: this.config.mode }, "telegram: bot connected");
     await this.bot.api.setMyCommands(TELEGRAM_COMMANDS).catch((err) => this.log.warn({ err: String(err) }, "telegram: setMyCommands failed"));
     if (this.config.mode === "webhook") return this.startWebhook();
+    // While a webhook is set, getUpdates answers 409 forever (a bot that ran in webhook mode
+    // before): remove it first. Pending updates stay queued for the polling bot.
+    await this.bot.api.deleteWebhook({ drop_pending_updates: false });
     this.runner = run(this.bot, {
       runner: {
         fetch: { allowed_updates: [...ALLOWED_UPDATES], timeout: this.config.pollTimeoutSeconds },
@@ -203,7 +206,8 @@ export class TelegramBot {
         if (!res.headersSent) res.writeHead(500).end();
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(w.port, w.host ?? "0.0.0.0", resolve));
+    // Loopback unless configured: a TLS-terminating proxy in front is the usual setup.
+    await new Promise<void>((resolve) => this.server!.listen(w.port, w.host ?? "127.0.0.1", resolve));
     if (w.url) {
       await this.bot.api.setWebhook(w.url, { allowed_updates: [...ALLOWED_UPDATES], secret_token: w.secretToken });
     }
@@ -225,9 +229,7 @@ export class TelegramBot {
     this.bot.use(async (ctx, next) => {
       const u = ctx.update;
       const event = { kind: Object.keys(u).find((k) => k !== "update_id") ?? "unknown", id: String(u.update_id), userId: ctx.from ? String(ctx.from.id) : undefined };
-      if (this.seenUpdates.has(u.update_id)) return this.handled.emit({ ...event, outcome: "duplicate" });
-      this.seenUpdates.add(u.update_id);
-      if (this.seenUpdates.size > 10_000) this.seenUpdates.delete(this.seenUpdates.values().next().value as number);
+      if (!this.seenUpdates.firstTime(String(u.update_id))) return this.handled.emit({ ...event, outcome: "duplicate" });
       let outcome: HandledEvent["outcome"] = "done";
       try {
         await next();
@@ -269,6 +271,7 @@ export class TelegramBot {
       log: this.log,
       track: (t) => this.track(t),
       reply: (ctx, text) => this.reply(ctx, text),
+      pacer: this.pacer,
     });
 
     this.bot.on("message:text", (ctx) => this.onText(ctx));
@@ -285,13 +288,16 @@ export class TelegramBot {
     if (replied) {
       const coreKey = this.drafts.coreKey(messageKey(chat.id, replied.message_id));
       if (this.isCorrectionTarget(msg, coreKey)) {
-        return this.startCorrection(ctx, msg, text, coreKey, msg.quote ? { text: msg.quote.text, position: msg.quote.position } : undefined);
+        // quote.position counts in the message replied to; the core aligns against the whole reply.
+        const quote = msg.quote ? { text: msg.quote.text, position: this.parts.inReply(coreKey, msg.quote.position) } : undefined;
+        return this.startCorrection(ctx, msg, text, coreKey, quote);
       }
     }
     if (isPrivate) {
-      // "The next message in its thread": after a stop, a plain message is the correction.
+      // "The next message in its thread": after a stop, a plain message is the correction; while
+      // a reply streams, typing stops it at what was shown and corrects it (as on Discord).
       const open = this.core.openReplyIn(this.threadRef(msg));
-      if (open?.state === "stopped") return this.startCorrection(ctx, msg, text, undefined, undefined);
+      if (open?.state === "stopped" || open?.state === "generating") return this.startCorrection(ctx, msg, text, undefined, undefined);
       return this.startAsk(ctx, msg, text);
     }
     if (replied) return this.startAsk(ctx, msg, text);
@@ -338,7 +344,7 @@ export class TelegramBot {
   }
 
   private async startAsk(ctx: Context, msg: Message, text: string): Promise<void> {
-    const actor = await this.actors.actor(ctx.from!, ctx.chat!);
+    const actor = await this.actors.messageActor(msg);
     const surface = this.surfaceFor(msg);
     const run = this.core.ask({
       thread: this.threadRef(msg),
@@ -351,7 +357,7 @@ export class TelegramBot {
   }
 
   private async startCorrection(ctx: Context, msg: Message, text: string, replyTo: string | undefined, quote: Correction["quote"]): Promise<void> {
-    const actor = await this.actors.actor(ctx.from!, ctx.chat!);
+    const actor = await this.actors.messageActor(msg);
     const surface = this.surfaceFor(msg);
     const run = this.core.correct({
       thread: this.threadRef(msg),
@@ -375,6 +381,9 @@ export class TelegramBot {
       out = { ok: false };
     }
     if (surface instanceof TelegramDraftSurface) {
+      // The stream may end because a stop is being applied: persist the cut draft, not the
+      // text before the cut (which would show, as a message, what the person never saw).
+      await Promise.allSettled([...(this.stopping.get(msg.chat.id) ?? [])]);
       await surface.finish().catch((err) => this.log.warn({ err: String(err) }, "telegram: draft not persisted"));
     }
     if (out.notice) await this.reply(ctx, out.notice, msg);
@@ -399,7 +408,7 @@ export class TelegramBot {
       // now and no text the person has not seen appears after their reaction.
       const release = this.pacer.hold(r.chat.id, key);
       try {
-        out = await this.core.stop(req);
+        out = await this.applying(r.chat.id, this.core.stop(req));
       } finally {
         release();
       }
@@ -419,12 +428,24 @@ export class TelegramBot {
     const actor: Actor = { platform: TELEGRAM, userId: String(s.chat.id), displayName: s.chat.username ? `@${s.chat.username}` : s.chat.first_name, roles: [] };
     const t0 = performance.now();
     const release = this.pacer.hold(s.chat.id, key);
-    const out = await this.core.stop({ platform: TELEGRAM, messageId: key, actor }).finally(release);
+    const out = await this.applying(s.chat.id, this.core.stop({ platform: TELEGRAM, messageId: key, actor })).finally(release);
     this.noteStop(t0);
     if (out.notice) await this.send(s.chat.id, out.notice, undefined, s.message_thread_id);
   }
 
   // ------------------------------------------------------------------ helpers
+
+  /** Registers a stop being applied in `chatId` until it settles (see `stopping`). */
+  private applying<T>(chatId: number, stop: Promise<T>): Promise<T> {
+    let set = this.stopping.get(chatId);
+    if (!set) this.stopping.set(chatId, (set = new Set()));
+    set.add(stop);
+    void stop.finally(() => {
+      set.delete(stop);
+      if (!set.size) this.stopping.delete(chatId);
+    }).catch(() => undefined);
+    return stop;
+  }
 
   /** Counts a handled stop and keeps its latency in the bounded window. */
   private noteStop(t0: number): void {
@@ -436,7 +457,7 @@ export class TelegramBot {
     const threadId = msg.is_topic_message ? msg.message_thread_id : undefined;
     // The core need not plan edits faster than the chat can take them.
     const minEditIntervalMs = Math.max(this.config.minEditIntervalMs, this.pacer.gapFor(msg.chat.id));
-    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs };
+    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs, parts: this.parts };
     if (this.config.privateDrafts && msg.chat.type === "private") return new TelegramDraftSurface({ ...base, registry: this.drafts });
     return new TelegramReplySurface(base);
   }

@@ -35,10 +35,17 @@ export interface TelegramConfig {
   maxRetryAttempts: number;
   /** Long polling (default) or a webhook served by a node http server. */
   mode: "polling" | "webhook";
+  /** Webhook server: `host` defaults to 127.0.0.1 (put a TLS proxy in front); `secretToken` is required. */
   webhook?: { port: number; host?: string; path?: string; secretToken?: string; url?: string };
   /** Long-poll timeout, seconds. */
   pollTimeoutSeconds: number;
 }
+
+/**
+ * Pacing floors (Bot API FAQ: about one message a second in a chat, 20 a minute in a group, 30 a
+ * second overall). Less would only buy 429s, and every 429 delays the stop behind it.
+ */
+export const TELEGRAM_PACING_FLOORS = { editIntervalMs: 1000, chatMinIntervalMs: 1000, groupChatMinIntervalMs: 3000, globalPerSecond: 30 } as const;
 
 export const DEFAULT_TELEGRAM_CONFIG: TelegramConfig = {
   stopReactions: ["👎"],
@@ -53,15 +60,31 @@ export const DEFAULT_TELEGRAM_CONFIG: TelegramConfig = {
   // webhook: unset
 };
 
-/** Fills defaults and refuses reactions Telegram would never deliver. */
-export function resolveTelegramConfig(partial: Partial<TelegramConfig> = {}): TelegramConfig {
+/**
+ * Fills defaults, raises pacing to Telegram's floors (unless `fastPacing`: only for a fake Bot
+ * API in tests, which has no such limits unless told), and refuses what cannot work: reactions
+ * Telegram would never deliver, a webhook without its secret.
+ */
+export function resolveTelegramConfig(partial: Partial<TelegramConfig> = {}, opts: { fastPacing?: boolean } = {}): TelegramConfig {
   const cfg: TelegramConfig = { ...DEFAULT_TELEGRAM_CONFIG, ...stripUndefined(partial) };
+  if (!opts.fastPacing) {
+    cfg.minEditIntervalMs = Math.max(cfg.minEditIntervalMs, TELEGRAM_PACING_FLOORS.editIntervalMs);
+    cfg.chatMinIntervalMs = Math.max(cfg.chatMinIntervalMs, TELEGRAM_PACING_FLOORS.chatMinIntervalMs);
+    cfg.groupChatMinIntervalMs = Math.max(cfg.groupChatMinIntervalMs, TELEGRAM_PACING_FLOORS.groupChatMinIntervalMs);
+  }
   for (const e of [...cfg.stopReactions, ...cfg.acceptReactions]) {
     if (!TELEGRAM_REACTION_EMOJI.includes(e)) {
       throw new Error(`telegram: reaction ${e} is not one Telegram users can set; pick from ${TELEGRAM_REACTION_EMOJI.join(" ")}`);
     }
   }
   if (cfg.mode === "webhook" && !cfg.webhook) throw new Error("telegram: mode webhook needs telegram.webhook.port");
+  if (cfg.mode === "webhook" && !cfg.webhook!.secretToken) {
+    // Without it anyone who reaches the port can post forged updates (admin commands, approvals, /forget).
+    throw new Error("telegram: webhook mode needs TELEGRAM_WEBHOOK_SECRET in the environment (1-256 characters A-Z a-z 0-9 _ -); Telegram sends it with every update and the bot refuses updates without it");
+  }
+  if (cfg.mode === "webhook" && !/^[A-Za-z0-9_-]{1,256}$/.test(cfg.webhook!.secretToken!)) {
+    throw new Error("telegram: TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ - (Bot API setWebhook secret_token)");
+  }
   return cfg;
 }
 

@@ -9,9 +9,10 @@
 import type { Api } from "grammy";
 import type { ReplySurface } from "../../core/ports.ts";
 import type { ChatPacer } from "./chat-pacer.ts";
+import type { PartOffsets } from "./telegram-part-offsets.ts";
 import { classifyApiError } from "./telegram-api-errors.ts";
 import { draftKey, messageKey, parseMessageKey } from "./telegram-ids.ts";
-import { TELEGRAM_MAX_MESSAGE_LENGTH, translate, visibleText, type GrammySignal } from "./telegram-reply-surface.ts";
+import { isCutBack, TELEGRAM_MAX_MESSAGE_LENGTH, translate, visibleText, type GrammySignal } from "./telegram-reply-surface.ts";
 
 interface DraftState {
   chatId: number;
@@ -20,6 +21,8 @@ interface DraftState {
   replyToMessageId?: number;
   /** Last text shown in the draft. */
   text: string;
+  /** The text last put on the wire for it (draft or edit of its message), to recognise a cut-back. */
+  wire?: string;
   /** Set once the draft was persisted as a message. */
   realMessageId?: number;
   finishing?: Promise<void>;
@@ -78,12 +81,16 @@ export interface TelegramDraftSurfaceOptions {
   threadId?: number;
   replyToMessageId?: number;
   minEditIntervalMs: number;
+  /** Where each part starts in the reply (for quote positions); optional. */
+  parts?: PartOffsets;
 }
 
 export class TelegramDraftSurface implements ReplySurface {
   readonly maxMessageLength = TELEGRAM_MAX_MESSAGE_LENGTH;
   readonly minEditIntervalMs: number;
   private readonly mine: string[] = [];
+  /** Start of each part in the reply: parts are consecutive chunks of it. */
+  private readonly starts = new Map<string, number>();
 
   constructor(private readonly o: TelegramDraftSurfaceOptions) {
     this.minEditIntervalMs = o.minEditIntervalMs;
@@ -100,9 +107,12 @@ export class TelegramDraftSurface implements ReplySurface {
       replyToMessageId: this.mine.length === 0 ? this.o.replyToMessageId : undefined,
       text,
     };
+    const start = prev === undefined ? 0 : this.starts.get(prev)! + (this.o.registry.get(prev)?.text.length ?? 0);
     await this.showDraft(state, text);
     const key = this.o.registry.add(state);
     this.mine.push(key);
+    this.starts.set(key, start);
+    this.o.parts?.note(key, start, text);
     return key;
   }
 
@@ -111,16 +121,19 @@ export class TelegramDraftSurface implements ReplySurface {
     if (state && state.realMessageId === undefined && !state.finishing) {
       await this.showDraft(state, text);
       state.text = text;
+      this.o.parts?.note(messageId, this.starts.get(messageId) ?? 0, text);
       return;
     }
     if (state?.finishing) await state.finishing;
     const target = state ? { chatId: state.chatId, messageId: state.realMessageId! } : parseMessageKey(messageId);
     if (state) state.text = text;
+    if (this.starts.has(messageId)) this.o.parts?.note(messageId, this.starts.get(messageId)!, text);
+    const cutBack = isCutBack(state?.wire, text);
     try {
-      await this.o.pacer.run(target.chatId, (signal) =>
-        this.o.api.editMessageText(target.chatId, target.messageId, visibleText(text), { link_preview_options: { is_disabled: true } }, signal as GrammySignal),
-        messageId,
-      );
+      await this.o.pacer.run(target.chatId, (signal) => {
+        if (state) state.wire = text;
+        return this.o.api.editMessageText(target.chatId, target.messageId, visibleText(text), { link_preview_options: { is_disabled: true } }, signal as GrammySignal);
+      }, messageId, { cutBack });
     } catch (err) {
       if (classifyApiError(err) === "not-modified") return;
       throw translate(err, `edit ${messageId}`);
@@ -133,15 +146,18 @@ export class TelegramDraftSurface implements ReplySurface {
   }
 
   private async showDraft(state: DraftState, text: string): Promise<void> {
+    // The cut after a stop passes the stop's hold (see ChatPacer): the draft, and the message it
+    // becomes, must end at the stored stop point.
+    const cutBack = isCutBack(state.wire, text);
     try {
-      await this.o.pacer.run(state.chatId, (signal) =>
-        this.o.api.sendMessageDraft(state.chatId, state.draftId, text, {
+      await this.o.pacer.run(state.chatId, (signal) => {
+        state.wire = text;
+        return this.o.api.sendMessageDraft(state.chatId, state.draftId, text, {
           can_stop: true,
           keep_on_stop: true,
           ...(state.threadId !== undefined ? { message_thread_id: state.threadId } : {}),
-        }, signal as GrammySignal),
-        draftKey(state.chatId, state.draftId),
-      );
+        }, signal as GrammySignal);
+      }, draftKey(state.chatId, state.draftId), { cutBack });
     } catch (err) {
       throw translate(err, `draft in chat ${state.chatId}`);
     }

@@ -9,6 +9,7 @@
 import type { Api } from "grammy";
 import { SurfaceGoneError, type ReplySurface } from "../../core/ports.ts";
 import type { ChatPacer } from "./chat-pacer.ts";
+import type { PartOffsets } from "./telegram-part-offsets.ts";
 import { classifyApiError } from "./telegram-api-errors.ts";
 import { messageKey, parseMessageKey } from "./telegram-ids.ts";
 
@@ -36,12 +37,19 @@ export interface TelegramReplySurfaceOptions {
   /** The user's message the first part answers. */
   replyToMessageId?: number;
   minEditIntervalMs: number;
+  /** Where each message starts in the reply (for quote positions); optional. */
+  parts?: PartOffsets;
 }
 
 export class TelegramReplySurface implements ReplySurface {
   readonly maxMessageLength = TELEGRAM_MAX_MESSAGE_LENGTH;
   readonly minEditIntervalMs: number;
   private sent = 0;
+  /** The text last put on the wire for each message (sent or edited), to recognise a cut-back. */
+  private readonly wire = new Map<string, string>();
+  /** Start of each message in the reply: parts are consecutive chunks of it. */
+  private readonly starts = new Map<string, number>();
+  private lastKey: string | undefined;
 
   constructor(private readonly o: TelegramReplySurfaceOptions) {
     this.minEditIntervalMs = o.minEditIntervalMs;
@@ -58,7 +66,14 @@ export class TelegramReplySurface implements ReplySurface {
         }),
       );
       this.sent++;
-      return messageKey(this.o.chatId, msg.message_id);
+      const key = messageKey(this.o.chatId, msg.message_id);
+      const prev = this.lastKey;
+      const start = prev === undefined ? 0 : this.starts.get(prev)! + this.wire.get(prev)!.length;
+      this.starts.set(key, start);
+      this.lastKey = key;
+      this.wire.set(key, text);
+      this.o.parts?.note(key, start, text);
+      return key;
     } catch (err) {
       throw translate(err, `send to chat ${this.o.chatId}`);
     }
@@ -66,16 +81,25 @@ export class TelegramReplySurface implements ReplySurface {
 
   async edit(messageId: string, text: string): Promise<void> {
     const { chatId, messageId: id } = parseMessageKey(messageId);
+    // Taking the message back to a start of what it already showed (the cut after a stop) passes
+    // the stop's hold: it must go out, or the message keeps text beyond the stored stop point.
+    const cutBack = isCutBack(this.wire.get(messageId), text);
     try {
-      await this.o.pacer.run(chatId, (signal) =>
-        this.o.api.editMessageText(chatId, id, visibleText(text), { link_preview_options: { is_disabled: true } }, signal as GrammySignal),
-        messageId,
-      );
+      await this.o.pacer.run(chatId, (signal) => {
+        this.wire.set(messageId, text);
+        if (this.starts.has(messageId)) this.o.parts?.note(messageId, this.starts.get(messageId)!, text);
+        return this.o.api.editMessageText(chatId, id, visibleText(text), { link_preview_options: { is_disabled: true } }, signal as GrammySignal);
+      }, messageId, { cutBack });
     } catch (err) {
       if (classifyApiError(err) === "not-modified") return;
       throw translate(err, `edit ${messageId}`);
     }
   }
+}
+
+/** Whether `next` shows strictly less than `onWire`, a start of it: an edit that only takes text back. */
+export function isCutBack(onWire: string | undefined, next: string): boolean {
+  return onWire !== undefined && next.length < onWire.length && onWire.startsWith(next);
 }
 
 /** `SurfaceGoneError` for errors that will never heal; the original error otherwise. */

@@ -81,14 +81,27 @@ export interface RateLimitOptions {
   windowMs: number;
   /** `parameters.retry_after` answered, in seconds. */
   retryAfter: number;
+  /** Counted calls a group (negative chat id) may take per minute (Telegram: 20). Unset: no group limit. */
+  perGroupPerMinute?: number;
+  /** Counted calls across all chats per second (Telegram: about 30). Unset: no global limit. */
+  globalPerSecond?: number;
 }
+
+/** The limits Telegram documents for bots: ~1 message/s per chat, 20/min per group, ~30/s overall. */
+export const TELEGRAM_LIMITS: RateLimitOptions = { perChat: 1, windowMs: 1000, retryAfter: 1, perGroupPerMinute: 20, globalPerSecond: 30 };
 
 export interface FakeBotApiOptions {
   token?: string;
   botUsername?: string;
   rateLimit?: RateLimitOptions;
-  /** Time each send/edit/draft call takes, ms (a slow network; the model then runs ahead). */
+  /**
+   * Time each send/edit/draft call takes, ms (a slow network; the model then runs ahead). The
+   * change is applied half-way: users see it (and may react to it) while the bot still waits
+   * for the answer, as with the real service.
+   */
   latencyMs?: number;
+  /** How long a draft stays visible after its last update (Bot API: a 30-second preview). */
+  draftTtlMs?: number;
 }
 
 interface Waiter {
@@ -123,12 +136,15 @@ export class FakeBotApi extends EventEmitter {
   readonly chats = new Map<number, FakeChat>();
   readonly messages = new Map<string, FakeMessage>();
   readonly drafts = new Map<string, FakeDraft>();
-  readonly callbackAnswers: { callback_query_id: string; text?: string }[] = [];
+  readonly callbackAnswers: { callback_query_id: string; text?: string; at: number }[] = [];
+  /** Open callback queries: id → when the button was pressed. */
+  private readonly callbackQueries = new Map<string, number>();
   readonly botReactions: { chatId: number; messageId: number; reaction: unknown }[] = [];
   commands: unknown[] = [];
-  webhook: { url: string; secret_token?: string } | undefined;
+  webhook: { url: string; secret_token?: string; allowed_updates?: string[] } | undefined;
   rateLimit: RateLimitOptions | undefined;
   latencyMs: number;
+  draftTtlMs: number;
   /** Number of 429s answered. */
   throttled = 0;
 
@@ -152,6 +168,7 @@ export class FakeBotApi extends EventEmitter {
     this.bot = { id: Number(this.token.split(":")[0]), is_bot: true, first_name: "Steerbot", username: opts.botUsername ?? "steer_test_bot" };
     this.rateLimit = opts.rateLimit;
     this.latencyMs = opts.latencyMs ?? 0;
+    this.draftTtlMs = opts.draftTtlMs ?? 30_000;
     this.setMaxListeners(1000);
   }
 
@@ -168,6 +185,7 @@ export class FakeBotApi extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    for (const t of this.draftTimers.values()) clearTimeout(t);
     for (const w of this.waiters) {
       clearTimeout(w.timer);
       w.resolve([]);
@@ -197,6 +215,28 @@ export class FakeBotApi extends EventEmitter {
   setMemberStatus(chatId: number, userId: number, status: string): void {
     this.memberStatus.set(`${chatId}:${userId}`, status);
   }
+
+  /**
+   * Makes the bot an administrator of a group (or takes that back). Telegram sends
+   * `message_reaction` updates of a group only to bots that are its administrators.
+   */
+  setBotAdmin(chatId: number, admin = true): void {
+    this.setMemberStatus(chatId, this.bot.id, admin ? "administrator" : "member");
+  }
+
+  /** Whether the bot is an administrator of `chatId` (always true for private chats). */
+  botIsAdmin(chatId: number): boolean {
+    if (this.chats.get(chatId)?.type === "private") return true;
+    const st = this.memberStatus.get(`${chatId}:${this.bot.id}`);
+    return st === "administrator" || st === "creator";
+  }
+
+  /** Reactions users may set in a chat (`ChatFullInfo.available_reactions`); undefined: all. */
+  setAvailableReactions(chatId: number, emoji: string[] | undefined): void {
+    if (emoji === undefined) this.availableReactions.delete(chatId);
+    else this.availableReactions.set(chatId, emoji);
+  }
+  private availableReactions = new Map<number, string[]>();
 
   /** From now on every call for this chat answers 403 (the bot was removed / blocked). */
   removeBotFrom(chatId: number): void {
@@ -327,6 +367,7 @@ export class FakeBotApi extends EventEmitter {
   /** A user presses an inline button of a bot message. Returns the callback query id. */
   userPresses(chat: FakeChat, user: FakeUser, messageId: number, data: string): string {
     const id = String(this.nextCallbackId++);
+    this.callbackQueries.set(id, Date.now());
     const m = this.messages.get(`${chat.id}:${messageId}`);
     this.pushUpdate({
       callback_query: { id, from: user, chat_instance: String(chat.id), data, message: m ? this.toApiMessage(m) : { message_id: messageId, chat, date: now() } },
@@ -407,8 +448,27 @@ export class FakeBotApi extends EventEmitter {
     if (chatId !== undefined && this.removedFrom.has(chatId)) throw new ApiError(403, "Forbidden: bot was kicked from the group chat");
     if (chatId !== undefined && RATE_LIMITED.has(method)) {
       this.checkRate(chatId);
-      if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+      if (this.latencyMs > 0) {
+        // The request travels, Telegram applies it, the answer travels back: for half the
+        // latency users already see the change (and may react to it) while the bot waits.
+        await sleep(this.latencyMs / 2);
+        const result = this.answer(method, p, req, res, uploads, chatId);
+        this.emit("change");
+        await sleep(this.latencyMs / 2);
+        return result;
+      }
     }
+    return this.answer(method, p, req, res, uploads, chatId);
+  }
+
+  private answer(
+    method: string,
+    p: Record<string, unknown>,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    uploads: Map<string, { filename: string; bytes: Buffer }>,
+    chatId: number | undefined,
+  ): unknown {
     switch (method) {
       case "getMe":
         return { ...this.bot, can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false };
@@ -435,9 +495,20 @@ export class FakeBotApi extends EventEmitter {
         if (!chat.is_forum) throw new ApiError(400, "Bad Request: the chat is not a forum");
         return { message_thread_id: this.nextTopicId++, name: String(p.name), icon_color: 7322096 };
       }
-      case "answerCallbackQuery":
-        this.callbackAnswers.push({ callback_query_id: String(p.callback_query_id), text: p.text as string | undefined });
+      case "answerCallbackQuery": {
+        // Telegram: a query must be answered within about 15 s ("query is too old") and only once.
+        const id = String(p.callback_query_id);
+        const asked = this.callbackQueries.get(id);
+        if (!asked || Date.now() - asked > 15_000) throw new ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+        this.callbackQueries.delete(id);
+        this.callbackAnswers.push({ callback_query_id: id, text: p.text as string | undefined, at: Date.now() });
         return true;
+      }
+      case "getChat": {
+        const chat = this.requireChat(p);
+        const avail = this.availableReactions.get(chat.id);
+        return { ...chat, ...(avail ? { available_reactions: avail.map((emoji) => ({ type: "emoji", emoji })) } : {}) };
+      }
       case "setMyCommands":
         this.commands = (p.commands as unknown[]) ?? [];
         return true;
@@ -445,10 +516,12 @@ export class FakeBotApi extends EventEmitter {
         const chat = this.requireChat(p);
         const userId = Number(p.user_id);
         const status = chat.type === "private" ? "member" : (this.memberStatus.get(`${chat.id}:${userId}`) ?? "member");
+        if (userId === this.bot.id) return { status, user: this.bot };
         return { status, user: { id: userId, is_bot: false, first_name: `user${userId}` } };
       }
       case "setWebhook":
-        this.webhook = { url: String(p.url), secret_token: p.secret_token as string | undefined };
+        this.webhook = { url: String(p.url), secret_token: p.secret_token as string | undefined, allowed_updates: p.allowed_updates as string[] | undefined };
+        if (Array.isArray(p.allowed_updates)) this.allowedUpdates = p.allowed_updates as string[];
         return true;
       case "deleteWebhook":
         this.webhook = undefined;
@@ -481,14 +554,32 @@ export class FakeBotApi extends EventEmitter {
       this.throttled++;
       throw new ApiError(429, `Too Many Requests: retry after ${rl.retryAfter}`, { retry_after: rl.retryAfter });
     }
+    const limit429 = (): never => {
+      this.throttled++;
+      throw new ApiError(429, `Too Many Requests: retry after ${rl.retryAfter}`, { retry_after: rl.retryAfter });
+    };
+    if (rl.perGroupPerMinute !== undefined && chatId < 0) {
+      const minute = (this.recentMinuteByChat.get(chatId) ?? []).filter((x) => t - x < 60_000);
+      this.recentMinuteByChat.set(chatId, minute);
+      if (minute.length >= rl.perGroupPerMinute) limit429();
+      minute.push(t);
+    }
+    if (rl.globalPerSecond !== undefined) {
+      this.recentGlobal = this.recentGlobal.filter((x) => t - x < 1000);
+      if (this.recentGlobal.length >= rl.globalPerSecond) limit429();
+      this.recentGlobal.push(t);
+    }
     recent.push(t);
     this.recentByChat.set(chatId, recent);
   }
+  private recentMinuteByChat = new Map<number, number[]>();
+  private recentGlobal: number[] = [];
 
   private getUpdates(p: Record<string, unknown>, req: http.IncomingMessage, res: http.ServerResponse): Promise<unknown[]> | unknown[] {
     const offset = Number(p.offset ?? 0);
     const limit = Math.min(100, Math.max(1, Number(p.limit ?? 100)));
     const timeout = Number(p.timeout ?? 0);
+    if (this.webhook) throw new ApiError(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first");
     if (Array.isArray(p.allowed_updates)) this.allowedUpdates = p.allowed_updates as string[];
     if (offset > 0) {
       this.updates = this.updates.filter((u) => u.update_id >= offset);
@@ -524,6 +615,8 @@ export class FakeBotApi extends EventEmitter {
       const kind = Object.keys(u).find((k) => k !== "update_id")!;
       const ok = allowed && allowed.length ? allowed.includes(kind) : !NOT_DEFAULT_UPDATES.has(kind);
       if (!ok) continue;
+      // Bot API: `message_reaction` reaches a bot only if it is an administrator of the chat.
+      if (kind === "message_reaction" && !this.botIsAdmin(Number((u.message_reaction as { chat: FakeChat }).chat.id))) continue;
       out.push(u);
       if (out.length >= limit) break;
     }
@@ -561,7 +654,12 @@ export class FakeBotApi extends EventEmitter {
     };
     this.messages.set(`${chat.id}:${message_id}`, msg);
     // A real message ends any draft of the chat.
-    for (const [k, d] of this.drafts) if (d.chatId === chat.id) this.drafts.delete(k);
+    for (const [k, d] of this.drafts) {
+      if (d.chatId !== chat.id) continue;
+      this.drafts.delete(k);
+      clearTimeout(this.draftTimers.get(k));
+      this.draftTimers.delete(k);
+    }
     return this.toApiMessage(msg);
   }
 
@@ -635,11 +733,23 @@ export class FakeBotApi extends EventEmitter {
     const d = this.drafts.get(key) ?? { chatId: chat.id, draftId, versions: [], can_stop: false };
     d.versions.push(text);
     d.can_stop = Boolean(p.can_stop);
+    // A draft is a temporary preview: it vanishes this long after its last update.
+    clearTimeout(this.draftTimers.get(key));
+    this.draftTimers.set(key, setTimeout(() => {
+      this.drafts.delete(key);
+      this.draftTimers.delete(key);
+      this.expiredDrafts.push({ chatId: chat.id, draftId });
+      this.emit("change");
+    }, this.draftTtlMs).unref());
     if (p.message_thread_id !== undefined) d.message_thread_id = Number(p.message_thread_id);
     this.drafts.set(key, d);
     this.draftHistory.push({ chatId: chat.id, draftId, text });
     return true;
   }
+
+  private readonly draftTimers = new Map<string, NodeJS.Timeout>();
+  /** Drafts that expired (no update for `draftTtlMs`) before a message replaced them. */
+  readonly expiredDrafts: { chatId: number; draftId: number }[] = [];
 
   /** Every draft text ever shown, in order (drafts vanish once a message is sent). */
   readonly draftHistory: { chatId: number; draftId: number; text: string }[] = [];
@@ -678,6 +788,10 @@ export class FakeBotApi extends EventEmitter {
     if (m.reply_markup !== undefined) out.reply_markup = m.reply_markup;
     return out;
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 function now(): number {

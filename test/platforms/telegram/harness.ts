@@ -50,11 +50,11 @@ export const FAST: Partial<TelegramConfig> = { minEditIntervalMs: 100, chatMinIn
 
 export async function startHarness<C extends TelegramCore>(
   core: C,
-  opts: { config?: Partial<TelegramConfig>; fake?: FakeBotApiOptions; start?: boolean; stopLatencyWindow?: number; maxDrafts?: number } = {},
+  opts: { config?: Partial<TelegramConfig>; fake?: FakeBotApiOptions; start?: boolean; fastPacing?: boolean; stopLatencyWindow?: number; maxDrafts?: number } = {},
 ): Promise<Harness<C>> {
   const fake = await new FakeBotApi(opts.fake).start();
   const logs: LogLine[] = [];
-  const bot = new TelegramBot({ token: fake.token, core, config: { ...FAST, ...opts.config }, log: recordingLog(logs), apiRoot: fake.apiRoot, stopLatencyWindow: opts.stopLatencyWindow, maxDrafts: opts.maxDrafts });
+  const bot = new TelegramBot({ token: fake.token, core, config: { ...FAST, ...opts.config }, log: recordingLog(logs), apiRoot: fake.apiRoot, fastPacing: opts.fastPacing ?? true, stopLatencyWindow: opts.stopLatencyWindow, maxDrafts: opts.maxDrafts });
   const handledEvents: HandledEvent[] = [];
   const handledIds = new Set<string>();
   bot.handled.on((e) => {

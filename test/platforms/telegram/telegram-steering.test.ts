@@ -45,6 +45,7 @@ describe("telegram + steering core on postgres", () => {
     }, 20_000, "streaming");
     h.fake.userReacts(chat, alice, m.message_id, ["👎"]);
     await h.fake.waitFor(() => app.core.openReplyIn({ platform: "telegram", chatId: String(chat.id), threadId: String(chat.id) })?.state === "stopped" || undefined, 10_000, "stopped");
+    await h.allHandled(); // the reaction's handler returns once core.stop has cut and saved the reply
     await h.bot.idle();
     return { q, m: h.fake.message(chat.id, m.message_id)! };
   }
@@ -129,6 +130,7 @@ describe("telegram + steering core on postgres", () => {
 
   test("a stranger's stop in a group is ignored; the reply runs to its end", async () => {
     const group = h.fake.addChat({ id: -100900, type: "supergroup", title: "g" });
+    h.fake.setBotAdmin(group.id); // Telegram sends reactions only to admin bots
     const q = h.fake.userSends(group, alice, "/ask Tell me something");
     const m = await h.fake.waitFor(() => h.fake.botMessages(group.id)[0], 20_000);
     h.fake.userReacts(group, bob, m.message_id, ["👎"]);
@@ -174,6 +176,7 @@ describe("telegram + steering core on postgres", () => {
       const draftId = d.fake.draftHistory[0]!.draftId;
       d.fake.userStopsDraft(chat, draftId);
       const persisted = await d.fake.waitFor(() => d.fake.botMessages(chat.id)[0], 10_000, "persisted message");
+      await d.allHandled(); // the stop's handler returns once core.stop has cut and saved the reply
       await d.bot.idle();
       const gen = await generation(`${chat.id}:${q.message_id}`);
       assert.equal(gen.status, "stopped");
@@ -187,6 +190,28 @@ describe("telegram + steering core on postgres", () => {
       const steer = await app.store.db.selectFrom("steers").selectAll().where("correction_message_id", "=", `${chat.id}:${c.message_id}`).executeTakeFirstOrThrow();
       assert.equal(steer.prefix + steer.rejected, gen.final_text);
       assert.ok(resumed.text.startsWith((steer.prefix + steer.chosen).trim()));
+    } finally {
+      await d.close();
+    }
+  });
+
+  test("private chat: typing while a draft streams stops it at what was shown and corrects it (as on Discord)", async () => {
+    const d = await startHarness(app.core, { fake: { latencyMs: 60 }, config: { minEditIntervalMs: 100, privateDrafts: true } });
+    try {
+      const erin = { id: 505, is_bot: false, first_name: "Erin" };
+      const chat = d.fake.privateChat(erin);
+      const q = d.fake.userSends(chat, erin, "Tell me a long story");
+      await d.fake.waitFor(() => d.fake.draftHistory.filter((x) => x.chatId === chat.id).length >= 3 || undefined, 20_000, "drafts");
+      const c = d.fake.userSends(chat, erin, "Once upon a time");
+      await d.fake.waitFor(() => d.fake.botMessages(chat.id).find((m) => m.reply_to_message_id === c.message_id), 20_000, "the resumed reply");
+      await d.bot.idle();
+      const steer = await app.store.db.selectFrom("steers").selectAll().where("correction_message_id", "=", `${chat.id}:${c.message_id}`).executeTakeFirstOrThrow();
+      const gens = await app.store.db.selectFrom("generations").selectAll().where("source_message_id", "like", `${chat.id}:%`).execute();
+      assert.equal(gens.length, 1, "no second question was asked");
+      assert.equal(gens[0]!.source_message_id, `${chat.id}:${q.message_id}`);
+      assert.ok(steer.chosen.length > 0);
+      const shownAtStop = d.fake.botMessages(chat.id)[0]!.text;
+      assert.equal((steer.prefix + steer.rejected).trim(), shownAtStop, "the steer is against the draft as it was shown, kept as a message");
     } finally {
       await d.close();
     }

@@ -70,6 +70,7 @@ describe("telegram adapter (scripted core)", () => {
   test("stranger's stop reaction in a group is ignored silently; reactions on other messages start nothing", async () => {
     const h = await harness(new ScriptedCore({ answer: longAnswer(60), wordMs: 10 }));
     const group = h.fake.addChat({ id: -100500, type: "supergroup", title: "g" });
+    h.fake.setBotAdmin(group.id); // Telegram sends reactions only to admin bots
     const q = h.fake.userSends(group, alice, "@steer_test_bot hi", { entities: [{ type: "mention", offset: 0, length: 15 }] });
     const m = await h.fake.waitFor(() => h.fake.botMessages(group.id)[0]);
     h.fake.userReacts(group, bob, m.message_id, ["👎"]);
@@ -85,6 +86,7 @@ describe("telegram adapter (scripted core)", () => {
   test("a group admin's stop works (roles from getChatMember)", async () => {
     const h = await harness(new ScriptedCore({ answer: longAnswer(400), wordMs: 5 }));
     const group = h.fake.addChat({ id: -100501, type: "supergroup", title: "g" });
+    h.fake.setBotAdmin(group.id); // Telegram sends reactions only to admin bots
     h.fake.setMemberStatus(group.id, bob.id, "administrator");
     h.fake.userSends(group, alice, "/ask tell me");
     const m = await h.fake.waitFor(() => h.fake.botMessages(group.id).find((x) => x.versions.length >= 2));
@@ -98,6 +100,7 @@ describe("telegram adapter (scripted core)", () => {
   test("a stop in a busy, paced group is not held up by the queue of other replies' edits", async () => {
     const h = await harness(new ScriptedCore({ answer: longAnswer(400), wordMs: 10 }), { config: { groupChatMinIntervalMs: 400 } });
     const group = h.fake.addChat({ id: -100502, type: "supergroup", title: "busy" });
+    h.fake.setBotAdmin(group.id); // Telegram sends reactions only to admin bots
     const askers = [alice, bob, admin];
     for (const u of askers) h.fake.userSends(group, u, `/ask from ${u.first_name}`);
     const mine = await h.fake.waitFor(() => {
@@ -164,12 +167,12 @@ describe("telegram adapter (scripted core)", () => {
     // Telegram repeats a webhook delivery it got no answer to, with the same update_id; the
     // same update reaching one running bot twice is a webhook retry, so the test posts it twice.
     const h = await harness(new ScriptedCore({ answer: () => "short", wordMs: 1 }), {
-      config: { mode: "webhook", webhook: { port: 0, host: "127.0.0.1", path: "/tg" } },
+      config: { mode: "webhook", webhook: { port: 0, host: "127.0.0.1", path: "/tg", secretToken: "s3cret" } },
     });
     const chat = h.fake.privateChat(alice);
     const update = { update_id: 41, message: { message_id: 1, from: alice, chat, date: 1, text: "once" } };
     const post = () =>
-      fetch(`http://127.0.0.1:${h.bot.webhookPort}/tg`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(update) });
+      fetch(`http://127.0.0.1:${h.bot.webhookPort}/tg`, { method: "POST", headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": "s3cret" }, body: JSON.stringify(update) });
     const first = h.bot.handled.next((e) => e.id === "41");
     assert.equal((await post()).status, 200);
     assert.equal((await first).outcome, "done");
@@ -187,8 +190,10 @@ describe("telegram adapter (scripted core)", () => {
       fake: { rateLimit: { perChat: 3, windowMs: 1000, retryAfter: 1 } },
       config: { minEditIntervalMs: 50 },
     });
-    const chat = h.fake.privateChat(alice);
-    for (let i = 0; i < 4; i++) h.fake.userSends(chat, alice, `q${i}`);
+    // Four questions at once in one chat: a group (in a private chat, typing while a reply
+    // streams corrects it instead of asking).
+    const chat = h.fake.addChat({ id: -100901, type: "supergroup", title: "storm" });
+    for (let i = 0; i < 4; i++) h.fake.userSends(chat, alice, `/ask q${i}`);
     await h.fake.waitFor(() => h.core.calls.filter((c) => c.kind === "ask").length === 4 || undefined);
     await h.bot.idle();
     assert.ok(h.fake.throttled > 0, "the fake answered 429s");

@@ -1,7 +1,8 @@
 /**
  * A bounded, time-limited set of recently seen event keys.
  *
- * Owns: duplicate suppression at the adapter edge. The gateway may deliver the same event twice
+ * Owns: duplicate suppression at the adapter edge, for every platform. A gateway or Telegram may
+ * deliver the same event twice
  * (resume replays, a reconnect overlapping the old session); the core also refuses duplicate
  * message ids, but the adapter must not open a second thread or start a second stream before
  * the core even sees the request, so it drops repeats here first.
