@@ -6,6 +6,7 @@
  * defaulted object, so the rest of the adapter never re-interprets config; the minimal logger
  * shape it writes to (pino fits); and the counters the benchmark and `/status` read.
  */
+import type { StopMetrics } from "../platform-metrics.ts";
 
 /** The slice of the app config (src/config/config.ts) this adapter reads; all optional. */
 export interface DiscordConfigInput {
@@ -38,31 +39,17 @@ export function resolveDiscordSettings(config: DiscordConfigInput = {}): Discord
   };
 }
 
-/** The logger calls the adapter makes (pino's `Logger` satisfies it). */
-export interface DiscordLog {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+/** The logger calls the adapter makes: the one shape every platform writes to. */
+export type { PlatformLog as DiscordLog } from "../platform-log.ts";
 
-/** Counters kept while the bot runs; read by the benchmark and tests. */
-export interface DiscordMetrics {
-  /**
-   * Reaction received → core.stop settled (generation aborted, message cut), ms: the newest
-   * stops only (`DiscordBotOptions.stopLatencyWindow`, default 1000), oldest first.
-   */
-  stopLatencyMs: number[];
-  /** Stops that ended a running generation, all of them (`stopLatencyMs` keeps a window). */
-  stopsHandled: number;
+/** Counters kept while the bot runs (the shared stop counters, plus Discord's rate limits); read by the benchmark and tests. */
+export interface DiscordMetrics extends StopMetrics {
   /** Times discord.js's queue waited for a rate limit (pre-emptively from headers, or after a 429). */
   rateLimitsAbsorbed: number;
   /** 429s that reached a reply surface as errors (should stay 0). */
   rateLimitsSurfaced: number;
   /** Any send/edit failures of reply surfaces. */
   surfaceErrors: number;
-  /** Handler failures caught and logged. */
-  handlerErrors: number;
 }
 
 export function emptyMetrics(): DiscordMetrics {
