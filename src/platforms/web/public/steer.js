@@ -236,11 +236,11 @@ function renderTimeline(steers) {
 
 async function removeSteer(id) {
   const out = await api(`/api/steers/${id}`, { method: "DELETE" });
-  say(out.notice);
   if (state.messageId) {
     const st = await api(`/api/reply/${encodeURIComponent(state.messageId)}`);
     renderTimeline(st.steers ?? []);
   }
+  say(out.notice); // last: once the page says "removed", the timeline already shows it
 }
 
 // --- settings, conversations ------------------------------------------------------------
