@@ -8,7 +8,7 @@
  * notice, so a refused user sees the refusal. Everything a chat receives goes through the
  * chat's pacer (a /pending list is 20 messages: sent at once they draw 429s, and a stop in that
  * chat then waits behind the retries); a button press is answered (answerCallbackQuery, which
- * is not a chat message) before anything else the handler sends.
+ * is not a chat message) once the core has decided, before anything else the handler sends.
  */
 import { existsSync } from "node:fs";
 import { basename } from "node:path";
@@ -145,7 +145,15 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
   bot.callbackQuery(new RegExp(`^${REVIEW}:([ar]):(.+)$`), async (ctx) => {
     const [, v, steerId] = ctx.match as RegExpMatchArray;
     const verdict = v === "a" ? "approve" : "reject";
-    const out = await d.core.admin.reviewSteer(await actorOf(ctx), steerId!, verdict);
+    // Answered only once the core has decided, and also when it failed: the person sees what
+    // happened (never an "ok" for a review that was not stored), and the button stops spinning.
+    let out: Awaited<ReturnType<typeof d.core.admin.reviewSteer>>;
+    try {
+      out = await d.core.admin.reviewSteer(await actorOf(ctx), steerId!, verdict);
+    } catch (err) {
+      d.log.error({ steerId, err: String(err) }, "telegram: review failed");
+      out = { ok: false, notice: `Sorry, the review could not be saved (${String((err as Error)?.message ?? err)}); nothing changed. Please try again.` };
+    }
     await ctx.answerCallbackQuery({ text: truncate(out.notice ?? (out.ok ? `Steer ${verdict}d.` : "Refused."), 190) });
     if (out.ok && ctx.callbackQuery.message) {
       const original = ctx.callbackQuery.message.text ?? "";

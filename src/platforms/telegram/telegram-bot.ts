@@ -33,11 +33,13 @@ import { TELEGRAM, type TelegramCore } from "./telegram-core-port.ts";
 import { DraftRegistry, TelegramDraftSurface } from "./telegram-draft-surface.ts";
 import { draftKey, messageKey } from "./telegram-ids.ts";
 import type { TelegramLog } from "./telegram-log.ts";
-import { TelegramReplySurface } from "./telegram-reply-surface.ts";
+import { GroupChecks } from "./telegram-group-checks.ts";
+import { PendingSends } from "./telegram-pending-sends.ts";
+import { STOP_BUTTON_DATA, TelegramReplySurface } from "./telegram-reply-surface.ts";
 import { PartOffsets } from "./telegram-part-offsets.ts";
 
 /** Updates the bot asks for; reactions must be named explicitly or Telegram never sends them. */
-export const ALLOWED_UPDATES = ["message", "message_reaction", "callback_query", "stopped_message_generation"] as const;
+export const ALLOWED_UPDATES = ["message", "message_reaction", "callback_query", "stopped_message_generation", "my_chat_member"] as const;
 
 export interface TelegramBotOptions {
   token: string;
@@ -83,6 +85,9 @@ export class TelegramBot {
   /** Where each reply message starts in its reply: Telegram's quote positions are per message. */
   private readonly parts = new PartOffsets();
   private readonly inflight = new Set<Promise<unknown>>();
+  /** First sends still on the wire: a stop can arrive before the bot knows the message id. */
+  private readonly pending = new PendingSends();
+  private readonly groups: GroupChecks;
   /** Stops being applied, per chat: a draft is persisted only once they have cut it. */
   private readonly stopping = new Map<number, Set<Promise<unknown>>>();
   /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation. */
@@ -100,6 +105,13 @@ export class TelegramBot {
     this.installApiTransformers();
     this.pacer = new ChatPacer(this.config.chatMinIntervalMs, this.config.groupChatMinIntervalMs, TELEGRAM_PACING_FLOORS.globalPerSecond);
     this.actors = new TelegramActors(this.bot.api, this.log);
+    this.groups = new GroupChecks({
+      api: this.bot.api,
+      botId: () => this.bot.botInfo.id,
+      stopReactions: this.config.stopReactions,
+      log: this.log,
+      notify: (chatId, text, threadId) => this.send(chatId, text, undefined, threadId),
+    });
     this.installHandlers();
   }
 
@@ -108,6 +120,8 @@ export class TelegramBot {
     await this.bot.init();
     this.log.info({ username: this.bot.botInfo.username, mode: this.config.mode }, "telegram: bot connected");
     await this.bot.api.setMyCommands(TELEGRAM_COMMANDS).catch((err) => this.log.warn({ err: String(err) }, "telegram: setMyCommands failed"));
+    // Configured groups learn at once whether a stop reaction can reach the bot there.
+    for (const chatId of this.config.checkChats) if (chatId < 0) void this.groups.verdict(chatId);
     if (this.config.mode === "webhook") return this.startWebhook();
     // While a webhook is set, getUpdates answers 409 forever (a bot that ran in webhook mode
     // before): remove it first. Pending updates stay queued for the polling bot.
@@ -249,6 +263,14 @@ export class TelegramBot {
 
     this.bot.on("message_reaction", (ctx) => this.onReaction(ctx));
     this.bot.on("stopped_message_generation", (ctx) => this.onDraftStopped(ctx));
+    this.bot.callbackQuery(STOP_BUTTON_DATA, (ctx) => this.onStopButton(ctx));
+    // Added to a group, or its rights there changed: check (in the background) whether reactions reach it.
+    this.bot.on("my_chat_member", (ctx) => {
+      const m = ctx.myChatMember!;
+      if (GroupChecks.isGroup(m.chat) && (m.new_chat_member.status === "member" || m.new_chat_member.status === "administrator")) {
+        this.track(this.groups.recheck(m.chat.id));
+      }
+    });
 
     this.bot.command("ask", async (ctx) => {
       const text = ctx.match.trim();
@@ -345,7 +367,7 @@ export class TelegramBot {
 
   private async startAsk(ctx: Context, msg: Message, text: string): Promise<void> {
     const actor = await this.actors.messageActor(msg);
-    const surface = this.surfaceFor(msg);
+    const surface = await this.surfaceFor(msg);
     const run = this.core.ask({
       thread: this.threadRef(msg),
       actor,
@@ -358,7 +380,7 @@ export class TelegramBot {
 
   private async startCorrection(ctx: Context, msg: Message, text: string, replyTo: string | undefined, quote: Correction["quote"]): Promise<void> {
     const actor = await this.actors.messageActor(msg);
-    const surface = this.surfaceFor(msg);
+    const surface = await this.surfaceFor(msg);
     const run = this.core.correct({
       thread: this.threadRef(msg),
       actor,
@@ -380,11 +402,14 @@ export class TelegramBot {
       this.log.error({ err: String(err), what }, "telegram: core call rejected");
       out = { ok: false };
     }
+    // The stream may end because a stop is being applied: persist the cut draft, not the text
+    // before the cut (which would show, as a message, what the person never saw); take the
+    // Stop buttons away only once the cut is on screen.
+    await Promise.allSettled([...(this.stopping.get(msg.chat.id) ?? [])]);
     if (surface instanceof TelegramDraftSurface) {
-      // The stream may end because a stop is being applied: persist the cut draft, not the
-      // text before the cut (which would show, as a message, what the person never saw).
-      await Promise.allSettled([...(this.stopping.get(msg.chat.id) ?? [])]);
       await surface.finish().catch((err) => this.log.warn({ err: String(err) }, "telegram: draft not persisted"));
+    } else if (surface instanceof TelegramReplySurface) {
+      await surface.finish();
     }
     if (out.notice) await this.reply(ctx, out.notice, msg);
   }
@@ -397,40 +422,72 @@ export class TelegramBot {
     const stop = added.some((e) => this.config.stopReactions.includes(e));
     const accept = !stop && added.some((e) => this.config.acceptReactions.includes(e));
     if (!stop && !accept) return;
-    const key = this.drafts.coreKey(messageKey(r.chat.id, r.message_id));
-    if (!this.core.isBotMessage(TELEGRAM, key)) return;
+    const key = await this.knownKey(r.chat.id, () => this.drafts.coreKey(messageKey(r.chat.id, r.message_id)));
+    if (!key) return;
     const actor = await this.actors.actor(r.user, r.chat);
-    const req = { platform: TELEGRAM, messageId: key, actor };
-    let out: Outcome;
-    if (stop) {
-      // Edits of this message still queued behind the chat's limit (or waiting out a 429) were
-      // never shown: drop them, and refuse new ones while the core cuts, so the stop is applied
-      // now and no text the person has not seen appears after their reaction.
-      const release = this.pacer.hold(r.chat.id, key);
-      try {
-        out = await this.applying(r.chat.id, this.core.stop(req));
-      } finally {
-        release();
-      }
-      this.noteStop(t0);
-    } else {
-      out = await this.core.accept(req);
-    }
+    const out = stop ? await this.applyStop(r.chat.id, key, actor, t0) : await this.core.accept({ platform: TELEGRAM, messageId: key, actor });
     if (out.notice) {
       await this.send(r.chat.id, out.notice, r.message_id);
     }
   }
 
   private async onDraftStopped(ctx: Context): Promise<void> {
-    const s = ctx.update.stopped_message_generation!;
-    const key = draftKey(s.chat.id, s.draft_id);
-    if (!this.core.isBotMessage(TELEGRAM, key)) return;
-    const actor: Actor = { platform: TELEGRAM, userId: String(s.chat.id), displayName: s.chat.username ? `@${s.chat.username}` : s.chat.first_name, roles: [] };
     const t0 = performance.now();
-    const release = this.pacer.hold(s.chat.id, key);
-    const out = await this.applying(s.chat.id, this.core.stop({ platform: TELEGRAM, messageId: key, actor })).finally(release);
-    this.noteStop(t0);
+    const s = ctx.update.stopped_message_generation!;
+    const key = await this.knownKey(s.chat.id, () => draftKey(s.chat.id, s.draft_id));
+    if (!key) return;
+    const actor: Actor = { platform: TELEGRAM, userId: String(s.chat.id), displayName: s.chat.username ? `@${s.chat.username}` : s.chat.first_name, roles: [] };
+    const out = await this.applyStop(s.chat.id, key, actor, t0);
     if (out.notice) await this.send(s.chat.id, out.notice, undefined, s.message_thread_id);
+  }
+
+  /**
+   * The inline Stop button (groups where reactions cannot reach the bot): the same stop as the
+   * reaction, at what the message showed. The press is answered once the core has decided, so
+   * the answer says what happened.
+   */
+  private async onStopButton(ctx: Context): Promise<void> {
+    const t0 = performance.now();
+    const q = ctx.callbackQuery!;
+    const m = q.message;
+    if (!m) return void (await ctx.answerCallbackQuery());
+    const key = await this.knownKey(m.chat.id, () => this.drafts.coreKey(messageKey(m.chat.id, m.message_id)));
+    if (!key) return void (await ctx.answerCallbackQuery({ text: "That reply has ended." }));
+    const actor = await this.actors.actor(q.from, m.chat);
+    const out = await this.applyStop(m.chat.id, key, actor, t0);
+    await ctx.answerCallbackQuery({ text: (out.notice ?? (out.ok ? "Stopped where you saw it. Reply to my message with a correction." : "Only the person who asked (or an admin) can stop this reply.")).slice(0, 190) });
+  }
+
+  /**
+   * The core's key for a message a stop or accept names, or undefined when it is none of the
+   * bot's replies. A message the user could see but whose send has not yet returned to the bot
+   * (the first part of a reply, on a slow network) is unknown to the core for a moment: wait
+   * for the chat's sends in flight, then look again, so that such an early stop still stops.
+   */
+  private async knownKey(chatId: number, key: () => string): Promise<string | undefined> {
+    // A few rounds at most: in a busy chat new sends keep starting, and none of them is the
+    // message the person saw before the stop.
+    for (let round = 0; ; round++) {
+      const k = key();
+      if (this.core.isBotMessage(TELEGRAM, k)) return k;
+      if (round >= 3 || !this.pending.has(chatId)) return undefined;
+      await this.pending.settled(chatId);
+    }
+  }
+
+  /**
+   * Applies a stop. Edits of this message still queued behind the chat's limit (or waiting out
+   * a 429) were never shown: drop them, and refuse new ones while the core cuts (the cut-back
+   * itself passes), so the stop is applied now and no unseen text appears after it.
+   */
+  private async applyStop(chatId: number, key: string, actor: Actor, t0: number): Promise<Outcome> {
+    const release = this.pacer.hold(chatId, key);
+    try {
+      return await this.applying(chatId, this.core.stop({ platform: TELEGRAM, messageId: key, actor }));
+    } finally {
+      release();
+      this.noteStop(t0);
+    }
   }
 
   // ------------------------------------------------------------------ helpers
@@ -453,13 +510,16 @@ export class TelegramBot {
     pushBounded(this.metrics.stopLatencyMs, performance.now() - t0, this.stopLatencyWindow);
   }
 
-  private surfaceFor(msg: Message): ReplySurface {
+  private async surfaceFor(msg: Message): Promise<ReplySurface> {
     const threadId = msg.is_topic_message ? msg.message_thread_id : undefined;
     // The core need not plan edits faster than the chat can take them.
     const minEditIntervalMs = Math.max(this.config.minEditIntervalMs, this.pacer.gapFor(msg.chat.id));
-    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs, parts: this.parts };
+    const base = { api: this.bot.api, pacer: this.pacer, chatId: msg.chat.id, threadId, replyToMessageId: msg.message_id, minEditIntervalMs, parts: this.parts, pending: this.pending };
     if (this.config.privateDrafts && msg.chat.type === "private") return new TelegramDraftSurface({ ...base, registry: this.drafts });
-    return new TelegramReplySurface(base);
+    // In a group a reaction reaches the bot only if it is an admin and the reaction is allowed:
+    // where it cannot, the reply carries a Stop button (the first reply there also says why).
+    const stopButton = GroupChecks.isGroup(msg.chat) && !(await this.groups.verdict(msg.chat.id, threadId)).reactionsWork;
+    return new TelegramReplySurface({ ...base, stopButton });
   }
 
   private threadRef(msg: Message): ThreadRef {

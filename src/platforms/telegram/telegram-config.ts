@@ -39,6 +39,12 @@ export interface TelegramConfig {
   webhook?: { port: number; host?: string; path?: string; secretToken?: string; url?: string };
   /** Long-poll timeout, seconds. */
   pollTimeoutSeconds: number;
+  /**
+   * Groups checked on start (is the bot an admin, is the stop reaction allowed there?) and told
+   * what to change if a reaction cannot stop the bot; other groups are checked when the bot is
+   * added or first answers there.
+   */
+  checkChats: number[];
 }
 
 /**
@@ -57,6 +63,7 @@ export const DEFAULT_TELEGRAM_CONFIG: TelegramConfig = {
   maxRetryAttempts: 8,
   mode: "polling",
   pollTimeoutSeconds: 30,
+  checkChats: [],
   // webhook: unset
 };
 

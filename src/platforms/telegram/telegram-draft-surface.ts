@@ -10,6 +10,7 @@ import type { Api } from "grammy";
 import type { ReplySurface } from "../../core/ports.ts";
 import type { ChatPacer } from "./chat-pacer.ts";
 import type { PartOffsets } from "./telegram-part-offsets.ts";
+import type { PendingSends } from "./telegram-pending-sends.ts";
 import { classifyApiError } from "./telegram-api-errors.ts";
 import { draftKey, messageKey, parseMessageKey } from "./telegram-ids.ts";
 import { isCutBack, TELEGRAM_MAX_MESSAGE_LENGTH, translate, visibleText, type GrammySignal } from "./telegram-reply-surface.ts";
@@ -83,6 +84,8 @@ export interface TelegramDraftSurfaceOptions {
   minEditIntervalMs: number;
   /** Where each part starts in the reply (for quote positions); optional. */
   parts?: PartOffsets;
+  /** Sends on the wire, for a stop pressed before the first draft call returned; optional. */
+  pending?: PendingSends;
 }
 
 export class TelegramDraftSurface implements ReplySurface {
@@ -108,7 +111,8 @@ export class TelegramDraftSurface implements ReplySurface {
       text,
     };
     const start = prev === undefined ? 0 : this.starts.get(prev)! + (this.o.registry.get(prev)?.text.length ?? 0);
-    await this.showDraft(state, text);
+    const showing = this.showDraft(state, text);
+    await (this.o.pending ? this.o.pending.track(this.o.chatId, showing) : showing);
     const key = this.o.registry.add(state);
     this.mine.push(key);
     this.starts.set(key, start);

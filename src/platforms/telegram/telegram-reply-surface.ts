@@ -5,11 +5,14 @@
  * on) private chats: the first message answers the user's message, in its topic; later ones
  * (the core splits at 4096) follow in the same topic. "message is not modified" is success;
  * a deleted message or a chat the bot left is `SurfaceGoneError`, so the core stops cleanly.
+ * Where reactions cannot stop it (see telegram-group-checks.ts) every message of the reply
+ * carries an inline Stop button while it streams; `finish()` takes the buttons away.
  */
 import type { Api } from "grammy";
 import { SurfaceGoneError, type ReplySurface } from "../../core/ports.ts";
 import type { ChatPacer } from "./chat-pacer.ts";
 import type { PartOffsets } from "./telegram-part-offsets.ts";
+import type { PendingSends } from "./telegram-pending-sends.ts";
 import { classifyApiError } from "./telegram-api-errors.ts";
 import { messageKey, parseMessageKey } from "./telegram-ids.ts";
 
@@ -19,6 +22,12 @@ export const TELEGRAM_MAX_MESSAGE_LENGTH = 4096;
 export type GrammySignal = Parameters<Api["editMessageText"]>[4];
 /** Telegram refuses empty messages; a reply that has produced nothing visible yet shows this. */
 export const EMPTY_PLACEHOLDER = "…";
+
+/** Callback data of the inline Stop button under a streaming reply. */
+export const STOP_BUTTON_DATA = "stop";
+
+/** The inline keyboard with the Stop button (Bot API InlineKeyboardMarkup). */
+export const STOP_KEYBOARD = { inline_keyboard: [[{ text: "⏹ Stop", callback_data: STOP_BUTTON_DATA }]] };
 
 /**
  * The text to send for `text`. Telegram strips leading and trailing whitespace from messages,
@@ -39,6 +48,10 @@ export interface TelegramReplySurfaceOptions {
   minEditIntervalMs: number;
   /** Where each message starts in the reply (for quote positions); optional. */
   parts?: PartOffsets;
+  /** Sends on the wire, for stops that arrive before the bot knows the message id; optional. */
+  pending?: PendingSends;
+  /** Put the inline Stop button under each message while the reply streams. */
+  stopButton?: boolean;
 }
 
 export class TelegramReplySurface implements ReplySurface {
@@ -58,13 +71,15 @@ export class TelegramReplySurface implements ReplySurface {
   async send(text: string): Promise<string> {
     const replyTo = this.sent === 0 ? this.o.replyToMessageId : undefined;
     try {
-      const msg = await this.o.pacer.run(this.o.chatId, () =>
+      const sending = this.o.pacer.run(this.o.chatId, () =>
         this.o.api.sendMessage(this.o.chatId, visibleText(text), {
           ...(this.o.threadId !== undefined ? { message_thread_id: this.o.threadId } : {}),
           ...(replyTo !== undefined ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
           link_preview_options: { is_disabled: true },
+          ...this.markup(),
         }),
       );
+      const msg = await (this.o.pending ? this.o.pending.track(this.o.chatId, sending) : sending);
       this.sent++;
       const key = messageKey(this.o.chatId, msg.message_id);
       const prev = this.lastKey;
@@ -88,12 +103,34 @@ export class TelegramReplySurface implements ReplySurface {
       await this.o.pacer.run(chatId, (signal) => {
         this.wire.set(messageId, text);
         if (this.starts.has(messageId)) this.o.parts?.note(messageId, this.starts.get(messageId)!, text);
-        return this.o.api.editMessageText(chatId, id, visibleText(text), { link_preview_options: { is_disabled: true } }, signal as GrammySignal);
+        // An edit without the keyboard would remove the Stop button (Bot API editMessageText).
+        return this.o.api.editMessageText(chatId, id, visibleText(text), { link_preview_options: { is_disabled: true }, ...this.markup() }, signal as GrammySignal);
       }, messageId, { cutBack });
     } catch (err) {
       if (classifyApiError(err) === "not-modified") return;
       throw translate(err, `edit ${messageId}`);
     }
+  }
+
+  /** The reply has ended (done, stopped or failed): take the Stop buttons away. Never throws. */
+  async finish(): Promise<void> {
+    if (!this.o.stopButton || this.finished) return;
+    this.finished = true;
+    for (const key of this.wire.keys()) {
+      const { chatId, messageId } = parseMessageKey(key);
+      await this.o.pacer
+        .run(chatId, () => this.o.api.editMessageReplyMarkup(chatId, messageId, { reply_markup: { inline_keyboard: [] } }))
+        .catch((err: unknown) => {
+          if (classifyApiError(err) !== "not-modified") throw err;
+        })
+        .catch(() => undefined);
+    }
+  }
+
+  private finished = false;
+
+  private markup(): { reply_markup?: typeof STOP_KEYBOARD } {
+    return this.o.stopButton && !this.finished ? { reply_markup: STOP_KEYBOARD } : {};
   }
 }
 

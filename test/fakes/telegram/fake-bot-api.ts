@@ -3,7 +3,7 @@
  *
  * Owns: the part of the Bot API steerbot uses (getMe, getUpdates long polling, sendMessage,
  * editMessageText, sendMessageDraft, sendPhoto (multipart upload, as grammY sends an
- * `InputFile`), setMessageReaction, deleteMessage, createForumTopic, answerCallbackQuery,
+ * `InputFile`), editMessageReplyMarkup, getChat (with `available_reactions`), setMessageReaction, deleteMessage, createForumTopic, answerCallbackQuery,
  * setMyCommands, getChatMember, setWebhook/deleteWebhook), a record of
  * every message state a user would have seen, injection of user updates (messages, replies with
  * quotes, reactions, button presses, draft stops, duplicates), and fault injection (per-chat 429
@@ -114,7 +114,7 @@ interface Waiter {
 
 /** Telegram's default when `allowed_updates` was never given: everything but these. */
 const NOT_DEFAULT_UPDATES = new Set(["chat_member", "message_reaction", "message_reaction_count"]);
-const RATE_LIMITED = new Set(["sendMessage", "editMessageText", "sendMessageDraft", "sendPhoto"]);
+const RATE_LIMITED = new Set(["sendMessage", "editMessageText", "editMessageReplyMarkup", "sendMessageDraft", "sendPhoto"]);
 
 class ApiError extends Error {
   constructor(
@@ -350,8 +350,15 @@ export class FakeBotApi extends EventEmitter {
     return msg;
   }
 
-  /** A user changes their reaction on a message (emoji lists, as Telegram reports them). */
+  /**
+   * A user changes their reaction on a message (emoji lists, as Telegram reports them).
+   * As in Telegram clients, a reaction the chat does not allow (`available_reactions`) cannot be
+   * set, and a bot's reaction is no update: both return 0 and queue nothing.
+   */
   userReacts(chat: FakeChat, user: FakeUser, messageId: number, newEmoji: string[], oldEmoji: string[] = []): number {
+    const allowed = chat.type === "private" ? undefined : this.availableReactions.get(chat.id);
+    if (allowed && newEmoji.some((e) => !oldEmoji.includes(e) && !allowed.includes(e))) return 0;
+    if (user.is_bot) return 0;
     return this.pushUpdate({
       message_reaction: {
         chat,
@@ -478,6 +485,8 @@ export class FakeBotApi extends EventEmitter {
         return this.sendMessage(p);
       case "editMessageText":
         return this.editMessageText(p);
+      case "editMessageReplyMarkup":
+        return this.editMessageReplyMarkup(p);
       case "sendMessageDraft":
         return this.sendMessageDraft(p);
       case "sendPhoto":
@@ -674,7 +683,19 @@ export class FakeBotApi extends EventEmitter {
     }
     msg.text = text;
     msg.versions.push(text);
-    if (p.reply_markup !== undefined) msg.reply_markup = p.reply_markup;
+    // Bot API: the edit's reply_markup is the message's inline keyboard from now on; an edit
+    // without one removes the keyboard (a bot that forgets it loses its buttons mid-stream).
+    msg.reply_markup = p.reply_markup;
+    return this.toApiMessage(msg);
+  }
+
+  private editMessageReplyMarkup(p: Record<string, unknown>): unknown {
+    const msg = this.requireMessage(p, "Bad Request: message to edit not found");
+    if (msg.from.id !== this.bot.id) throw new ApiError(400, "Bad Request: message can't be edited");
+    if (JSON.stringify(p.reply_markup ?? null) === JSON.stringify(msg.reply_markup ?? null)) {
+      throw new ApiError(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message");
+    }
+    msg.reply_markup = p.reply_markup;
     return this.toApiMessage(msg);
   }
 

@@ -43,6 +43,7 @@ describe("telegram message parts and senders", () => {
     const h = await startHarness(new ScriptedCore({ answer: () => "an answer to the anonymous admin", wordMs: 5 }));
     open.push(h);
     const group = h.fake.addChat({ id: -100555, type: "supergroup", title: "Anon group" });
+    h.fake.setBotAdmin(group.id); // reactions reach it: no group-check notice
     const base = { chat: group, from: ANONYMOUS_ADMIN, sender_chat: { id: group.id, type: "supergroup", title: "Anon group" }, date: 1 };
     h.fake.pushUpdate({ message: { ...base, message_id: 1, text: "/ask hello", entities: [{ type: "bot_command", offset: 0, length: 4 }] } });
     const m = await h.fake.waitFor(() => h.fake.botMessages(group.id)[0], 10_000, "the answer");

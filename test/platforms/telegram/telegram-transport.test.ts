@@ -193,6 +193,7 @@ describe("telegram adapter (scripted core)", () => {
     // Four questions at once in one chat: a group (in a private chat, typing while a reply
     // streams corrects it instead of asking).
     const chat = h.fake.addChat({ id: -100901, type: "supergroup", title: "storm" });
+    h.fake.setBotAdmin(chat.id); // reactions reach it: no group-check notice (telegram-group-stop.test.ts)
     for (let i = 0; i < 4; i++) h.fake.userSends(chat, alice, `/ask q${i}`);
     await h.fake.waitFor(() => h.core.calls.filter((c) => c.kind === "ask").length === 4 || undefined);
     await h.bot.idle();
@@ -219,6 +220,7 @@ describe("telegram adapter (scripted core)", () => {
   test("groups answer mentions, replies and /ask only; forum topics answer in their topic", async () => {
     const h = await harness(new ScriptedCore({ answer: (q) => `A:${q}`, wordMs: 1 }));
     const group = h.fake.addChat({ id: -100600, type: "supergroup", title: "g" });
+    h.fake.setBotAdmin(group.id); // reactions reach it: no group-check notice (telegram-group-stop.test.ts)
     h.fake.userSends(group, alice, "just chatting");
     h.fake.userSends(group, alice, "hey @steer_test_bot what is up", { entities: [{ type: "mention", offset: 4, length: 15 }] });
     await h.fake.waitFor(() => h.fake.botMessages(group.id).length === 1 || undefined);
@@ -234,6 +236,7 @@ describe("telegram adapter (scripted core)", () => {
     assert.deepEqual(h.fake.botMessages(group.id).map((m) => m.text).sort(), ["A:and then?", "A:hey what is up", "A:why"]);
 
     const forum = h.fake.addChat({ id: -100700, type: "supergroup", title: "f", is_forum: true });
+    h.fake.setBotAdmin(forum.id); // reactions reach it: no group-check notice (telegram-group-stop.test.ts)
     h.fake.userSends(forum, alice, "/ask in topic", { threadId: 77 });
     const tm = await h.fake.waitFor(() => h.fake.botMessages(forum.id)[0]);
     assert.equal(tm.message_thread_id, 77);
@@ -292,6 +295,7 @@ describe("telegram adapter (scripted core)", () => {
     await h.fake.waitFor(() => h.core.replies[0]!.state === "failed" || undefined, 5000, "SurfaceGoneError");
 
     const group = h.fake.addChat({ id: -100800, type: "group", title: "g" });
+    h.fake.setBotAdmin(group.id); // reactions reach it: no group-check notice (telegram-group-stop.test.ts)
     h.fake.userSends(group, alice, "/ask x");
     await h.fake.waitFor(() => h.fake.botMessages(group.id)[0]);
     h.fake.removeBotFrom(group.id);
