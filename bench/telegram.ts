@@ -24,7 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import { TelegramBot } from "../src/platforms/telegram/telegram-bot.ts";
-import { silentLog } from "../src/platforms/telegram/telegram-log.ts";
+import { silentLog } from "../src/platforms/platform-log.ts";
 import { FakeBotApi, makeUser, type FakeChat } from "../test/fakes/telegram/fake-bot-api.ts";
 import { ScriptedCore } from "../test/fakes/telegram/scripted-core.ts";
 import type { TelegramCore } from "../src/platforms/telegram/telegram-core-port.ts";

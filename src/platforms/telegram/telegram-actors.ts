@@ -9,7 +9,7 @@
 import type { Api } from "grammy";
 import type { User } from "grammy/types";
 import type { Actor } from "../../core/ports.ts";
-import type { TelegramLog } from "./telegram-log.ts";
+import type { PlatformLog } from "../platform-log.ts";
 import { TELEGRAM } from "./telegram-core-port.ts";
 
 const TTL_MS = 60_000;
@@ -19,7 +19,7 @@ export class TelegramActors {
 
   constructor(
     private readonly api: Api,
-    private readonly log: TelegramLog,
+    private readonly log: PlatformLog,
   ) {}
 
   /**

@@ -17,7 +17,7 @@ import type { Actor } from "../../core/ports.ts";
 import type { ChatPacer } from "./chat-pacer.ts";
 import type { TelegramActors } from "./telegram-actors.ts";
 import type { TelegramCore } from "./telegram-core-port.ts";
-import type { TelegramLog } from "./telegram-log.ts";
+import type { PlatformLog } from "../platform-log.ts";
 
 /** The commands shown in Telegram's command menu (setMyCommands). */
 export const TELEGRAM_COMMANDS = [
@@ -38,7 +38,7 @@ const FORGET = "fg";
 export interface AdminDeps {
   core: TelegramCore;
   actors: TelegramActors;
-  log: TelegramLog;
+  log: PlatformLog;
   /** Keeps a long task (retrain) alive outside the update handler. */
   track(task: Promise<unknown>): void;
   /** Shows a notice as a reply to the message that caused it, in its topic. */
@@ -184,7 +184,7 @@ export function installAdminCommands(bot: Bot, d: AdminDeps): void {
 }
 
 /** Sends a file as a photo in the command's chat and topic; a failure is logged, never thrown. */
-async function sendPhoto(ctx: Context, path: string, log: TelegramLog, paced: <T>(ctx: Context, fn: () => Promise<T>) => Promise<T>): Promise<void> {
+async function sendPhoto(ctx: Context, path: string, log: PlatformLog, paced: <T>(ctx: Context, fn: () => Promise<T>) => Promise<T>): Promise<void> {
   // A missing file would fail inside grammY's upload stream; say so plainly instead.
   if (!existsSync(path)) return log.warn({ path }, "telegram: attachment not sent: no such file");
   try {

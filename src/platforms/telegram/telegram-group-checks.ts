@@ -10,7 +10,7 @@
  * the bot's replies there carry an inline Stop button (which needs no admin rights).
  */
 import type { Api } from "grammy";
-import type { TelegramLog } from "./telegram-log.ts";
+import type { PlatformLog } from "../platform-log.ts";
 
 /** The outcome of one check: whether a stop reaction reaches the bot, and why not. */
 export interface GroupVerdict {
@@ -24,7 +24,7 @@ export interface GroupChecksOptions {
   /** The bot's own user id (known once the bot has called getMe). */
   botId: () => number;
   stopReactions: string[];
-  log: TelegramLog;
+  log: PlatformLog;
   /** Sends a notice to a chat (through its pacer). */
   notify: (chatId: number, text: string, threadId?: number) => Promise<void>;
 }

@@ -9,7 +9,7 @@ import { FakeBotApi, makeUser, type FakeBotApiOptions } from "../../fakes/telegr
 import { TelegramBot } from "../../../src/platforms/telegram/telegram-bot.ts";
 import type { TelegramConfig } from "../../../src/platforms/telegram/telegram-config.ts";
 import type { TelegramCore } from "../../../src/platforms/telegram/telegram-core-port.ts";
-import type { TelegramLog } from "../../../src/platforms/telegram/telegram-log.ts";
+import type { PlatformLog } from "../../../src/platforms/platform-log.ts";
 import type { HandledEvent } from "../../../src/platforms/handled-events.ts";
 
 export interface LogLine {
@@ -18,7 +18,7 @@ export interface LogLine {
   msg?: string;
 }
 
-export function recordingLog(lines: LogLine[], echo = process.env.TELEGRAM_TEST_LOG === "1"): TelegramLog {
+export function recordingLog(lines: LogLine[], echo = process.env.TELEGRAM_TEST_LOG === "1"): PlatformLog {
   const at = (level: string) => (obj: object, msg?: string) => {
     lines.push({ level, obj, msg });
     if (echo) console.error(level, msg, JSON.stringify(obj));
