@@ -142,15 +142,25 @@ export class ChatPacer {
     };
   }
 
-  /** Waits until fewer than `globalPerSecond` calls (all chats) started in the last second, and takes a slot. */
-  private async globalSlot(): Promise<void> {
-    if (!Number.isFinite(this.globalPerSecond)) return;
+  /**
+   * Waits until fewer than `globalPerSecond` calls (all chats) started in the last second, and
+   * takes a slot. Returns a function that stamps the slot with the moment the call really
+   * starts: on a busy machine the caller may run a while after the slot was granted, and the
+   * window must count from the real start, or the next second's calls begin early.
+   */
+  private async globalSlot(): Promise<() => void> {
+    if (!Number.isFinite(this.globalPerSecond)) return () => undefined;
     for (;;) {
       const now = Date.now();
       while (this.recentStarts.length && now - this.recentStarts[0]! >= 1000) this.recentStarts.shift();
       if (this.recentStarts.length < this.globalPerSecond) {
-        this.recentStarts.push(now);
-        return;
+        const i = this.recentStarts.push(now) - 1;
+        const stamped = now;
+        return () => {
+          // The entry may have moved forward (older ones shifted out): find it by its value.
+          const at = this.recentStarts.lastIndexOf(stamped, i);
+          if (at >= 0) this.recentStarts[at] = Math.max(stamped, Date.now());
+        };
       }
       await new Promise((r) => setTimeout(r, this.recentStarts[0]! + 1000 - now));
     }
@@ -161,13 +171,14 @@ export class ChatPacer {
     while (q.length) {
       const wait = (this.lastAt.get(key) ?? 0) + this.gapFor(key) - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      await this.globalSlot();
+      const started = await this.globalSlot();
       // Everything still in the queue has not started, so cancel() may take any of it.
       const task = q.shift();
       if (!task) break;
       this.lastAt.set(key, Date.now());
       this.inFlight.set(key, task);
       try {
+        started();
         task.resolve(await task.fn(task.abort.signal));
       } catch (err) {
         task.reject(task.abort.signal.aborted ? task.abort.signal.reason : err);
