@@ -5,7 +5,7 @@
  * Run: `npx tsx bench/discord.ts [--threads 20] [--chars 1200] [--limit 5] [--window-ms 5000]
  *       [--stop-fraction 0.5] [--storm 40] [--core scripted|real] [--max-tokens 300]`
  *
- * `--core scripted` (default): the scripted stand-in (test/fakes/discord/scripted-core.ts)
+ * `--core scripted` (default): the scripted stand-in (test/fakes/scripted-core.ts)
  * produces text at a steady "token rate" (about 80 characters a second, a small model on a CPU)
  * and follows the core's streaming rules, so the numbers measure the adapter and discord.js's
  * REST queue, not a model. `--core real`: the real SteeringCore with the tiny generated model
@@ -23,7 +23,7 @@ import { parseArgs } from "node:util";
 import { DiscordBot } from "../src/platforms/discord/discord-bot.ts";
 import { RecordingLog } from "../test/fakes/discord/discord-harness.ts";
 import { FakeDiscord } from "../test/fakes/discord/fake-discord.ts";
-import { ScriptedCore } from "../test/fakes/discord/scripted-core.ts";
+import { ScriptedCore } from "../test/fakes/scripted-core.ts";
 import { createTestApp } from "../test/helpers/app.ts";
 import type { DiscordCore } from "../src/platforms/discord/discord-core.ts";
 
@@ -47,7 +47,7 @@ const fake = new FakeDiscord({ rateLimit: { limit: Number(values.limit), windowM
 await fake.listen();
 const users = Array.from({ length: N }, (_, i) => fake.addUser(`user${i}`));
 const real = values.core === "real";
-const scripted = new ScriptedCore({ answer: (q) => `${q}: ${"lorem ipsum dolor sit amet ".repeat(Math.ceil(chars / 27))}`.slice(0, chars), charsPerTick: 8, tickMs: 100 });
+const scripted = new ScriptedCore({ continueAs: "new-reply", answer: (q) => `${q}: ${"lorem ipsum dolor sit amet ".repeat(Math.ceil(chars / 27))}`.slice(0, chars), charsPerTick: 8, tickMs: 100 });
 const app = real
   ? await createTestApp({ db: "pglite", config: { generation: { max_tokens: Number(values["max-tokens"]) }, model: { context_size: 4096 } } })
   : undefined;

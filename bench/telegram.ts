@@ -9,7 +9,7 @@
  * Private chats stream by edits here (stopped by reaction), so every reply is measured alike.
  * `--chats` private chats each ask one question; one group has `--group-replies` questions
  * streaming into the same chat at once (they share its limit). The core is the scripted
- * stand-in (test/fakes/telegram/scripted-core.ts): about 80 characters a second per reply, a
+ * stand-in (test/fakes/scripted-core.ts): about 80 characters a second per reply, a
  * small model on a CPU, following the core's streaming rules, so the figures measure the
  * adapter, grammY and the limits, not a model. `--core real` runs the real SteeringCore on the
  * tiny generated model with PGlite instead (the tiny model is fast, so most replies end before
@@ -26,7 +26,7 @@ import { parseArgs } from "node:util";
 import { TelegramBot } from "../src/platforms/telegram/telegram-bot.ts";
 import { silentLog } from "../src/platforms/platform-log.ts";
 import { FakeBotApi, makeUser, type FakeChat } from "../test/fakes/telegram/fake-bot-api.ts";
-import { ScriptedCore } from "../test/fakes/telegram/scripted-core.ts";
+import { ScriptedCore } from "../test/fakes/scripted-core.ts";
 import type { TelegramCore } from "../src/platforms/telegram/telegram-core-port.ts";
 import { createTestApp } from "../test/helpers/app.ts";
 
@@ -122,7 +122,7 @@ for (const r of scripted.replies) {
     return fake.message(c, m)?.text ?? "";
   });
   // Telegram strips each message's surrounding whitespace: compare as a reader sees it.
-  if (norm(visible.join(" ")) !== norm(r.shown) || r.state === "failed") lost++;
+  if (norm(visible.join(" ")) !== norm(r.shown) || r.gone) lost++;
 }
 const endToEnd = scripted.replies
   .filter((r) => r.stoppedAt !== undefined)

@@ -10,7 +10,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ScriptedCore } from "../../fakes/discord/scripted-core.ts";
+import { ScriptedCore } from "../../fakes/scripted-core.ts";
 import { startHarness, type Harness } from "../../fakes/discord/discord-harness.ts";
 import { INTERACTION_TOKEN_TTL_MS, SUPPRESS_EMBEDS } from "../../fakes/discord/fake-discord-state.ts";
 import type { Outcome } from "../../../src/core/ports.ts";
@@ -29,6 +29,7 @@ describe("discord limits (scripted core, strict fake)", () => {
     pngPath = join(dir, "loss-curve.png");
     await writeFile(pngPath, Buffer.from("89504e470d0a1a0a0000000d49484452", "hex"));
     core = new ScriptedCore({
+      continueAs: "new-reply",
       admins,
       answer: (q) => (q.includes("link") ? "See https://example.com/docs and **bold** text. " + "filler ".repeat(30) : "word ".repeat(60)),
       retrain: async (progress): Promise<Outcome> => {
@@ -58,7 +59,7 @@ describe("discord limits (scripted core, strict fake)", () => {
   });
 
   it("in the bot's thread, a reply to another person or a bystander's chat is no correction", async () => {
-    const slow = new ScriptedCore({ answer: () => "story ".repeat(400), continuation: () => "verse ".repeat(400), charsPerTick: 5, tickMs: 40 });
+    const slow = new ScriptedCore({ continueAs: "new-reply", answer: () => "story ".repeat(400), continuation: () => "verse ".repeat(400), charsPerTick: 5, tickMs: 40 });
     const h2 = await startHarness(slow);
     try {
       const { fake, alice, bob } = h2;

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ScriptedCore } from "../../fakes/discord/scripted-core.ts";
+import { ScriptedCore } from "../../fakes/scripted-core.ts";
 import { startHarness, type Harness } from "../../fakes/discord/discord-harness.ts";
 import { commandDefinitions } from "../../../src/platforms/discord/discord-commands.ts";
 
@@ -16,7 +16,7 @@ describe("discord adapter transport (scripted core)", () => {
   let h: Harness;
 
   before(async () => {
-    core = new ScriptedCore({ admins, answer: (q) => (q.startsWith("long") ? "x".repeat(4000) + " " + "y".repeat(1000) : `Answer: ${q} ` + "lorem ipsum ".repeat(20)) });
+    core = new ScriptedCore({ continueAs: "new-reply", admins, answer: (q) => (q.startsWith("long") ? "x".repeat(4000) + " " + "y".repeat(1000) : `Answer: ${q} ` + "lorem ipsum ".repeat(20)) });
     h = await startHarness(core);
     admins.push(h.admin.id);
   });
@@ -63,7 +63,7 @@ describe("discord adapter transport (scripted core)", () => {
   });
 
   it("stop by a stranger is ignored; stop by the asker cuts at the text shown; a reply corrects", async () => {
-    const slow = new ScriptedCore({ answer: () => "word ".repeat(400), charsPerTick: 5, tickMs: 40 });
+    const slow = new ScriptedCore({ continueAs: "new-reply", answer: () => "word ".repeat(400), charsPerTick: 5, tickMs: 40 });
     const h2 = await startHarness(slow);
     try {
       const { fake, alice, bob } = h2;
@@ -105,7 +105,7 @@ describe("discord adapter transport (scripted core)", () => {
   });
 
   it("metrics.stopLatencyMs keeps only the newest stops (stopLatencyWindow); stopsHandled counts them all", async () => {
-    const slow = new ScriptedCore({ answer: () => "more ".repeat(400), charsPerTick: 5, tickMs: 40 });
+    const slow = new ScriptedCore({ continueAs: "new-reply", answer: () => "more ".repeat(400), charsPerTick: 5, tickMs: 40 });
     const h2 = await startHarness(slow, { stopLatencyWindow: 2 });
     try {
       const { fake, alice } = h2;
@@ -127,7 +127,7 @@ describe("discord adapter transport (scripted core)", () => {
   });
 
   it("a stop reaction on a message no longer in discord.js's cache (partial) still stops", async () => {
-    const slow = new ScriptedCore({ answer: () => "tick ".repeat(400), charsPerTick: 5, tickMs: 40 });
+    const slow = new ScriptedCore({ continueAs: "new-reply", answer: () => "tick ".repeat(400), charsPerTick: 5, tickMs: 40 });
     const h2 = await startHarness(slow);
     try {
       const { fake, alice } = h2;
@@ -147,7 +147,7 @@ describe("discord adapter transport (scripted core)", () => {
   });
 
   it("after a stop, the next plain message in the thread is a correction", async () => {
-    const slow = new ScriptedCore({ answer: () => "step ".repeat(300), charsPerTick: 5, tickMs: 40 });
+    const slow = new ScriptedCore({ continueAs: "new-reply", answer: () => "step ".repeat(300), charsPerTick: 5, tickMs: 40 });
     const h2 = await startHarness(slow);
     try {
       const { fake, alice } = h2;
@@ -292,7 +292,7 @@ describe("discord adapter transport (scripted core)", () => {
 
 describe("discord adapter under pressure (scripted core)", () => {
   it("a 429 storm loses no edit and crashes nothing", async () => {
-    const core = new ScriptedCore({ answer: () => "storm ".repeat(150), charsPerTick: 10, tickMs: 30 });
+    const core = new ScriptedCore({ continueAs: "new-reply", answer: () => "storm ".repeat(150), charsPerTick: 10, tickMs: 30 });
     const h = await startHarness(core, { fake: { rateLimit: { limit: 2, windowMs: 1000 } } });
     try {
       const { fake, alice } = h;
@@ -313,7 +313,7 @@ describe("discord adapter under pressure (scripted core)", () => {
   });
 
   it("20 threads stream at once, each ending with its full text", async () => {
-    const core = new ScriptedCore({ answer: (q) => `${q}: ` + "abc ".repeat(200), charsPerTick: 20, tickMs: 30 });
+    const core = new ScriptedCore({ continueAs: "new-reply", answer: (q) => `${q}: ` + "abc ".repeat(200), charsPerTick: 20, tickMs: 30 });
     const h = await startHarness(core, { fake: { rateLimit: { limit: 5, windowMs: 1000 } } });
     try {
       const { fake, alice } = h;
@@ -333,7 +333,7 @@ describe("discord adapter under pressure (scripted core)", () => {
 
   it("a question the core refuses gets the refusal as a reply, and no thread", async () => {
     const askers: string[] = [];
-    const core = new ScriptedCore({ askers });
+    const core = new ScriptedCore({ continueAs: "new-reply", askers });
     const h = await startHarness(core);
     try {
       const { fake, alice, bob } = h;
@@ -357,7 +357,7 @@ describe("discord adapter under pressure (scripted core)", () => {
   });
 
   it("stopping the bot mid-stream ends the generation at the next edit", async () => {
-    const core = new ScriptedCore({ answer: () => "long ".repeat(500), charsPerTick: 5, tickMs: 40 });
+    const core = new ScriptedCore({ continueAs: "new-reply", answer: () => "long ".repeat(500), charsPerTick: 5, tickMs: 40 });
     const h = await startHarness(core);
     try {
       const { fake, alice } = h;
@@ -373,7 +373,7 @@ describe("discord adapter under pressure (scripted core)", () => {
   });
 
   it("a deleted message ends the stream cleanly (SurfaceGoneError), nothing crashes", async () => {
-    const core = new ScriptedCore({ answer: () => "gone ".repeat(300), charsPerTick: 5, tickMs: 40 });
+    const core = new ScriptedCore({ continueAs: "new-reply", answer: () => "gone ".repeat(300), charsPerTick: 5, tickMs: 40 });
     const h = await startHarness(core);
     try {
       const { fake, alice } = h;

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { STOP_BUTTON_DATA } from "../../../src/platforms/telegram/telegram-reply-surface.ts";
-import { ScriptedCore } from "../../fakes/telegram/scripted-core.ts";
+import { ScriptedCore } from "../../fakes/scripted-core.ts";
 import type { FakeMessage } from "../../fakes/telegram/fake-bot-api.ts";
 import { admin, alice, bob, startHarness, type Harness } from "./harness.ts";
 

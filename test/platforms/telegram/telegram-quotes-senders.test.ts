@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import type { AskRequest, CorrectRequest } from "../../../src/core/ports.ts";
-import { ScriptedCore } from "../../fakes/telegram/scripted-core.ts";
+import { ScriptedCore } from "../../fakes/scripted-core.ts";
 import { alice, startHarness, type Harness } from "./harness.ts";
 
 const open: Harness<ScriptedCore>[] = [];

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ScriptedCore } from "../../fakes/telegram/scripted-core.ts";
+import { ScriptedCore } from "../../fakes/scripted-core.ts";
 import { createTestApp, type TestApp } from "../../helpers/app.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../../training/colour-task.ts";
@@ -176,6 +176,6 @@ describe("telegram /retrain attachments that fail", () => {
 
     // The bot still answers.
     h.fake.userSends(forum, admin, "/status", { threadId: 55 });
-    await h.fake.waitFor(() => h.fake.botMessages(forum.id, 55).find((m) => m.text.startsWith("model: fixture")), 10_000, "/status");
+    await h.fake.waitFor(() => h.fake.botMessages(forum.id, 55).find((m) => m.text.startsWith("replies: ")), 10_000, "/status");
   });
 });

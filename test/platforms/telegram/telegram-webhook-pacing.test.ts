@@ -8,7 +8,7 @@ import { after, describe, test } from "node:test";
 import { resolveTelegramConfig } from "../../../src/platforms/telegram/telegram-config.ts";
 import { ChatPacer } from "../../../src/platforms/telegram/chat-pacer.ts";
 import { loadConfig } from "../../../src/config/config.ts";
-import { ScriptedCore } from "../../fakes/telegram/scripted-core.ts";
+import { ScriptedCore } from "../../fakes/scripted-core.ts";
 import { admin, alice, startHarness, type Harness } from "./harness.ts";
 
 const open: Harness<ScriptedCore>[] = [];
