@@ -8,6 +8,7 @@ import { describe, it } from "node:test";
 import { alignCorrection, type AlignmentOk } from "../../src/core/alignment.ts";
 import { TokenSnapError } from "../../src/core/errors.ts";
 import { snapToTokens, type GeneratedToken } from "../../src/core/token-snap.ts";
+import { seededRandom as prng } from "../helpers/seeded-random.ts";
 
 /** Tokens from their texts, offsets computed; ids are 100, 101, … */
 function toks(...texts: string[]): GeneratedToken[] {
@@ -176,16 +177,6 @@ describe("snapToTokens: contract violations throw TokenSnapError", () => {
 });
 
 describe("snapToTokens: invariants over random tokenisations (seeded)", () => {
-  function prng(seed: number): () => number {
-    let x = seed >>> 0;
-    return () => {
-      x = (x + 0x6d2b79f5) >>> 0;
-      let t = x;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
   const PIECES = ["the ", "cat ", "Paris", "Lyon", ". ", "\n", "😀", "👍🏽", "é", "東京", "です", "s/", "/", "is "];
 
   it("prefix is exactly the prefix tokens' text, prefix + rejected === shown", () => {

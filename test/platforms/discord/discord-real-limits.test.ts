@@ -10,21 +10,10 @@ import { createTestApp, type TestApp } from "../../helpers/app.ts";
 import { startHarness, type Harness } from "../../fakes/discord/discord-harness.ts";
 import { FakeDiscord } from "../../fakes/discord/fake-discord.ts";
 import type { FakeUser } from "../../fakes/discord/fake-discord-state.ts";
+import { seededRandom as prng } from "../../helpers/seeded-random.ts";
 
 /** A pause between two reads of the database, and the randomized moment of a stop; never a wait for an event. */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Small seeded PRNG (mulberry32): a failing run can be repeated with its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("discord on the real core: refusals and the stop position", () => {
   let fake: FakeDiscord;
@@ -89,6 +78,8 @@ describe("discord on the real core: refusals and the stop position", () => {
     const conversations = 10;
     const stopsEach = 5;
     const results: { shown: string; stored: string; messageIds: string[] }[] = [];
+    /** When each stop of a message had settled (its cut-back done): the end of a stream there. */
+    const stopSettled = new Map<string, number[]>();
     try {
       const users: FakeUser[] = Array.from({ length: conversations }, (_, i) => fake.addUser(`stopper${i}`));
       await Promise.all(users.map(async (user, i) => {
@@ -108,6 +99,7 @@ describe("discord on the real core: refusals and the stop position", () => {
           fake.react(user, ids[0], "🛑");
           await stopped; // core.stop settled: generation aborted, message cut
           const after = app.core.openReplyIn(ref);
+          for (const id of new Set([...ids, ...(after?.messageIds ?? [])])) stopSettled.set(id, [...(stopSettled.get(id) ?? []), Date.now()]);
           if (after?.state !== "stopped") {
             // It had ended before the stop: ask on in the thread and stop the next one.
             seen = new Set([...seen, ...(after?.messageIds ?? ids)]);
@@ -132,11 +124,28 @@ describe("discord on the real core: refusals and the stop position", () => {
     assert.deepEqual(wrong.map((r) => ({ shown: r.shown.length, stored: r.stored.length })), [], `stop position differs (seed ${seed})`);
     // Nothing touched a stopped message afterwards: it still shows what was stored.
     for (const r of results) assert.equal(r.messageIds.map((id) => fake.state.messages.get(id)?.content ?? "").join(""), r.stored, `seed ${seed}`);
-    // Discord's pace: no message was edited twice within a second (stream.edit_interval_ms is 0 here).
-    const gaps = [...fake.state.messages.values()]
+    // Discord's pace: within a stream no message is edited twice within a second (the bot's 1 s
+    // floor: stream.edit_interval_ms is 0 here). A stream ends at a stop, and two edits there may
+    // come sooner, as Discord's per-channel buckets allow: the stop's cut-back (when the stop
+    // lands while an edit is on the wire, the core takes the message back to the stop point at
+    // once; the invariant above needs it), recognised by what it shows (a strict start of the
+    // version before it), and the first edit after the stop settled (the correction rewriting
+    // the stopped message), recognised by when the test saw the stop settle. Every other edit,
+    // whatever it shows, must keep the second, so a bot that streams too fast still fails. The
+    // 50 ms slack is the fake's timer jitter (versions are stamped when applied, after the
+    // 250 ms latency timer) on a loaded machine.
+    const isCutBack = (prev: string, next: string) => next.length < prev.length && prev.startsWith(next);
+    const firstAfterStop = (id: string, prevAt: number, at: number) => (stopSettled.get(id) ?? []).some((t) => prevAt < t && t <= at);
+    const edits = [...fake.state.messages.values()]
       .filter((m) => m.authorId === fake.state.bot.id && m.versions.length > 1)
-      .flatMap((m) => m.versions.slice(1).map((v, k) => v.at - m.versions[k].at));
-    assert.ok(gaps.length > 0 && Math.min(...gaps) >= 950, `closest edits ${Math.min(...gaps)} ms apart`);
+      .flatMap((m) => m.versions.slice(1).map((v, k) => {
+        const prev = m.versions[k];
+        const why = isCutBack(prev.content, v.content) ? "cut-back" : firstAfterStop(m.id, prev.at, v.at) ? "after-stop" : "streaming";
+        return { gap: v.at - prev.at, why, what: `${m.id}: ${prev.content.length}→${v.content.length} chars` };
+      }));
+    const streaming = edits.filter((e) => e.why === "streaming");
+    assert.ok(streaming.length > 0, "some messages were streamed by edits");
+    assert.deepEqual(streaming.filter((e) => e.gap < 950).map((e) => `${e.what} ${e.gap} ms after the edit before`), [], `seed ${seed}: streaming edits less than a second apart`);
     assert.equal(h.bot.metrics.handlerErrors, 0);
   });
 
