@@ -1,8 +1,8 @@
 /**
  * `steerbot steers` as an operator uses it: the real CLI against the PostgreSQL database of a
  * bot that is running (its core stored the steers as pending) — run in this process, its own
- * store connection beside the bot's — and, as a child process, the binary itself, on an
- * embedded PGlite data directory when no bot holds it.
+ * store connection beside the bot's — and on an embedded PGlite data directory when no bot
+ * holds it, where the list is the binary itself in a child process.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
@@ -146,7 +146,7 @@ describe("steerbot steers on the embedded PGlite", () => {
     const list = await runCli(["steers", "list", "--state", "pending"], { env });
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, new RegExp(`^#${row!.id}\\tpending\\tdiscord:9\\t`));
-    const ok = await runCli(["steers", "approve", String(row!.id)], { env });
+    const ok = await runCliInProcess(["steers", "approve", String(row!.id)], { env });
     assert.equal(ok.stdout, `approved 1 steer (#${row!.id})\n`);
     const reopened = await Store.open({ dataDir: dir });
     try {

@@ -86,7 +86,11 @@ let running = false;
 export async function runCliInProcess(args: string[], opts: Omit<CliOptions, "timeoutMs"> = {}): Promise<CliResult> {
   if (running) throw new Error("runCliInProcess: one run at a time (they share process.env, stdout and the exit code)");
   running = true;
-  const [{ createProgram }, { reportError }] = await Promise.all([import("../../src/cli/main.ts"), import("../../src/cli/app-context.ts")]);
+  const loaded = Promise.all([import("../../src/cli/main.ts"), import("../../src/cli/app-context.ts")]);
+  const [{ createProgram }, { reportError }] = await loaded.catch((e: unknown) => {
+    running = false;
+    throw e;
+  });
   const saved = {
     env: { ...process.env },
     cwd: process.cwd(),
