@@ -1,6 +1,8 @@
 /**
- * `steerbot adapters` as an operator uses it on another machine: the real CLI in a child
- * process against PostgreSQL, while a running app hears the change (LISTEN/NOTIFY) and swaps.
+ * `steerbot adapters` as an operator uses it on another machine: the real CLI against
+ * PostgreSQL, while a running app hears the change (LISTEN/NOTIFY) and swaps. Activation runs
+ * the binary in a child process (another process's notification reaches the bot); the other
+ * cases run the same program in this process, over a store connection of its own.
  */
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, truncateSync } from "node:fs";
@@ -16,7 +18,7 @@ import { GgufWriter } from "../../src/engine/gguf/gguf-writer.ts";
 import { fileSha256 } from "../../src/engine/model-file.ts";
 import { createLogger } from "../../src/log.ts";
 import { Store } from "../../src/store/store.ts";
-import { runCli } from "../helpers/cli.ts";
+import { runCli, runCliInProcess } from "../helpers/cli.ts";
 import { freshPostgres, type TestDatabase } from "../helpers/databases.ts";
 import { writeRandomLora } from "../helpers/random-lora.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
@@ -57,7 +59,7 @@ describe("steerbot adapters (CLI, Postgres, a running bot listening)", () => {
   });
 
   it("lists adapters as JSON with their state", async () => {
-    const r = await runCli(["adapters", "list", "--json"], { env });
+    const r = await runCliInProcess(["adapters", "list", "--json"], { env });
     assert.equal(r.code, 0, r.stderr);
     const rows = JSON.parse(r.stdout) as { version: string; state: string }[];
     assert.deepEqual(rows.map((x) => [x.version, x.state]), [["v1", "candidate"], ["v2", "candidate"]]);
@@ -76,7 +78,7 @@ describe("steerbot adapters (CLI, Postgres, a running bot listening)", () => {
   });
 
   it("rolls back to the adapter live before", async () => {
-    const r = await runCli(["adapters", "rollback"], { env });
+    const r = await runCliInProcess(["adapters", "rollback"], { env });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /adapter v1 is active/);
     await until(() => app.activator.liveVersion === "v1");
@@ -84,10 +86,10 @@ describe("steerbot adapters (CLI, Postgres, a running bot listening)", () => {
 
   it("refuses a truncated adapter and an unknown version", async () => {
     truncateSync(file("v2"), 512);
-    const r = await runCli(["adapters", "activate", "v2"], { env });
+    const r = await runCliInProcess(["adapters", "activate", "v2"], { env });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /refused: adapter v2: checksum mismatch/);
-    const u = await runCli(["adapters", "activate", "v9"], { env });
+    const u = await runCliInProcess(["adapters", "activate", "v9"], { env });
     assert.equal(u.code, 2);
     assert.match(u.stderr, /there is no adapter v9/);
     assert.equal(app.activator.liveVersion, "v1", "the running bot kept its adapter");
@@ -95,27 +97,27 @@ describe("steerbot adapters (CLI, Postgres, a running bot listening)", () => {
 
   it("exports an adapter for Ollama, PEFT and as a merged GGUF; an unknown version is refused", async () => {
     const ollama = path.join(dir, "out-ollama");
-    const o = await runCli(["adapters", "export", "v1", "--as", "ollama", "--out", ollama], { env });
+    const o = await runCliInProcess(["adapters", "export", "v1", "--as", "ollama", "--out", ollama], { env });
     assert.equal(o.code, 0, o.stderr);
     assert.ok(o.stdout.includes(`ollama create steerbot-v1 -f ${path.join(ollama, "Modelfile")}`), o.stdout);
     assert.ok(readFileSync(path.join(ollama, "adapter.gguf")).equals(readFileSync(file("v1"))));
     assert.match(readFileSync(path.join(ollama, "Modelfile"), "utf8"), /^ADAPTER \.\/adapter\.gguf$/m);
 
     const peft = path.join(dir, "out-peft");
-    const p = await runCli(["adapters", "export", "v1", "--as", "peft", "--out", peft, "--base-model-id", "org/tiny"], { env });
+    const p = await runCliInProcess(["adapters", "export", "v1", "--as", "peft", "--out", peft, "--base-model-id", "org/tiny"], { env });
     assert.equal(p.code, 0, p.stderr);
     assert.ok(existsSync(path.join(peft, "adapter_model.safetensors")));
     assert.equal(JSON.parse(readFileSync(path.join(peft, "adapter_config.json"), "utf8")).base_model_name_or_path, "org/tiny");
 
     const merged = path.join(dir, "merged.gguf");
-    const m = await runCli(["adapters", "export", "v1", "--as", "gguf-merged", "--out", merged], { env });
+    const m = await runCliInProcess(["adapters", "export", "v1", "--as", "gguf-merged", "--out", merged], { env });
     assert.equal(m.code, 0, m.stderr);
     assert.equal(readGgufHeader(merged).tensors.length, readGgufHeader(env.STEERBOT_MODEL__PATH!).tensors.length);
 
-    const u = await runCli(["adapters", "export", "v9", "--as", "peft", "--out", peft], { env });
+    const u = await runCliInProcess(["adapters", "export", "v9", "--as", "peft", "--out", peft], { env });
     assert.equal(u.code, 2);
     assert.match(u.stderr, /there is no adapter v9/);
-    const f = await runCli(["adapters", "export", "v1", "--as", "onnx", "--out", peft], { env });
+    const f = await runCliInProcess(["adapters", "export", "v1", "--as", "onnx", "--out", peft], { env });
     assert.notEqual(f.code, 0);
     assert.match(f.stderr, /use gguf-merged, ollama, peft/);
   });
@@ -131,7 +133,7 @@ describe("steerbot adapters (CLI, Postgres, a running bot listening)", () => {
       w.addTensor(`${t.name}.lora_b`, [8, nOut], GgmlType.F16, Float32Array.from({ length: 8 * nOut }, (_, i) => Math.cos(i) / 8));
     }
     w.write(converted);
-    const r = await runCli(["adapters", "import", converted, "--name", "imported-1"], { env });
+    const r = await runCliInProcess(["adapters", "import", converted, "--name", "imported-1"], { env });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /imported .* as adapter imported-1 \(candidate\)/);
     const row = await store.training.adapter("imported-1");
@@ -139,21 +141,21 @@ describe("steerbot adapters (CLI, Postgres, a running bot listening)", () => {
     assert.equal(row?.base_fingerprint, await fileSha256(model));
     assert.equal(row?.file_path, path.join(dir, "adapters", "imported-1.gguf"));
     assert.ok(readFileSync(row!.file_path).equals(readFileSync(converted)));
-    const a = await runCli(["adapters", "activate", "imported-1"], { env });
+    const a = await runCliInProcess(["adapters", "activate", "imported-1"], { env });
     assert.equal(a.code, 0, a.stderr);
     await until(() => app.activator.liveVersion === "imported-1");
 
     // same name twice, another model's adapter, and a file that is no adapter: refused, nothing stored
-    const again = await runCli(["adapters", "import", converted, "--name", "imported-1"], { env });
+    const again = await runCliInProcess(["adapters", "import", converted, "--name", "imported-1"], { env });
     assert.equal(again.code, 2);
     assert.match(again.stderr, /already an adapter imported-1/);
     const other = path.join(dir, "other-base.gguf");
     await writeFixtureModel({ out: other, vocab: "llama-spm", shape: { ...FIXTURE_SHAPES.tiny, nEmbd: 32, nHead: 2, nHeadKv: 1, nFf: 64 }, seed: 2 });
     writeRandomLora(other, path.join(dir, "other-lora.gguf"), 3);
-    const bad = await runCli(["adapters", "import", path.join(dir, "other-lora.gguf")], { env });
+    const bad = await runCliInProcess(["adapters", "import", path.join(dir, "other-lora.gguf")], { env });
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /refused: other-lora\.gguf: blk\.0\.attn_q\.weight is 64×64 in the base model .* it was made for another model/);
-    const notLora = await runCli(["adapters", "import", model], { env });
+    const notLora = await runCliInProcess(["adapters", "import", model], { env });
     assert.equal(notLora.code, 2);
     assert.match(notLora.stderr, /is not a LoRA adapter GGUF/);
     const rows = await store.training.adapters();

@@ -1,44 +1,18 @@
 /**
- * Tests of `steerbot align`: JSON output and exit codes, run as a child process. Through
- * `src/cli/main.ts` once it registers the command; until then through a minimal program that
- * builds a commander `Command` and calls `register`, exactly as main.ts does.
+ * Tests of `steerbot align`: JSON output and exit codes. The first case runs the binary
+ * (bin/steerbot.js) in a child process and the last `tsx src/cli/main.ts` (what `npm run
+ * steerbot` runs); the others run the same program in this process (test/helpers/cli.ts).
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { projectRoot } from "../../src/engine/llama-source.ts";
+import { runCli, runCliInProcess } from "../helpers/cli.ts";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const mainPath = path.join(root, "src", "cli", "main.ts");
-const viaMain = (() => {
-  try {
-    return /commands\/align\.ts/.test(readFileSync(mainPath, "utf8"));
-  } catch {
-    return false;
-  }
-})();
-const HARNESS = [
-  'import { Command } from "commander";',
-  'import { register } from "./src/cli/commands/align.ts";',
-  "const program = new Command().name('steerbot');",
-  "register(program);",
-  "await program.parseAsync(process.argv.slice(1), { from: 'user' });",
-].join("\n");
-
-function steerbot(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const argv = viaMain
-    ? ["--import", "tsx", mainPath, ...args]
-    : ["--import", "tsx", "--input-type=module", "-e", HARNESS, ...args];
-  return new Promise((resolve) => {
-    execFile(process.execPath, argv, { cwd: root }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const steerbot = (args: string[]) => runCliInProcess(args);
 
 let dir: string;
 function file(name: string, text: string): string {
@@ -47,7 +21,7 @@ function file(name: string, text: string): string {
   return p;
 }
 
-describe(`steerbot align (${viaMain ? "via src/cli/main.ts" : "via register() harness"})`, () => {
+describe("steerbot align", () => {
   before(() => {
     dir = mkdtempSync(path.join(tmpdir(), "steerbot-align-"));
   });
@@ -56,7 +30,7 @@ describe(`steerbot align (${viaMain ? "via src/cli/main.ts" : "via register() ha
   it("prints prefix/rejected/chosen/form and exits 0", async () => {
     const shown = file("shown.txt", "The capital of France is Lyon.");
     const correction = file("c.txt", "s/Lyon/Paris/\n");
-    const r = await steerbot(["align", "--shown-file", shown, "--correction-file", correction]);
+    const r = await runCli(["align", "--shown-file", shown, "--correction-file", correction]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, '{"prefix":"The capital of France is ","rejected":"Lyon.","chosen":"Paris","form":"substitute"}\n');
   });
@@ -115,7 +89,11 @@ describe(`steerbot align (${viaMain ? "via src/cli/main.ts" : "via register() ha
   });
 
   it("a missing required option is a usage error (non-zero, nothing on stdout)", async () => {
-    const r = await steerbot(["align", "--shown-file", "x"]);
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ["--import", "tsx", path.join(projectRoot, "src", "cli", "main.ts"), "align", "--shown-file", "x"], { cwd: projectRoot }, (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr }),
+      );
+    });
     assert.notEqual(r.code, 0);
     assert.equal(r.stdout, "");
     assert.match(r.stderr, /required option '--correction-file <file>' not specified/);

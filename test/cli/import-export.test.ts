@@ -1,10 +1,15 @@
+/**
+ * `steerbot import` and `steerbot export` on both databases: the round trip's export on PGlite
+ * and the streaming import on PostgreSQL run the binary in a child process; the other cases run
+ * the same program in this process (test/helpers/cli.ts), checking the same output and exit codes.
+ */
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { freshPostgres, type TestDatabase } from "../helpers/databases.ts";
-import { runCli } from "../helpers/cli.ts";
+import { runCli, runCliInProcess } from "../helpers/cli.ts";
 import { Store } from "../../src/store/store.ts";
 import { spawn } from "node:child_process";
 import { projectRoot } from "../../src/engine/llama-source.ts";
@@ -51,25 +56,26 @@ for (const kind of ["pglite", "postgres"] as const) {
     after(async () => pgdb?.drop());
 
     it("imports, refuses to store twice, and round-trips exactly", async () => {
-      const first = await runCli(["import", path.join(dir, "steers.jsonl")], { env });
+      const first = await runCliInProcess(["import", path.join(dir, "steers.jsonl")], { env });
       assert.equal(first.code, 0, first.stderr);
       assert.match(first.stdout, /imported 3 steers \(0 already stored, 0 invalid lines\)/);
-      const again = await runCli(["import", path.join(dir, "steers.jsonl")], { env });
+      const again = await runCliInProcess(["import", path.join(dir, "steers.jsonl")], { env });
       assert.equal(again.code, 0);
       assert.match(again.stdout, /imported 0 steers \(3 already stored/);
       const out = path.join(dir, "out.jsonl");
-      const exp = await runCli(["export", "--out", out], { env });
+      // export as the binary itself once (the streaming case below spawns import on PostgreSQL)
+      const exp = await (kind === "pglite" ? runCli : runCliInProcess)(["export", "--out", out], { env });
       assert.equal(exp.code, 0, exp.stderr);
       assert.equal(readFileSync(out, "utf8"), file);
     });
 
     it("writes TRL DPO and SFT rows without an end-of-sequence marker", async () => {
-      const dpo = await runCli(["export", "--format", "trl-dpo"], { env });
+      const dpo = await runCliInProcess(["export", "--format", "trl-dpo"], { env });
       const rows = dpo.stdout.trim().split("\n").map((l) => JSON.parse(l));
       assert.equal(rows.length, 3);
       assert.deepEqual(rows[0], { prompt: "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\nA fruit: ", chosen: "apple", rejected: "carrot" });
       for (const r of rows) assert.doesNotMatch(r.chosen + r.rejected, /<\|im_end\|>|<\/s>|<\|endoftext\|>/);
-      const sft = await runCli(["export", "--format", "trl-sft"], { env });
+      const sft = await runCliInProcess(["export", "--format", "trl-sft"], { env });
       assert.deepEqual(JSON.parse(sft.stdout.split("\n")[1]!), {
         prompt: "<|im_start|>system\nTerse.<|im_end|>\n<|im_start|>user\nEmoji?<|im_end|>\n<|im_start|>assistant\nSure: ",
         completion: "👍 ok",
@@ -79,7 +85,7 @@ for (const kind of ["pglite", "postgres"] as const) {
     it("reports bad lines with their numbers, stores the good ones, exits 2", async () => {
       const bad = path.join(dir, "bad.jsonl");
       writeFileSync(bad, `${JSON.stringify({ ...lines[0], id: "new" })}\n{oops\n${JSON.stringify({ context: [], prefix: "", rejected: "", chosen: "x" })}\n`);
-      const r = await runCli(["import", bad], { env });
+      const r = await runCliInProcess(["import", bad], { env });
       assert.equal(r.code, 2);
       assert.match(r.stderr, /bad\.jsonl:2: not valid JSON/);
       assert.match(r.stderr, /bad\.jsonl:3: context: /);
@@ -89,7 +95,7 @@ for (const kind of ["pglite", "postgres"] as const) {
     it("imports a file saved with a UTF-8 byte-order mark", async () => {
       const bom = path.join(dir, "bom.jsonl");
       writeFileSync(bom, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`${JSON.stringify({ ...lines[0], id: "bom" })}\n`)]));
-      const r = await runCli(["import", bom], { env });
+      const r = await runCliInProcess(["import", bom], { env });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stderr, "");
       assert.match(r.stdout, /imported 1 steers \(0 already stored, 0 invalid lines\)/);
@@ -98,7 +104,7 @@ for (const kind of ["pglite", "postgres"] as const) {
     it("exports no steer of a person who opted out, also one imported under their name", async () => {
       const mine = path.join(dir, "frank.jsonl");
       writeFileSync(mine, `${JSON.stringify({ author: "test:frank", context: [{ role: "user", content: "Frank's own question" }], prefix: "", rejected: "", chosen: "Frank's answer" })}\n`);
-      assert.equal((await runCli(["import", mine], { env })).code, 0);
+      assert.equal((await runCliInProcess(["import", mine], { env })).code, 0);
       const store = await Store.open({ databaseUrl: env.DATABASE_URL || undefined, dataDir: env.STEERBOT_STORE__DATA_DIR! });
       try {
         await store.users.setOptedOut("test", "frank", true);
@@ -106,7 +112,7 @@ for (const kind of ["pglite", "postgres"] as const) {
         await store.close();
       }
       for (const format of ["steers", "trl-dpo", "trl-sft"]) {
-        const exp = await runCli(["export", "--format", format, "--state", "all"], { env });
+        const exp = await runCliInProcess(["export", "--format", format, "--state", "all"], { env });
         assert.equal(exp.code, 0, exp.stderr);
         assert.ok(exp.stdout.length > 0);
         assert.doesNotMatch(exp.stdout, /Frank/, format);
@@ -117,9 +123,9 @@ for (const kind of ["pglite", "postgres"] as const) {
       const line = `{"context": [{"role": "user", "content": "Big ids?"}], "prefix": "Yes: ", "rejected": "no", "chosen": "yes", "id": 123456789012345678901}`;
       const f = path.join(dir, "bigint.jsonl");
       writeFileSync(f, line + "\r\n"); // a Windows line break is not part of the line
-      const imp = await runCli(["import", f], { env });
+      const imp = await runCliInProcess(["import", f], { env });
       assert.equal(imp.code, 0, imp.stderr);
-      const exp = await runCli(["export", "--format", "steers"], { env });
+      const exp = await runCliInProcess(["export", "--format", "steers"], { env });
       assert.ok(exp.stdout.split("\n").includes(line), `not exported as written:\n${exp.stdout}`);
     });
 
@@ -157,7 +163,7 @@ for (const kind of ["pglite", "postgres"] as const) {
       it("imports edited replies: one steer a hunk, later hunks approximate, SFT examples, bad lines by number", async () => {
         const f = path.join(dir, "edits.jsonl");
         writeFileSync(f, editsFile + "\n");
-        const r = await runCli(["import", "--from", "edits", f], { env: { ...env, STEERBOT_MODEL__PATH: await tinyModelPath() } });
+        const r = await runCliInProcess(["import", "--from", "edits", f], { env: { ...env, STEERBOT_MODEL__PATH: await tinyModelPath() } });
         assert.equal(r.code, 2, r.stderr);
         assert.match(r.stdout, /imported 4 steers from 3 of 5 lines \(0 already stored, 2 invalid lines\)/);
         assert.match(r.stderr, /edits\.jsonl:2: note: only appended to/);
@@ -183,7 +189,7 @@ for (const kind of ["pglite", "postgres"] as const) {
           await store.close();
         }
         // the marking travels with the steer: exported as a steer line, imported again as approximate
-        const exp = await runCli(["export"], { env });
+        const exp = await runCliInProcess(["export"], { env });
         assert.ok(exp.stdout.split("\n").includes(JSON.stringify({ context: ask("Sky?"), prefix: "The sky is blue and the grass is", rejected: " blue", chosen: " green", approximate: true })), exp.stdout);
       });
 
@@ -198,25 +204,25 @@ for (const kind of ["pglite", "postgres"] as const) {
           { prompt: "Pet?", chosen: "Same", rejected: "Same" },
           "{not json",
         ]);
-        let r = await runCli(["import", "--from", "trl-dpo", dpo], { env });
+        let r = await runCliInProcess(["import", "--from", "trl-dpo", dpo], { env });
         assert.equal(r.code, 2, r.stderr);
         assert.match(r.stdout, /imported 1 steers from 1 of 3 lines/);
         assert.match(r.stderr, /dpo\.jsonl:2: chosen and rejected are the same text/);
         assert.match(r.stderr, /dpo\.jsonl:3: not valid JSON/);
         const sft = write("sft.jsonl", [{ prompt: "Capital of France?", completion: "Paris." }, { messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello there." }] }]);
-        r = await runCli(["import", "--from", "trl-sft", sft], { env });
+        r = await runCliInProcess(["import", "--from", "trl-sft", sft], { env });
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stdout, /imported 2 steers from 2 of 2 lines/);
         const chats = write("sharegpt.jsonl", [
           { conversations: [{ from: "human", value: "Weather?" }], chosen: { from: "gpt", value: "It is sunny." }, rejected: { from: "gpt", value: "It is rainy." } },
           { conversations: [{ from: "human", value: "Weather?" }], chosen: { from: "gpt", value: "Sunny." }, rejected: { from: "gpt", value: "Rain." } },
         ]);
-        r = await runCli(["import", "--from", "sharegpt", chats], { env });
+        r = await runCliInProcess(["import", "--from", "sharegpt", chats], { env });
         assert.equal(r.code, 2, r.stderr);
         assert.match(r.stderr, /sharegpt\.jsonl:2: chosen and rejected share no start/);
-        const again = await runCli(["import", "--from", "sharegpt", chats], { env });
+        const again = await runCliInProcess(["import", "--from", "sharegpt", chats], { env });
         assert.match(again.stdout, /imported 0 steers from 1 of 2 lines \(1 already stored/);
-        const all = (await runCli(["export"], { env })).stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+        const all = (await runCliInProcess(["export"], { env })).stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
         for (const want of [
           { context: ask("Pet?"), prefix: "A ", rejected: "car, surely.", chosen: "cat, surely." },
           { context: ask("Capital of France?"), prefix: "", rejected: "", chosen: "Paris." },
@@ -230,7 +236,7 @@ for (const kind of ["pglite", "postgres"] as const) {
       it("exports a Hugging Face dataset folder: a JSONL shard and a card declaring its schema, token ids and model", async () => {
         const model = await tinyModelPath();
         const out = path.join(dir, "hf");
-        const r = await runCli(["export", "--format", "hf-dataset", "--out", out], { env: { ...env, STEERBOT_MODEL__PATH: model } });
+        const r = await runCliInProcess(["export", "--format", "hf-dataset", "--out", out], { env: { ...env, STEERBOT_MODEL__PATH: model } });
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(readdirSync(out).sort(), ["README.md", "data"]);
         assert.deepEqual(readdirSync(path.join(out, "data")), ["train-00000-of-00001.jsonl"]);
@@ -278,7 +284,7 @@ for (const kind of ["pglite", "postgres"] as const) {
         }
         assert.ok(rows.some((x) => x.approximate) && rows.some((x) => !x.approximate));
         // an old folder is never mixed with a new export
-        const again = await runCli(["export", "--format", "hf-dataset", "--out", out], { env: { ...env, STEERBOT_MODEL__PATH: model } });
+        const again = await runCliInProcess(["export", "--format", "hf-dataset", "--out", out], { env: { ...env, STEERBOT_MODEL__PATH: model } });
         assert.equal(again.code, 2);
         assert.match(again.stderr, /is not empty/);
         assert.ok(existsSync(path.join(out, "README.md")));
@@ -286,16 +292,16 @@ for (const kind of ["pglite", "postgres"] as const) {
     }
 
     it("says what is wrong with a missing file and a bad format", async () => {
-      const r = await runCli(["import", path.join(dir, "nope.jsonl")], { env });
+      const r = await runCliInProcess(["import", path.join(dir, "nope.jsonl")], { env });
       assert.equal(r.code, 2);
       assert.match(r.stderr, /cannot read .*nope\.jsonl/);
-      const f = await runCli(["export", "--format", "csv"], { env });
+      const f = await runCliInProcess(["export", "--format", "csv"], { env });
       assert.equal(f.code, 2);
       assert.match(f.stderr, /Allowed choices are steers, trl-dpo, trl-sft, hf-dataset/);
-      const noOut = await runCli(["export", "--format", "hf-dataset"], { env });
+      const noOut = await runCliInProcess(["export", "--format", "hf-dataset"], { env });
       assert.equal(noOut.code, 2);
       assert.match(noOut.stderr, /needs --out DIR/);
-      const from = await runCli(["import", "--from", "csv", path.join(dir, "steers.jsonl")], { env });
+      const from = await runCliInProcess(["import", "--from", "csv", path.join(dir, "steers.jsonl")], { env });
       assert.equal(from.code, 2);
       assert.match(from.stderr, /Allowed choices are steers, edits, trl-dpo, trl-sft, sharegpt/);
     });
@@ -304,12 +310,12 @@ for (const kind of ["pglite", "postgres"] as const) {
 
 describe("CLI configuration errors", () => {
   it("exits 2 naming the bad key", async () => {
-    const r = await runCli(["migrate"], { env: { STEERBOT_MODEL__CONTEXT_SIZE: "-5" } });
+    const r = await runCliInProcess(["migrate"], { env: { STEERBOT_MODEL__CONTEXT_SIZE: "-5" } });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /model\.context_size/);
   });
   it("exits 1 with a clear line when Postgres cannot be reached", async () => {
-    const r = await runCli(["migrate"], { env: { DATABASE_URL: "postgres://nobody:secretpw@127.0.0.1:1/db" } });
+    const r = await runCliInProcess(["migrate"], { env: { DATABASE_URL: "postgres://nobody:secretpw@127.0.0.1:1/db" } });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot connect to PostgreSQL at 127\.0\.0\.1:1\/db/);
     assert.doesNotMatch(r.stderr, /secretpw/);

@@ -3,6 +3,8 @@
  * its URL — on the demo model when the shipped default cannot be downloaded; a model someone
  * configured stays an error, one line and exit 1 (see also playground.test.ts for `chat`); a
  * studio host other than loopback without STEERBOT_WEB_TOKEN is refused before anything loads.
+ * The errors run the command in this process (test/helpers/cli.ts); the studio that serves and
+ * stops on SIGINT is the binary in a child process.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -11,7 +13,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { projectRoot } from "../../src/engine/llama-source.ts";
-import { runCli } from "../helpers/cli.ts";
+import { runCliInProcess } from "../helpers/cli.ts";
 
 const base = () => ({
   STEERBOT_STORE__DATA_DIR: mkdtempSync(path.join(tmpdir(), "steerbot-start-")),
@@ -25,14 +27,14 @@ const base = () => ({
 
 describe("steerbot start with a configured model that cannot be had", () => {
   it("a typo in model.path is an error naming the file, not the demo model", async () => {
-    const r = await runCli(["start"], { env: { ...base(), STEERBOT_MODEL__PATH: "models/no-such-model.gguf" } });
+    const r = await runCliInProcess(["start"], { env: { ...base(), STEERBOT_MODEL__PATH: "models/no-such-model.gguf" } });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^steerbot: model file not found: \S*models\/no-such-model\.gguf/);
     assert.doesNotMatch(r.stdout, /DEMO MODEL/);
   });
 
   it("a configured hf: URI that cannot be downloaded is an error, not the demo model", async () => {
-    const r = await runCli(["start"], { env: { ...base(), STEERBOT_MODEL__PATH: "hf:someone/Some-Model-GGUF:Q4_K_M" } });
+    const r = await runCliInProcess(["start"], { env: { ...base(), STEERBOT_MODEL__PATH: "hf:someone/Some-Model-GGUF:Q4_K_M" } });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^steerbot: cannot get model hf:someone\/Some-Model-GGUF:Q4_K_M/);
     assert.doesNotMatch(r.stdout, /DEMO MODEL/);
@@ -42,7 +44,7 @@ describe("steerbot start with a configured model that cannot be had", () => {
 describe("the studio's host", () => {
   for (const args of [["web", "--host", "0.0.0.0"], ["start"]]) {
     it(`steerbot ${args.join(" ")} on a non-loopback host without STEERBOT_WEB_TOKEN is refused, before any model loads`, async () => {
-      const r = await runCli(args, { env: { ...base(), STEERBOT_WEB__HOST: "0.0.0.0", STEERBOT_MODEL__PATH: "models/no-such-model.gguf" } });
+      const r = await runCliInProcess(args, { env: { ...base(), STEERBOT_WEB__HOST: "0.0.0.0", STEERBOT_MODEL__PATH: "models/no-such-model.gguf" } });
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, /^steerbot: the studio would listen on 0\.0\.0\.0, reachable from other machines, and STEERBOT_WEB_TOKEN is not set/);
       assert.doesNotMatch(r.stderr, /model file not found/, "refused before the model");

@@ -1,7 +1,8 @@
 /**
- * `steerbot steers` as an operator uses it: the real CLI in a child process, against the
- * PostgreSQL database of a bot that is running (its core stored the steers as pending), and on
- * an embedded PGlite data directory when no bot holds it.
+ * `steerbot steers` as an operator uses it: the real CLI against the PostgreSQL database of a
+ * bot that is running (its core stored the steers as pending) — run in this process, its own
+ * store connection beside the bot's — and on an embedded PGlite data directory when no bot
+ * holds it, where the list is the binary itself in a child process.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
@@ -13,7 +14,7 @@ import { loadConfig } from "../../src/config/config.ts";
 import type { Actor } from "../../src/core/ports.ts";
 import { createLogger } from "../../src/log.ts";
 import { Store } from "../../src/store/store.ts";
-import { runCli } from "../helpers/cli.ts";
+import { runCli, runCliInProcess } from "../helpers/cli.ts";
 import { freshPostgres, type TestDatabase } from "../helpers/databases.ts";
 import { RecordingSurface } from "../helpers/recording-surface.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
@@ -27,7 +28,7 @@ describe("steerbot steers (CLI) while a bot runs on PostgreSQL", () => {
   let app: App;
   let env: NodeJS.ProcessEnv;
   const ids: Record<string, number> = {};
-  const cli = (...args: string[]) => runCli(["steers", ...args], { env });
+  const cli = (...args: string[]) => runCliInProcess(["steers", ...args], { env });
 
   /** A reply, then a correction of it by the same person: one steer, pending (nobody is trusted). */
   async function steer(actor: Actor, key: string, correction: string): Promise<void> {
@@ -145,7 +146,7 @@ describe("steerbot steers on the embedded PGlite", () => {
     const list = await runCli(["steers", "list", "--state", "pending"], { env });
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, new RegExp(`^#${row!.id}\\tpending\\tdiscord:9\\t`));
-    const ok = await runCli(["steers", "approve", String(row!.id)], { env });
+    const ok = await runCliInProcess(["steers", "approve", String(row!.id)], { env });
     assert.equal(ok.stdout, `approved 1 steer (#${row!.id})\n`);
     const reopened = await Store.open({ dataDir: dir });
     try {

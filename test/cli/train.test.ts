@@ -1,7 +1,8 @@
 /**
  * `steerbot train --from-db` from the command line: `--model` is the trainer's base model for
  * the run, options the pipeline takes from the configuration are refused, and a model that
- * cannot be loaded is one line and an exit code, never a stack trace.
+ * cannot be loaded is one line and an exit code, never a stack trace. The run itself is the
+ * binary in a child process; the refusals and errors run the same program in this process.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
@@ -9,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Store } from "../../src/store/store.ts";
-import { runCli } from "../helpers/cli.ts";
+import { runCli, runCliInProcess } from "../helpers/cli.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 
 const fresh = () => ({ STEERBOT_STORE__DATA_DIR: mkdtempSync(path.join(tmpdir(), "steerbot-train-cli-")), DATABASE_URL: "" });
@@ -36,17 +37,17 @@ describe("steerbot train --from-db", () => {
   });
 
   it("says in one line when the served model cannot be loaded, exit 1", async () => {
-    const r = await runCli(["train", "--from-db", "--model", await tinyModelPath()], { env: { ...fresh(), STEERBOT_MODEL__PATH: "models/no-such-model.gguf" } });
+    const r = await runCliInProcess(["train", "--from-db", "--model", await tinyModelPath()], { env: { ...fresh(), STEERBOT_MODEL__PATH: "models/no-such-model.gguf" } });
     assert.equal(r.code, 1);
     oneLine(r.stderr);
     assert.match(r.stderr, /^steerbot: model file not found: \S*models\/no-such-model\.gguf.* \(--from-db evaluates on and serves model\.path; --model sets only the trainer's base model\)$/m);
   });
 
   it("refuses a --model that does not exist and the options it takes from the configuration, exit 2", async () => {
-    const missing = await runCli(["train", "--from-db", "--model", "models/nope.gguf"], { env: fresh() });
+    const missing = await runCliInProcess(["train", "--from-db", "--model", "models/nope.gguf"], { env: fresh() });
     assert.equal(missing.code, 2);
     assert.equal(missing.stderr, "steerbot: model models/nope.gguf not found\n");
-    const r = await runCli(["train", "--from-db", "--rank", "4", "--steers", "s.jsonl"], { env: fresh() });
+    const r = await runCliInProcess(["train", "--from-db", "--rank", "4", "--steers", "s.jsonl"], { env: fresh() });
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
@@ -58,16 +59,16 @@ describe("steerbot train --from-db", () => {
 describe("CLI errors", () => {
   it("are one line and an exit code: usage errors exit 2", async () => {
     for (const args of [["train", "--modle", "x"], ["no-such-command"], ["align", "--shown-file", "x"], ["train"]]) {
-      const r = await runCli(args, { env: fresh() });
+      const r = await runCliInProcess(args, { env: fresh() });
       assert.equal(r.code, 2, args.join(" "));
       oneLine(r.stderr);
     }
-    const typo = await runCli(["train", "--modle", "x"], { env: fresh() });
+    const typo = await runCliInProcess(["train", "--modle", "x"], { env: fresh() });
     assert.equal(typo.stderr, "error: unknown option '--modle' (Did you mean --model?) (--help for usage)\n");
   });
 
   it("a bad configuration is named by key, exit 2", async () => {
-    const r = await runCli(["steers", "list"], { env: { ...fresh(), STEERBOT_MODEL__THREADS: "many" } });
+    const r = await runCliInProcess(["steers", "list"], { env: { ...fresh(), STEERBOT_MODEL__THREADS: "many" } });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /^steerbot: invalid configuration:\n {2}model\.threads: /);
   });
