@@ -19,6 +19,7 @@ import { register as registerStart } from "./commands/start.ts";
 import { register as registerSteers } from "./commands/steers.ts";
 import { register as registerTrain } from "./commands/train.ts";
 import { register as registerWeb } from "./commands/web.ts";
+import { register as registerWorker } from "./commands/worker.ts";
 
 const program = new Command()
   .name("steerbot")
@@ -43,6 +44,7 @@ for (const register of [
   registerAdapters,
   registerDiscord,
   registerWeb,
+  registerWorker,
 ])
   register(program);
 

@@ -82,7 +82,7 @@ export class AdapterBlobRepository {
       out.end();
       await once(out, "finish");
       const sha = hash.digest("hex");
-      if (sha !== info.sha256 || size !== info.size) throw new AdapterBlobMismatchError(`adapter ${version}: the bytes in the database (sha256 ${sha.slice(0, 12)}…, ${size} bytes) do not match the stored checksum (${info.sha256.slice(0, 12)}…, ${info.size} bytes)`);
+      if (sha !== info.sha256 || size !== info.size) throw new AdapterBlobMismatchError(`adapter ${version}: checksum mismatch in the database copy (sha256 ${sha.slice(0, 12)}…, ${size} bytes; stored ${info.sha256.slice(0, 12)}…, ${info.size} bytes)`);
       renameSync(partial, dest);
       return info;
     } catch (e) {
