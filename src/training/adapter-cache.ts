@@ -47,13 +47,16 @@ export class AdapterCache {
   }
 
   private async resolve(row: AdapterRef): Promise<string> {
+    let changed: string | undefined;
     for (const file of [row.file_path, this.cachePath(row.version)]) {
-      if (file && existsSync(file) && (await fileSha256(file).catch(() => "")) === row.sha256) return file;
+      if (!file || !existsSync(file)) continue;
+      if ((await fileSha256(file).catch(() => "")) === row.sha256) return file;
+      changed ??= file;
     }
-    return (await this.fetch(row)).file;
+    return (await this.fetch(row, changed)).file;
   }
 
-  private async fetch(row: AdapterRef): Promise<{ file: string; size: number }> {
+  private async fetch(row: AdapterRef, changed?: string): Promise<{ file: string; size: number }> {
     mkdirSync(this.dir, { recursive: true });
     const dest = this.cachePath(row.version);
     let info;
@@ -62,6 +65,7 @@ export class AdapterCache {
     } catch (e) {
       throw new AdapterRefusedError(`adapter ${row.version}: could not fetch it from the database (${(e as Error).message})`);
     }
+    if (!info && changed) throw new AdapterRefusedError(`adapter ${row.version}: checksum mismatch (${changed} changed or was truncated since training) and the database holds no copy to fetch again`);
     if (!info) {
       throw new AdapterRefusedError(
         `adapter ${row.version}: ${row.file_path} is not on this machine and the database holds no copy (adapters trained before they were stored in the database exist only where they were trained)`,

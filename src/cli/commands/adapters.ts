@@ -144,11 +144,16 @@ export function register(program: Command): void {
           if ((await fileSha256(model)) !== row.base_fingerprint) {
             throw new CliError(`adapter ${version} was trained on another base model than model.path (${model}): configure that base to export it`, EXIT.badInput);
           }
-          if ((await fileSha256(row.file_path).catch(() => "")) !== row.sha256) {
-            throw new CliError(`adapter ${version}: ${row.file_path} is missing or changed since it was stored (checksum mismatch)`, EXIT.failure);
+          let adapterFile: string;
+          try {
+            // this machine's copy, or the database's (fetched and verified by sha256)
+            adapterFile = await new AdapterCache(store, path.join(dataDir(ctx.config), "adapters")).localFile(row);
+          } catch (e) {
+            if (e instanceof AdapterRefusedError) throw new CliError(`${e.message} (checksum mismatch or missing)`, EXIT.failure);
+            throw e;
           }
           if (opts.as === "gguf-merged") process.stderr.write("merging with llama.cpp's llama-export-lora (its first use builds it: seconds)...\n");
-          const r = await exportAdapter({ format: opts.as, adapter: row.file_path, baseModel: model, out: opts.out, version, baseModelId: opts.baseModelId, threads: opts.threads });
+          const r = await exportAdapter({ format: opts.as, adapter: adapterFile, baseModel: model, out: opts.out, version, baseModelId: opts.baseModelId, threads: opts.threads });
           for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
           for (const n of r.notes) process.stdout.write(`note: ${n}\n`);
           if (r.command) process.stdout.write(`create the Ollama model with:\n  ${r.command}\n`);
