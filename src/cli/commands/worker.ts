@@ -8,7 +8,9 @@
  * the base model (the trainer tokenizes and the gate evaluates through it), and runs one job at
  * a time: train, evaluate, store the adapter in the database, and activate it there when it wins —
  * which makes every bot instance fetch it and swap (LISTEN/NOTIFY). `--once` exits when no job is
- * left. SIGINT/SIGTERM stop taking jobs and cancel the one running (it is retried elsewhere).
+ * left. SIGINT/SIGTERM stop taking jobs and cancel the one running (recorded as cancelled; the
+ * live adapter stays). A worker that dies without them (a crash, SIGKILL, a lost machine) has
+ * its job retried once by another worker, then failed.
  * Exit codes: 0 done, 2 bad setup (no DATABASE_URL), 1 could not run.
  */
 import path from "node:path";

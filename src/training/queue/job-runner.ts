@@ -9,6 +9,7 @@
  * being dropped. Outcomes are also kept in this process for followers here (the loss chart is a
  * file on this machine).
  */
+import { EventEmitter } from "node:events";
 import type { Logger } from "../../log.ts";
 import type { TrainingJobRow } from "../../store/database.ts";
 import type { Store } from "../../store/store.ts";
@@ -17,6 +18,14 @@ import type { JobData, JobHandler } from "./training-queue.ts";
 
 /** Outcomes of the jobs this process ran, by job id (read by QueuedTraining followers here). */
 export const localOutcomes = new Map<string, RunOutcome>();
+
+/**
+ * The runs of this process as they go: `text:<job id>` (the pipeline's progress texts) and
+ * `step:<job id>` (every trainer step), for followers in this process — the ones on other
+ * instances read the job's row.
+ */
+export const localJobEvents = new EventEmitter();
+localJobEvents.setMaxListeners(0);
 
 const PROGRESS_EVERY_MS = 500;
 const BUSY_RETRY_MS = 5_000;
@@ -40,9 +49,13 @@ export function jobRunner(deps: { store: Store; training: TrainingService; log: 
         trigger: data.trigger,
         actor: data.actor,
         requestedBy: row.requested_by ?? undefined,
-        progress: (text) => log.info({ job: job.id }, text),
+        progress: (text) => {
+          log.info({ job: job.id }, text);
+          localJobEvents.emit(`text:${job.id}`, text);
+        },
         onRunCreated: (runId) => store.jobs.setRunId(job.id, runId),
         onTrainerProgress: (p) => {
+          localJobEvents.emit(`step:${job.id}`, p);
           if (writing || (Date.now() - lastWrite < PROGRESS_EVERY_MS && p.step < p.steps)) return;
           writing = true;
           lastWrite = Date.now();

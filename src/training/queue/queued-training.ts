@@ -14,7 +14,8 @@ import type { TrainingJobRow } from "../../store/database.ts";
 import type { Store } from "../../store/store.ts";
 import { FINAL_JOB_STATES } from "../../store/training-job-repository.ts";
 import type { TrainingService } from "../training-service.ts";
-import { localOutcomes } from "./job-runner.ts";
+import { localJobEvents, localOutcomes } from "./job-runner.ts";
+import type { TrainProgress } from "../train-adapter.ts";
 import type { TrainingQueue } from "./training-queue.ts";
 
 const FOLLOW_EVERY_MS = 500;
@@ -34,6 +35,24 @@ export class QueuedTraining implements TrainingControl {
 
   /** Reports a job's progress until it ends; resolves to its notice. */
   async follow(jobId: string, progress: (text: string) => Promise<void>, onStep?: (step: TrainingStep) => void): Promise<Outcome> {
+    // a job running in this process reports every text and step as it happens
+    let localSteps = false;
+    const onText = (text: string) => void progress(text).catch(() => {});
+    const onLocalStep = (p: TrainProgress) => {
+      localSteps = true;
+      onStep?.({ step: p.step, steps: p.steps, loss: p.loss, etaSeconds: p.etaSeconds, tokensPerSecond: p.tokensPerSecond });
+    };
+    localJobEvents.on(`text:${jobId}`, onText);
+    localJobEvents.on(`step:${jobId}`, onLocalStep);
+    try {
+      return await this.poll(jobId, progress, () => localSteps, onStep);
+    } finally {
+      localJobEvents.off(`text:${jobId}`, onText);
+      localJobEvents.off(`step:${jobId}`, onLocalStep);
+    }
+  }
+
+  private async poll(jobId: string, progress: (text: string) => Promise<void>, local: () => boolean, onStep?: (step: TrainingStep) => void): Promise<Outcome> {
     const { store } = this.deps;
     let lastStep = -1;
     let lastState = "queued";
@@ -45,7 +64,7 @@ export class QueuedTraining implements TrainingControl {
         if (row.state === "running") await progress(`Training job ${jobId.slice(0, 8)} is running (attempt ${row.attempts})…`).catch(() => {});
         if (row.state === "queued" && row.error) await progress(`Training job ${jobId.slice(0, 8)}: ${row.error}; retrying…`).catch(() => {});
       }
-      if (row.step !== null && row.steps !== null && row.step !== lastStep) {
+      if (!local() && row.step !== null && row.steps !== null && row.step !== lastStep) {
         lastStep = row.step;
         onStep?.({ step: row.step, steps: row.steps, loss: row.loss ?? Number.NaN, etaSeconds: row.eta_seconds ?? Number.NaN, tokensPerSecond: Number.NaN });
       }

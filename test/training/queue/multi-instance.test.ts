@@ -18,6 +18,7 @@ import { after, before, describe, it } from "node:test";
 import { projectRoot } from "../../../src/engine/llama-source.ts";
 import { fileSha256 } from "../../../src/engine/model-file.ts";
 import { Store } from "../../../src/store/store.ts";
+import { runCli } from "../../helpers/cli.ts";
 import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../colour-task.ts";
@@ -212,10 +213,20 @@ describe("training queue across processes on PostgreSQL", { timeout: 5 * TIMEOUT
     assert.equal(await b.ask("live"), liveVersion);
   });
 
-  it("an instance that never saw the adapter fetches it from the database; the nightly schedule on two instances makes one job", async () => {
+  it("an instance that never saw the adapter fetches it from the database (and `adapters pull` by hand); the nightly schedule on two instances makes one job", async () => {
     // the worker's machine is elsewhere: its file is not there to be found
     const { rmSync } = await import("node:fs");
     rmSync(path.join(dirs.w, "adapters"), { recursive: true, force: true });
+    // by hand, on a machine that never saw it
+    const pulled = mkdtempSync(path.join(tmpdir(), "steerbot-pull-"));
+    const pull = await runCli(["adapters", "pull", liveVersion], { env: { ...baseEnv, STEERBOT_STORE__DATA_DIR: pulled } });
+    assert.equal(pull.code, 0, pull.stderr);
+    assert.match(pull.stdout, /verified/);
+    assert.equal(await fileSha256(path.join(pulled, "adapters", `${liveVersion}.gguf`)), (await store.training.adapter(liveVersion))!.sha256);
+    const none = await runCli(["adapters", "pull", "v-none"], { env: { ...baseEnv, STEERBOT_STORE__DATA_DIR: pulled } });
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /there is no adapter v-none/);
+
     const every = { TEST_SCHEDULE: "1", STEERBOT_TRAINING__SCHEDULE: "* * * * * *" };
     const dirC = mkdtempSync(path.join(tmpdir(), "steerbot-c-"));
     const c = instance(dirC, every);
