@@ -175,20 +175,12 @@ describe("training queue across processes on PostgreSQL", { timeout: 5 * TIMEOUT
     // a longer run, so that there is a "mid-run" to kill it in
     const long = { STEERBOT_TRAINING__EPOCHS: "200", STEERBOT_TRAINING__MIN_NEW_STEERS: "1" };
     await store.steers.importRecords(colourSteers(4, false, 7)); // new steers since the last run
-    const { job, created } = await (async () => {
-      const { createTrainingQueue } = await import("../../../src/training/queue/create-queue.ts");
-      const { loadConfig } = await import("../../../src/config/config.ts");
-      const { createLogger } = await import("../../../src/log.ts");
-      const { config } = loadConfig({ env: {} });
-      const q = createTrainingQueue({ store, config, log: createLogger("silent"), databaseUrl: tdb.target.databaseUrl });
-      await q.start();
-      try {
-        return await q.enqueue({ trigger: "cli" });
-      } finally {
-        await q.stop();
-      }
-    })();
-    assert.equal(created, true);
+    const queued = await runCli(["train", "--from-db", "--enqueue"], { env: { ...baseEnv, STEERBOT_STORE__DATA_DIR: dirs.w } });
+    assert.equal(queued.code, 0, queued.stderr);
+    const id = /queued training job (\S+);/.exec(queued.stdout)?.[1];
+    assert.ok(id, queued.stdout);
+    const job = (await store.jobs.get(id))!;
+    assert.equal(job.trigger, "cli");
     for (const attempt of [1, 2]) {
       const w = worker([], long);
       await until(`attempt ${attempt} to make progress`, async () => {
