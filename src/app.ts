@@ -16,6 +16,11 @@ import { ADAPTER_CHANNEL } from "./store/training-repository.ts";
 import { Store } from "./store/store.ts";
 import { AdapterActivator } from "./training/adapter-activator.ts";
 import { TrainingService } from "./training/training-service.ts";
+import { AdapterCache } from "./training/adapter-cache.ts";
+import { createTrainingQueue } from "./training/queue/create-queue.ts";
+import { jobRunner } from "./training/queue/job-runner.ts";
+import { QueuedTraining } from "./training/queue/queued-training.ts";
+import { nightlyKey, type TrainingQueue } from "./training/queue/training-queue.ts";
 
 export interface App {
   config: AppConfig;
@@ -27,6 +32,8 @@ export interface App {
   core: SteeringCore;
   activator: AdapterActivator;
   training: TrainingService;
+  /** The training job queue (pg-boss on PostgreSQL, in-process on PGlite). */
+  queue: TrainingQueue;
   close(): Promise<void>;
 }
 
@@ -70,7 +77,9 @@ export async function createApp(opts: AppOptions): Promise<App> {
   }
   const core = new SteeringCore({ store, engine, config, log });
   const baseFingerprint = () => engine.fingerprint();
-  const activator = new AdapterActivator({ store, core, engine, log, loadEngine, baseFingerprint });
+  const cache = new AdapterCache(store, path.join(dataDir(config), "adapters"));
+  const adapterFile = (row: Parameters<AdapterCache["localFile"]>[0]) => cache.localFile(row);
+  const activator = new AdapterActivator({ store, core, engine, log, loadEngine, baseFingerprint, adapterFile });
   const training = new TrainingService({
     store,
     config,
@@ -79,8 +88,14 @@ export async function createApp(opts: AppOptions): Promise<App> {
     baseFingerprint,
     engine: () => activator.engine,
     limitGenerationThreads: (limit) => activator.engine.setThreadLimit(limit),
+    adapterFile,
   });
-  core.training = training;
+  if (store.kind === "pglite" && !config.training.run_here) {
+    throw new ConfigError("training.run_here: false needs DATABASE_URL (a PostgreSQL server a `steerbot worker` shares); the embedded database is this process's alone, so only this process can train on it");
+  }
+  const queue = createTrainingQueue({ store, config, log, databaseUrl: secrets.databaseUrl });
+  await queue.start({ work: config.training.run_here ? jobRunner({ store, training, log }) : undefined });
+  core.training = new QueuedTraining({ store, queue, training, log });
 
   try {
     await activator.sync();
@@ -103,8 +118,9 @@ export async function createApp(opts: AppOptions): Promise<App> {
     task = cron.schedule(
       config.training.schedule,
       async () => {
-        const out = await training.run({ trigger: "cron", progress: (t) => log.info(t) });
-        log.info({ state: out.state }, out.notice ?? "nightly training ended");
+        // every instance fires this; the singleton key makes their triggers one job
+        const { job, created } = await queue.enqueue({ trigger: "cron", singletonKey: nightlyKey(new Date()) });
+        log.info({ job: job.id, created }, created ? "nightly training job queued" : "nightly training job already queued by another instance");
       },
       { timezone: config.training.timezone, name: "steerbot-nightly-training" },
     );
@@ -120,9 +136,11 @@ export async function createApp(opts: AppOptions): Promise<App> {
     core,
     activator,
     training,
+    queue,
     async close() {
       await task?.stop();
       training.cancel();
+      await queue.stop().catch((err) => log.warn({ err }, "could not stop the training queue"));
       await unlisten().catch(() => {});
       await core.idle().catch(() => {});
       await activator.engine.dispose();

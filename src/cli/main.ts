@@ -21,6 +21,7 @@ import { register as registerStart } from "./commands/start.ts";
 import { register as registerSteers } from "./commands/steers.ts";
 import { register as registerTrain } from "./commands/train.ts";
 import { register as registerWeb } from "./commands/web.ts";
+import { register as registerWorker } from "./commands/worker.ts";
 
 /**
  * A fresh program with every command. Exported so that tests can run commands inside their own
@@ -53,6 +54,7 @@ const commands = [
   registerAdapters,
   registerDiscord,
   registerWeb,
+  registerWorker,
 ];
 
 /** Runs one command line. Every command reports its own errors (app-context.ts `action`); this catches what escapes one. */

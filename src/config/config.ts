@@ -95,6 +95,12 @@ export const configSchema = z
         held_out_fraction: z.number().min(0).max(0.9),
         min_improvement: z.number().min(0).max(1),
         approximate_steers: z.enum(APPROXIMATE_STEERS),
+        /** Run queued training jobs in this bot process; false: only `steerbot worker` trains (needs DATABASE_URL). */
+        run_here: z.boolean(),
+        /** The queue fails (and retries once) a job running longer than this. */
+        job_timeout_hours: z.number().positive().max(24 * 7),
+        /** How often each process checks that the workers of running jobs are alive. */
+        worker_check_seconds: z.number().positive().max(3600),
       })
       .strict(),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]) }).strict(),

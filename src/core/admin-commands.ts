@@ -16,6 +16,8 @@ export interface TrainingControl {
   describeActive(): Promise<string>;
   /** Cancels the run going on in this process; false when there is none. */
   cancel(): boolean;
+  /** Cancels the queued or running training job wherever it runs (the job queue); preferred over `cancel` when present. */
+  cancelJob?(): Promise<Outcome>;
 }
 
 const NOT_ADMIN: Outcome = { ok: false, notice: "Sorry, only admins can do that." };
@@ -101,6 +103,7 @@ export class AdminCommands {
   async cancelTraining(actor: Actor): Promise<Outcome> {
     if (!this.deps.permissions.isAdmin(actor)) return NOT_ADMIN;
     const training = this.deps.training();
+    if (training?.cancelJob) return training.cancelJob();
     if (!training?.cancel()) return { ok: false, notice: "No training run is going in this bot." };
     return { ok: true, notice: "Cancelling the training run; the live adapter stays as it is." };
   }

@@ -132,6 +132,49 @@ export interface InstanceAdaptersTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
+/** An adapter's bytes in the database (adapter-blob-repository.ts): the file's sha256 and size. */
+export interface AdapterFilesTable {
+  version: string;
+  sha256: string;
+  size: number;
+  chunk_size: number;
+  chunks: number;
+  created_at: Generated<Date>;
+}
+
+export interface AdapterChunksTable {
+  version: string;
+  seq: number;
+  data: Uint8Array;
+}
+
+export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "skipped" | "busy";
+
+/** A training job as every instance sees it (training-job-repository.ts). */
+export interface TrainingJobsTable {
+  id: string;
+  trigger: "cron" | "command" | "cli";
+  requested_by: string | null;
+  singleton_key: string | null;
+  state: ColumnType<JobState, JobState | undefined>;
+  attempts: ColumnType<number, number | undefined>;
+  worker_instance: string | null;
+  run_id: number | null;
+  step: number | null;
+  steps: number | null;
+  loss: number | null;
+  eta_seconds: number | null;
+  cancel_requested: ColumnType<boolean, boolean | undefined>;
+  adapter_version: string | null;
+  activated: boolean | null;
+  notice: string | null;
+  error: string | null;
+  created_at: Generated<Date>;
+  started_at: Timestamp | null;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+  finished_at: Timestamp | null;
+}
+
 export interface Database {
   users: UsersTable;
   threads: ThreadsTable;
@@ -141,6 +184,9 @@ export interface Database {
   adapters: AdaptersTable;
   training_runs: TrainingRunsTable;
   instance_adapters: InstanceAdaptersTable;
+  adapter_files: AdapterFilesTable;
+  adapter_chunks: AdapterChunksTable;
+  training_jobs: TrainingJobsTable;
 }
 
 export type SteerRow = Selectable<SteersTable>;
@@ -149,3 +195,4 @@ export type GenerationRow = Selectable<GenerationsTable>;
 export type GenerationUpdate = Updateable<GenerationsTable>;
 export type AdapterRow = Selectable<AdaptersTable>;
 export type UserRow = Selectable<UsersTable>;
+export type TrainingJobRow = Selectable<TrainingJobsTable>;

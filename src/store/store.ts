@@ -10,6 +10,8 @@ import type { Database } from "./database.ts";
 import { ConversationRepository } from "./conversation-repository.ts";
 import { migrateToLatest, openDatabase, type DatabaseTarget, type Listen, type TryLock } from "./open-database.ts";
 import { InstanceRepository, type InstanceAdapter } from "./instance-repository.ts";
+import { AdapterBlobRepository } from "./adapter-blob-repository.ts";
+import { TrainingJobRepository } from "./training-job-repository.ts";
 import { PersonalData } from "./personal-data.ts";
 import { SteerRepository } from "./steer-repository.ts";
 import { TrainingRepository } from "./training-repository.ts";
@@ -22,6 +24,10 @@ export class Store {
   readonly training: TrainingRepository;
   /** What each running process serves (the studio's Adapters page). */
   readonly instances: InstanceRepository;
+  /** Adapter files in the database (chunked bytea), so any machine can fetch the active one. */
+  readonly adapterBlobs: AdapterBlobRepository;
+  /** Training jobs with their progress, readable by every instance. */
+  readonly jobs: TrainingJobRepository;
   /** Where people's words live: opt-out redaction, usable steers, forget (personal-data.ts). */
   readonly personalData: PersonalData;
   /** This process among the instances sharing the database (generations record it). */
@@ -43,6 +49,8 @@ export class Store {
     this.users = new UserRepository(db);
     this.training = new TrainingRepository(db, tryLock);
     this.instances = new InstanceRepository(db);
+    this.adapterBlobs = new AdapterBlobRepository(db);
+    this.jobs = new TrainingJobRepository(db);
   }
 
   /** Opens the database and applies pending migrations (steerbot migrates at every start). */
@@ -84,7 +92,8 @@ export class Store {
     return rows.filter((_, i) => alive[i]).map((r) => ({ ...r, self: r.instanceId === this.instanceId }));
   }
 
-  private async instanceAlive(id: string): Promise<boolean> {
+  /** Whether the process with this instance id still runs (its instance lock is held). */
+  async instanceAlive(id: string): Promise<boolean> {
     const release = await this.tryLock(instanceLockKey(id));
     if (!release) return true;
     await release();

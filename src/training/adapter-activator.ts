@@ -73,6 +73,13 @@ export interface AdapterActivatorDeps {
   /** Loads the configured base model with this adapter applied (none: the base model). */
   loadEngine: (adapterPath?: string) => Promise<Engine>;
   baseFingerprint: () => Promise<string>;
+  /**
+   * A local file with the adapter's bytes (adapter-cache.ts: fetched from the database when
+   * this machine does not have it); the row's `file_path` when absent.
+   */
+  adapterFile?: (row: Pick<AdapterRow, "version" | "file_path" | "sha256">) => Promise<string>;
+  /** Record what this process serves in `instance_adapters` (default true; a training worker serves nothing). */
+  recordsLive?: boolean;
 }
 
 export class AdapterActivator {
@@ -103,8 +110,14 @@ export class AdapterActivator {
   }
 
   /** {@link checkAdapter} on the engine this process would swap to. */
-  loadChecked(adapter: Pick<AdapterRow, "version" | "file_path" | "sha256">): Promise<Engine> {
-    return checkAdapter(adapter, (file) => this.engineWith(file));
+  async loadChecked(adapter: Pick<AdapterRow, "version" | "file_path" | "sha256">): Promise<Engine> {
+    const file = await this.localFile(adapter);
+    return checkAdapter({ ...adapter, file_path: file }, (f) => this.engineWith(f));
+  }
+
+  /** The local file of an adapter (fetched from the database if this machine lacks it). */
+  private localFile(adapter: Pick<AdapterRow, "version" | "file_path" | "sha256">): Promise<string> {
+    return this.deps.adapterFile ? this.deps.adapterFile(adapter) : Promise.resolve(adapter.file_path);
   }
 
   /** A new context on the live model: the fast path of every swap. */
@@ -124,7 +137,7 @@ export class AdapterActivator {
     const run = this.queue.then(async () => {
       if (this.liveVersion !== version || this.live !== current) return; // swapped meanwhile
       const row = version ? await this.deps.store.training.adapter(version) : undefined;
-      const fresh = await this.deps.loadEngine(row?.file_path);
+      const fresh = await this.deps.loadEngine(row ? await this.localFile(row) : undefined);
       await this.putLive(fresh, row?.id ?? null);
       this.deps.log.info({ adapter: version ?? "(base model)" }, "reloaded the model to free earlier adapters");
     });
@@ -160,6 +173,7 @@ export class AdapterActivator {
   /** Writes what this process serves now where every instance's admin can read it (best effort). */
   private async recordLive(): Promise<void> {
     const { store, log } = this.deps;
+    if (this.deps.recordsLive === false) return;
     await store.instances.recordLive(store.instanceId, this.liveVersion).catch((err) => log.warn({ err }, "could not record the live adapter of this instance"));
   }
 

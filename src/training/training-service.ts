@@ -19,8 +19,9 @@ import type { SteerRecord } from "../core/steer-record.ts";
 import type { Logger } from "../log.ts";
 import { SteerRepository } from "../store/steer-repository.ts";
 import type { Store } from "../store/store.ts";
+import type { AdapterRow } from "../store/database.ts";
 import { cpuCores, type Engine } from "../engine/engine.ts";
-import { fileSha256, resolveModelPath } from "../engine/model-file.ts";
+import { resolveModelPath } from "../engine/model-file.ts";
 import { AdapterNotRecordedError, AdapterRefusedError, type AdapterActivator } from "./adapter-activator.ts";
 import { evaluateSteers, type SteerEvaluationSummary } from "./evaluate-steers.ts";
 import { renderChartPng } from "./charts/render-chart.ts";
@@ -36,6 +37,10 @@ export interface RunRequest {
   progress?: (text: string) => Promise<void> | void;
   /** Every trainer progress event (the CLI draws a progress bar from them). */
   onTrainerProgress?: (p: TrainProgress) => void;
+  /** The run's id once recorded (a queued job links to it). */
+  onRunCreated?: (runId: number) => void | Promise<void>;
+  /** Who asked, when no actor is at hand (a queued job carries the name). */
+  requestedBy?: string;
 }
 
 export interface RunOutcome extends Outcome {
@@ -61,6 +66,8 @@ export interface TrainingServiceDeps {
    * spinning llama.cpp threads must never outnumber the cores.
    */
   limitGenerationThreads?: (limit?: number) => void;
+  /** A local file of a stored adapter (adapter-cache.ts); its `file_path` when absent. */
+  adapterFile?: (row: Pick<AdapterRow, "version" | "file_path" | "sha256">) => Promise<string>;
 }
 
 /**
@@ -144,7 +151,7 @@ export class TrainingService implements TrainingControl {
     const since = await store.training.lastSucceededAt();
     const fresh = await store.steers.countApprovedSince(since);
     if (fresh < t.min_new_steers) {
-      const runId = await store.training.createRun({ trigger: req.trigger, requestedBy: actorName(req.actor), objective: t.objective, hyperparameters: hyper, state: "skipped" });
+      const runId = await store.training.createRun({ trigger: req.trigger, requestedBy: actorName(req.actor) ?? req.requestedBy, objective: t.objective, hyperparameters: hyper, state: "skipped" });
       const notice = `Skipped: ${fresh} new approved steer(s) since the last training; at least ${t.min_new_steers} are needed (training.min_new_steers).`;
       await store.training.updateRun(runId, { error: notice, finished: true });
       return { ok: true, state: "skipped", runId, notice };
@@ -154,7 +161,8 @@ export class TrainingService implements TrainingControl {
     const train: SteerRecord[] = [];
     const heldOut: SteerRecord[] = [];
     for (const r of rows) (isHeldOut(r.id, t.held_out_fraction) ? heldOut : train).push(SteerRepository.toRecord(r));
-    const runId = await store.training.createRun({ trigger: req.trigger, requestedBy: actorName(req.actor), objective: t.objective, hyperparameters: hyper });
+    const runId = await store.training.createRun({ trigger: req.trigger, requestedBy: actorName(req.actor) ?? req.requestedBy, objective: t.objective, hyperparameters: hyper });
+    await req.onRunCreated?.(runId);
     await store.training.updateRun(runId, { steer_count: train.length });
     const version = `v${new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14)}-${runId}-${randomBytes(2).toString("hex")}`;
     const adaptersDir = path.join(dataDir(config), "adapters");
@@ -204,7 +212,7 @@ export class TrainingService implements TrainingControl {
       const evaluate = (adapter?: string) => evaluateSteers({ model: engine.modelPath, adapter, steers: evalSet, engine, threads: threads.trainer, signal: abort.signal });
       const base = await evaluate();
       const liveRow = await store.training.activeAdapter(await this.deps.baseFingerprint());
-      const live = liveRow ? await evaluate(liveRow.file_path) : base;
+      const live = liveRow ? await evaluate(this.deps.adapterFile ? await this.deps.adapterFile(liveRow) : liveRow.file_path) : base;
       const cand = await evaluate(file);
       const wins = heldOut.length > 0 && score(cand) >= score(live) + t.min_improvement;
       const gate: GateDecision = { activated: wins, reason: gateReason(heldOut.length, score(cand), score(live), t.min_improvement, Number.isFinite(cand.preferenceAccuracy)) };
@@ -216,7 +224,8 @@ export class TrainingService implements TrainingControl {
         candidate: summary(cand),
         gate,
       };
-      const sha256 = await fileSha256(file);
+      // stored in the database, so that every instance on any machine can fetch and verify it
+      const { sha256 } = await store.adapterBlobs.put(version, file);
       const row = await store.training.addAdapter({ version, filePath: file, sha256, baseFingerprint: await this.deps.baseFingerprint(), trainingRunId: runId, state: wins ? "candidate" : "rejected", metrics });
       let activated = false;
       if (wins) {

@@ -164,6 +164,15 @@ for (const db of ["pglite", "postgres"] as const) {
       await app.core.admin.adapters(admin, "rollback"); // base model live again
       assert.equal(app.activator.liveVersion, null);
       truncateSync(row!.file_path, 1000);
+      // the data directory is a cache of the database's copy: a truncated file is fetched again
+      const repaired = await app.core.admin.adapters(admin, "activate", row!.version);
+      assert.equal(repaired.ok, true, repaired.notice);
+      assert.equal(await fileSha256(row!.file_path), row!.sha256);
+      await app.core.admin.adapters(admin, "rollback");
+      assert.equal(app.activator.liveVersion, null);
+      // …while a copy that changed in the database is refused
+      truncateSync(row!.file_path, 1000);
+      await sql`update adapter_chunks set data = ${Buffer.from("changed")} where version = ${row!.version} and seq = 0`.execute(app.store.db);
       const out = await app.core.admin.adapters(admin, "activate", row!.version);
       assert.equal(out.ok, false);
       assert.match(out.notice!, /Refused: .*checksum mismatch/);

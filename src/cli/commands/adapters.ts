@@ -6,6 +6,9 @@
  * (a llama.cpp LoRA GGUF for the same base) as a new version. Exit codes: 0 done, 2 bad input
  * (unknown version, an adapter that does not fit the base), 1 could not run.
  *
+ * `pull VERSION` fetches an adapter stored in the database into this machine's data directory
+ * (it is checked against its sha256; bots do the same by themselves when they must load one).
+ *
  * Activation is checked here (checksum, load test) and written to the database, which tells
  * every running bot (LISTEN/NOTIFY) to swap — so this works from another machine too, as long
  * as it shares the PostgreSQL database (an embedded PGlite is one process's alone).
@@ -18,6 +21,7 @@ import { fileSha256, resolveModelPath } from "../../engine/model-file.ts";
 import { AdapterRefusedError, checkAdapter } from "../../training/adapter-activator.ts";
 import { EXPORT_FORMATS, exportAdapter, type ExportFormat } from "../../training/adapter-export.ts";
 import { importAdapter } from "../../training/adapter-import.ts";
+import { AdapterCache } from "../../training/adapter-cache.ts";
 import { LoraFileError } from "../../training/lora-gguf.ts";
 import { InvalidArgumentError } from "commander";
 import { action, appContext, CliError, EXIT, openStore } from "../app-context.ts";
@@ -71,7 +75,9 @@ export function register(program: Command): void {
       if (target && !row) throw new CliError(`there is no adapter ${target} for the configured base model (steerbot adapters list)`, EXIT.badInput);
       if (row) {
         try {
-          await (await checkAdapter(row, engineLoader(ctx.config))).dispose();
+          // this machine may not have the file: the database's copy, fetched and verified
+          const file = await new AdapterCache(store, path.join(dataDir(ctx.config), "adapters")).localFile(row);
+          await (await checkAdapter({ ...row, file_path: file }, engineLoader(ctx.config))).dispose();
         } catch (e) {
           if (e instanceof AdapterRefusedError) throw new CliError(`refused: ${e.message}`, EXIT.failure);
           throw e;
@@ -96,6 +102,30 @@ export function register(program: Command): void {
     .action(action(() => activate(null)));
 
   cmd
+    .command("pull")
+    .description("fetch an adapter from the database into this machine's data directory (verified by sha256)")
+    .argument("<version>", "adapter version (see adapters list)")
+    .action(
+      action(async (version: string) => {
+        const ctx = appContext();
+        const store = await openStore(ctx);
+        try {
+          const row = await store.training.adapter(version);
+          if (!row) throw new CliError(`there is no adapter ${version} (steerbot adapters list)`, EXIT.badInput);
+          try {
+            const got = await new AdapterCache(store, path.join(dataDir(ctx.config), "adapters")).pull(row);
+            process.stdout.write(`fetched adapter ${version} (${got.size} bytes, sha256 ${row.sha256.slice(0, 12)}… verified) to ${got.file}\n`);
+          } catch (e) {
+            if (e instanceof AdapterRefusedError) throw new CliError(e.message, EXIT.failure);
+            throw e;
+          }
+        } finally {
+          await store.close();
+        }
+      }),
+    );
+
+  cmd
     .command("export")
     .description("write an adapter for llama.cpp (merged GGUF), Ollama (Modelfile) or Hugging Face PEFT")
     .argument("<version>", "adapter version (see adapters list)")
@@ -114,11 +144,16 @@ export function register(program: Command): void {
           if ((await fileSha256(model)) !== row.base_fingerprint) {
             throw new CliError(`adapter ${version} was trained on another base model than model.path (${model}): configure that base to export it`, EXIT.badInput);
           }
-          if ((await fileSha256(row.file_path).catch(() => "")) !== row.sha256) {
-            throw new CliError(`adapter ${version}: ${row.file_path} is missing or changed since it was stored (checksum mismatch)`, EXIT.failure);
+          let adapterFile: string;
+          try {
+            // this machine's copy, or the database's (fetched and verified by sha256)
+            adapterFile = await new AdapterCache(store, path.join(dataDir(ctx.config), "adapters")).localFile(row);
+          } catch (e) {
+            if (e instanceof AdapterRefusedError) throw new CliError(`${e.message} (checksum mismatch or missing)`, EXIT.failure);
+            throw e;
           }
           if (opts.as === "gguf-merged") process.stderr.write("merging with llama.cpp's llama-export-lora (its first use builds it: seconds)...\n");
-          const r = await exportAdapter({ format: opts.as, adapter: row.file_path, baseModel: model, out: opts.out, version, baseModelId: opts.baseModelId, threads: opts.threads });
+          const r = await exportAdapter({ format: opts.as, adapter: adapterFile, baseModel: model, out: opts.out, version, baseModelId: opts.baseModelId, threads: opts.threads });
           for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
           for (const n of r.notes) process.stdout.write(`note: ${n}\n`);
           if (r.command) process.stdout.write(`create the Ollama model with:\n  ${r.command}\n`);
@@ -150,6 +185,7 @@ export function register(program: Command): void {
             if (e instanceof LoraFileError) throw new CliError(`refused: ${e.message}`, EXIT.badInput);
             throw e;
           }
+          await store.adapterBlobs.put(imported.version, imported.filePath); // every instance can fetch it
           await store.training.addAdapter({ ...imported, baseFingerprint: await fileSha256(model), trainingRunId: null, state: "candidate" });
           process.stdout.write(`imported ${file} as adapter ${imported.version} (candidate): steerbot adapters activate ${imported.version}\n`);
         } finally {

@@ -5,6 +5,7 @@
  * object with --json) and exit codes: 0 trained, 2 bad input (unusable base model, empty or
  * untokenizable steers, bad options), 1 could not run (build, crash, divergence).
  *
+ *   steerbot train --from-db [--enqueue]   (the pipeline on the stored steers; --enqueue: as a queued job)
  *   steerbot train --steers FILE.jsonl --model BASE.gguf --out ADAPTER.gguf
  *                  [--objective sft|dpo|sft+dpo] [--rank R] [--alpha A] [--epochs N] [--lr X]
  *                  [--targets q,o,...] [--seed N] [--init-adapter ADAPTER.gguf] [--json]
@@ -12,7 +13,7 @@
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
-import { action, appContext, CliError, EXIT } from "../app-context.ts";
+import { action, appContext, CliError, EXIT, openStore } from "../app-context.ts";
 import { ModelUnavailableError } from "../../engine/model-file.ts";
 import { buildTrainer } from "../../training/build-trainer.ts";
 import { trainAdapter } from "../../training/train-adapter.ts";
@@ -76,6 +77,7 @@ export function register(program: Command): void {
     .command("train")
     .description("Train a LoRA adapter from steers (masked SFT and/or localized DPO)")
     .option("--from-db", "run the whole pipeline on the stored steers: train, evaluate, gate, activate (settings from the config)")
+    .option("--enqueue", "with --from-db: queue the run as a training job (a worker or a bot with training.run_here takes it) instead of running it here")
     .option("--steers <file>", "steers JSONL file")
     .option("--model <file>", "base model GGUF (F32, F16, BF16 or quantized); with --from-db, the trainer's base model for this run instead of training.base_model")
     .option("--out <file>", "adapter GGUF to write")
@@ -93,7 +95,12 @@ export function register(program: Command): void {
     .option("--init-adapter <file>", "continue training this LoRA GGUF (a steerbot adapter, or one from llama.cpp's converter for the same base): its rank, targets and alpha are kept")
     .option("--json", "print the result as one JSON object")
     .action(
-      action(async (opts: TrainCliOptions & { fromDb?: boolean }, cmd: Command) => {
+      action(async (opts: TrainCliOptions & { fromDb?: boolean; enqueue?: boolean }, cmd: Command) => {
+        if (opts.enqueue && !opts.fromDb) throw new CliError("--enqueue queues a --from-db run: use both", EXIT.badInput);
+        if (opts.fromDb && opts.enqueue) {
+          if (opts.model !== undefined) throw new CliError("--model: not used with --enqueue (the worker trains on its training.base_model)", EXIT.badInput);
+          return enqueueFromDb();
+        }
         if (opts.fromDb) {
           // Settings of a file run that the pipeline takes from the configuration instead: refused
           // when given, never silently ignored.
@@ -139,6 +146,28 @@ const FILE_RUN_OPTIONS: { key: string; flag: string; config?: string }[] = [
   { key: "initAdapter", flag: "init-adapter" },
   { key: "json", flag: "json" },
 ];
+
+/** `train --from-db --enqueue`: one training job in the queue; prints its id. */
+async function enqueueFromDb(): Promise<number> {
+  const { createTrainingQueue } = await import("../../training/queue/create-queue.ts");
+  const ctx = appContext();
+  const store = await openStore(ctx);
+  const queue = createTrainingQueue({ store, config: ctx.config, log: ctx.log, databaseUrl: ctx.secrets.databaseUrl });
+  try {
+    await queue.start();
+    const { job, created } = await queue.enqueue({ trigger: "cli" });
+    if (!created) {
+      process.stdout.write(`a training job is already ${job.state}: ${job.id}\n`);
+      return EXIT.ok;
+    }
+    const who = queue.kind === "pg-boss" ? "a `steerbot worker` (or a bot with training.run_here) takes it" : "the bot runs it in its process at its next start";
+    process.stdout.write(`queued training job ${job.id}; ${who}\n`);
+    return EXIT.ok;
+  } finally {
+    await queue.stop().catch(() => {});
+    await store.close();
+  }
+}
 
 /** `train --from-db`: the pipeline the nightly job and /retrain run, with a progress bar. */
 async function trainFromDb(baseModel?: string): Promise<number> {

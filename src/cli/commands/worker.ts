@@ -1,0 +1,80 @@
+/**
+ * `steerbot worker [--once]`: runs the training jobs the bots queue, on this machine (the GPU
+ * box), sharing only the PostgreSQL database with them.
+ *
+ * Owns: the worker process — it needs DATABASE_URL and the base model (model.path, or
+ * training.base_model for the trainer), nothing else: no chat tokens, no bot. It holds its
+ * instance lock for as long as it runs (how every other process tells that it crashed), loads
+ * the base model (the trainer tokenizes and the gate evaluates through it), and runs one job at
+ * a time: train, evaluate, store the adapter in the database, and activate it there when it wins —
+ * which makes every bot instance fetch it and swap (LISTEN/NOTIFY). `--once` exits when no job is
+ * left. SIGINT/SIGTERM stop taking jobs and cancel the one running (recorded as cancelled; the
+ * live adapter stays). A worker that dies without them (a crash, SIGKILL, a lost machine) has
+ * its job retried once by another worker, then failed.
+ * Exit codes: 0 done, 2 bad setup (no DATABASE_URL), 1 could not run.
+ */
+import path from "node:path";
+import type { Command } from "commander";
+import { engineLoader } from "../../app.ts";
+import { dataDir } from "../../config/config.ts";
+import type { Engine } from "../../engine/engine.ts";
+import { AdapterActivator } from "../../training/adapter-activator.ts";
+import { AdapterCache } from "../../training/adapter-cache.ts";
+import { jobRunner } from "../../training/queue/job-runner.ts";
+import { PgBossQueue } from "../../training/queue/pg-boss-queue.ts";
+import { TrainingService } from "../../training/training-service.ts";
+import { action, appContext, CliError, EXIT, openStore } from "../app-context.ts";
+
+export function register(program: Command): void {
+  program
+    .command("worker")
+    .description("run queued training jobs on this machine (needs DATABASE_URL and the base model)")
+    .option("--once", "exit when no job is left in the queue")
+    .action(
+      action(async (opts: { once?: boolean }) => {
+        const ctx = appContext();
+        const { config, secrets, log } = ctx;
+        if (!secrets.databaseUrl) {
+          throw new CliError(
+            "steerbot worker needs DATABASE_URL (the PostgreSQL database the bots use): with the embedded database, the bot trains in its own process and needs no worker",
+            EXIT.badInput,
+          );
+        }
+        const store = await openStore(ctx);
+        let engine: Engine | undefined;
+        let queue: PgBossQueue | undefined;
+        let activator: AdapterActivator | undefined;
+        try {
+          await store.holdInstance();
+          const loadEngine = engineLoader(config);
+          engine = await loadEngine();
+          const base = engine;
+          const cache = new AdapterCache(store, path.join(dataDir(config), "adapters"));
+          const adapterFile = (row: Parameters<AdapterCache["localFile"]>[0]) => cache.localFile(row);
+          // A worker serves no replies: a swap only checks and loads the adapter it activates.
+          activator = new AdapterActivator({ store, core: { useEngine: async () => {} }, engine, log, loadEngine, baseFingerprint: () => base.fingerprint(), adapterFile, recordsLive: false });
+          const live = activator;
+          const training = new TrainingService({ store, config, log, activator, baseFingerprint: () => base.fingerprint(), engine: () => live.engine, adapterFile });
+          queue = new PgBossQueue({ store, log, databaseUrl: secrets.databaseUrl, checkSeconds: config.training.worker_check_seconds, jobTimeoutHours: config.training.job_timeout_hours });
+          const stopped = new Promise<void>((resolve) => {
+            const stop = (signal: string) => {
+              log.info({ signal }, "worker stopping: no new jobs; the running one is cancelled");
+              training.cancel();
+              resolve();
+            };
+            process.once("SIGINT", () => stop("SIGINT"));
+            process.once("SIGTERM", () => stop("SIGTERM"));
+          });
+          await queue.start({ work: jobRunner({ store, training, log }) });
+          log.info({ instance: store.instanceId, database: store.location, once: !!opts.once }, "training worker ready");
+          process.stderr.write(`steerbot worker: waiting for training jobs on ${store.location}${opts.once ? " (--once: exits when the queue is empty)" : ""}\n`);
+          await (opts.once ? Promise.race([queue.drained(), stopped]) : stopped);
+        } finally {
+          await queue?.stop().catch(() => {});
+          await activator?.engine.dispose().catch(() => {});
+          if (engine && activator?.engine !== engine) await engine.dispose().catch(() => {});
+          await store.close();
+        }
+      }),
+    );
+}

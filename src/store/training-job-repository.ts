@@ -1,0 +1,112 @@
+/**
+ * Training jobs as every instance sees them: queued, running (where, at which step, loss and
+ * ETA), and how they ended.
+ *
+ * Owns: the SQL on `training_jobs`. The queue library (pg-boss on PostgreSQL) keeps its own
+ * tables for delivery and retries; this table is the shared, readable record — progress is
+ * written here by whichever worker runs the job, so any bot instance, the studio and the CLI
+ * can show it, and a cancel asked on any instance is read back here by the worker.
+ */
+import type { Kysely } from "kysely";
+import type { Database, JobState, TrainingJobRow } from "./database.ts";
+
+export const FINAL_JOB_STATES: readonly JobState[] = ["succeeded", "failed", "cancelled", "skipped"];
+
+export class TrainingJobRepository {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Records a new queued job. Undefined when a job with the same singleton key exists already
+   * (the second instance's nightly trigger): the caller reports that job instead.
+   */
+  async insert(j: { id: string; trigger: "cron" | "command" | "cli"; requestedBy?: string; singletonKey?: string }): Promise<TrainingJobRow | undefined> {
+    return this.db
+      .insertInto("training_jobs")
+      .values({ id: j.id, trigger: j.trigger, requested_by: j.requestedBy ?? null, singleton_key: j.singletonKey ?? null })
+      .onConflict((oc) => oc.column("singleton_key").where("singleton_key", "is not", null).doNothing())
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  async get(id: string): Promise<TrainingJobRow | undefined> {
+    return this.db.selectFrom("training_jobs").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  async bySingletonKey(key: string): Promise<TrainingJobRow | undefined> {
+    return this.db.selectFrom("training_jobs").selectAll().where("singleton_key", "=", key).executeTakeFirst();
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.db.deleteFrom("training_jobs").where("id", "=", id).execute();
+  }
+
+  /** Jobs not yet ended (queued or running), oldest first. */
+  async unfinished(): Promise<TrainingJobRow[]> {
+    return this.db.selectFrom("training_jobs").selectAll().where("state", "in", ["queued", "running"]).orderBy("created_at").execute();
+  }
+
+  async recent(limit = 20): Promise<TrainingJobRow[]> {
+    return this.db.selectFrom("training_jobs").selectAll().orderBy("created_at", "desc").limit(limit).execute();
+  }
+
+  /** A worker starts an attempt: returns the row (undefined if the job is unknown or already ended). */
+  async markRunning(id: string, workerInstance: string): Promise<TrainingJobRow | undefined> {
+    const now = new Date();
+    return this.db
+      .updateTable("training_jobs")
+      .set((eb) => ({ state: "running", worker_instance: workerInstance, attempts: eb("attempts", "+", 1), started_at: now, updated_at: now, step: null, steps: null, loss: null, eta_seconds: null }))
+      .where("id", "=", id)
+      .where("state", "in", ["queued", "running"])
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  /** Progress of the running attempt; resolves to whether a cancel was asked meanwhile. */
+  async progress(id: string, p: { step: number; steps: number; loss: number; etaSeconds: number }): Promise<boolean> {
+    const r = await this.db
+      .updateTable("training_jobs")
+      .set({ step: p.step, steps: p.steps, loss: Number.isFinite(p.loss) ? p.loss : null, eta_seconds: Number.isFinite(p.etaSeconds) ? p.etaSeconds : null, updated_at: new Date() })
+      .where("id", "=", id)
+      .returning("cancel_requested")
+      .executeTakeFirst();
+    return r?.cancel_requested ?? false;
+  }
+
+  async setRunId(id: string, runId: number): Promise<void> {
+    await this.db.updateTable("training_jobs").set({ run_id: runId, updated_at: new Date() }).where("id", "=", id).execute();
+  }
+
+  async finish(id: string, end: { state: JobState; notice?: string; error?: string; adapterVersion?: string; activated?: boolean }): Promise<void> {
+    const now = new Date();
+    await this.db
+      .updateTable("training_jobs")
+      .set({ state: end.state, notice: end.notice ?? null, error: end.error ?? null, adapter_version: end.adapterVersion ?? null, activated: end.activated ?? null, updated_at: now, finished_at: now })
+      .where("id", "=", id)
+      .execute();
+  }
+
+  /**
+   * Asks for the job to stop: a queued job is cancelled at once, a running one when its worker
+   * next reports progress. Returns the row as it is now (undefined: no such job).
+   */
+  async requestCancel(id: string): Promise<TrainingJobRow | undefined> {
+    const now = new Date();
+    await this.db.updateTable("training_jobs").set({ state: "cancelled", cancel_requested: true, notice: "cancelled before it started", updated_at: now, finished_at: now }).where("id", "=", id).where("state", "=", "queued").execute();
+    return this.db.updateTable("training_jobs").set({ cancel_requested: true, updated_at: now }).where("id", "=", id).returningAll().executeTakeFirst();
+  }
+
+  /**
+   * Takes a running job away from a worker that is gone (its instance lock is free), so that
+   * exactly one process reports the crash to the queue: true for the one whose update matched.
+   */
+  async claimFromDeadWorker(id: string, deadWorker: string, error: string): Promise<boolean> {
+    const r = await this.db
+      .updateTable("training_jobs")
+      .set({ state: "queued", worker_instance: null, error, updated_at: new Date() })
+      .where("id", "=", id)
+      .where("worker_instance", "=", deadWorker)
+      .where("state", "=", "running")
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+}
