@@ -23,7 +23,7 @@
  * A second baseline, PyTorch + PEFT LoRA (`bench/peft/peft_lora.py`, shared with the GPU device
  * kit in bench/device/): the same shape with random weights from a transformers config, the same
  * rank, targets, window, tokens per step (one window) and threads, f32 on the CPU (torch's bf16
- * CPU path ran 24x slower than its f32 one here). It runs from a benchmark-only venv,
+ * ran 24x slower than its f32 on an AVX2 CPU without BF16 instructions). It runs from a benchmark-only venv,
  * `bench/.venv` (git-ignored, never CI), installed from PyPI on first use (torch with its CUDA
  * wheels is several GB); where that cannot be done, or with `--skip-peft`, it says why and skips.
  * With the CUDA build (an NVIDIA GPU that node-llama-cpp's CUDA binaries can use) both run on the GPU, and each

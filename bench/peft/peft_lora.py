@@ -74,7 +74,9 @@ def main() -> int:
         config = transformers.LlamaConfig(**common, attention_bias=False, mlp_bias=False)
     t_load = time.perf_counter()
     with torch.device(a.device):
-        model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=dtype, attn_implementation="sdpa")
+        # transformers 5 names it `dtype` (4.x: `torch_dtype`)
+        kw = {"dtype": dtype} if int(transformers.__version__.split(".")[0]) >= 5 else {"torch_dtype": dtype}
+        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", **kw)
     targets = [TARGET_MODULES[t] for t in a.targets.split(",")]
     model = get_peft_model(model, LoraConfig(r=a.rank, lora_alpha=a.alpha, target_modules=targets, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM"))
     model.train()
