@@ -5,7 +5,8 @@
  * same window length, same threads, one after the other in one run.
  *
  * Run: `npx tsx bench/train.ts [--shape qwen2-0.5b|tiny] [--ctx 256] [--windows 8] [--threads N]
- *       [--rank 16] [--targets q,k,v,o,gate,up,down] [--compute-type auto|f32|bf16] [--skip-finetune]`
+ *       [--rank 16] [--targets q,k,v,o,gate,up,down] [--compute-type auto|f32|bf16] [--skip-finetune]
+ *       [--skip-peft] [--peft-dtype f32|bf16]`
  *
  * Reports tokens/s of both (training loop only, model load excluded) over the whole run and in
  * the steady state (after the first window, which also pays one-time setup: page faults, our
@@ -19,16 +20,22 @@
  * or shared cores really deliver. Our trainer's default compute type is the fastest the CPU has
  * (amx: AMX-BF16 tiles; bf16: AVX512-BF16; f32); the slower ones run too, so all are on record.
  * Each is given against the measured peak of the unit it runs on (amx: the AMX tile unit).
- * With the CUDA build (a machine with an NVIDIA GPU and nvcc) both run on the GPU, and each
+ * A second baseline, PyTorch + PEFT LoRA (`bench/peft/peft_lora.py`, shared with the GPU device
+ * kit in bench/device/): the same shape with random weights from a transformers config, the same
+ * rank, targets, window, tokens per step (one window) and threads, f32 on the CPU (torch's bf16
+ * ran 24x slower than its f32 on an AVX2 CPU without BF16 instructions). It runs from a benchmark-only venv,
+ * `bench/.venv` (git-ignored, never CI), installed from PyPI on first use (torch with its CUDA
+ * wheels is several GB); where that cannot be done, or with `--skip-peft`, it says why and skips.
+ * With the CUDA build (an NVIDIA GPU that node-llama-cpp's CUDA binaries can use) both run on the GPU, and each
  * line adds the fraction of the card's FP32 peak (6·P·tokens/s; known cards by name via
  * nvidia-smi, else --gpu-peak-tflops). Not yet run on a GPU.
  */
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
-import type { FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
+import { FIXTURE_SHAPES, type FixtureShapeName } from "../src/engine/fixture/fixture-model.ts";
 import { readGgufHeader } from "../src/engine/gguf/gguf-reader.ts";
 import { cpuCores } from "../src/engine/engine.ts";
 import { buildTrainer } from "../src/training/build-trainer.ts";
@@ -46,6 +53,8 @@ const { values } = parseArgs({
     targets: { type: "string", default: "q,k,v,o,gate,up,down" },
     "compute-type": { type: "string", default: "auto" },
     "skip-finetune": { type: "boolean", default: false },
+    "skip-peft": { type: "boolean", default: false },
+    "peft-dtype": { type: "string" },
     "gpu-peak-tflops": { type: "string" },
   },
 });
@@ -124,6 +133,60 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd?: s
       resolve({ code: code ?? -1, stdout, stderr, peakRssMiB: kb / 1024, wallSeconds: (performance.now() - t) / 1000 });
     });
   });
+}
+
+interface PeftResult {
+  dtype: string;
+  threads: number;
+  tokensPerSecond: number;
+  steadyTokensPerSecond: number;
+  peakMemoryMiB: number;
+  trainableParameters: number;
+  loss: [number, number];
+  versions: { torch: string; peft: string; transformers: string };
+}
+
+const VENV = path.join(path.dirname(new URL(import.meta.url).pathname), ".venv");
+const VENV_PY = path.join(VENV, "bin", "python");
+
+/** bench/.venv with torch, transformers and peft: made from PyPI once; a reason when it cannot be. */
+async function peftPython(): Promise<{ python: string } | { skipped: string }> {
+  const probe = () => promisify(execFile)(VENV_PY, ["-c", "import torch, transformers, peft"], { timeout: 300_000 }).then(() => true, () => false);
+  if (existsSync(VENV_PY) && (await probe())) return { python: VENV_PY };
+  process.stdout.write(`installing torch, transformers and peft into ${VENV} (benchmark only; several GB from PyPI, once) ...\n`);
+  const t = performance.now();
+  try {
+    if (!existsSync(VENV_PY)) await promisify(execFile)("python3", ["-m", "venv", VENV]);
+    await promisify(execFile)(VENV_PY, ["-m", "pip", "install", "-q", "torch", "transformers", "peft", "numpy", "pyyaml"], { timeout: 3_600_000, maxBuffer: 1 << 26 });
+  } catch (e) {
+    const msg = (e as { stderr?: string; message: string }).stderr?.trim().split("\n").slice(-3).join(" ") || (e as Error).message;
+    return { skipped: `cannot install torch + peft into ${VENV}: ${msg.slice(0, 500)}` };
+  }
+  if (!(await probe())) return { skipped: `torch + peft installed into ${VENV} but do not import` };
+  process.stdout.write(`  installed in ${((performance.now() - t) / 1000).toFixed(0)} s\n`);
+  return { python: VENV_PY };
+}
+
+/** bench/peft/peft_lora.py on this run's shape: same rank, targets, window, tokens per step, threads. */
+async function runPeft(nThreads: number, gpuRun: boolean): Promise<PeftResult | { skipped: string }> {
+  const py = await peftPython();
+  if ("skipped" in py) return py;
+  const s = FIXTURE_SHAPES[shape];
+  const embd = header.tensors.find((t) => t.name === "token_embd.weight");
+  const nVocab = embd?.dims[1] ?? 0;
+  const dtype = values["peft-dtype"] ?? (gpuRun ? "bf16" : "f32");
+  const args = [
+    path.join(path.dirname(new URL(import.meta.url).pathname), "peft", "peft_lora.py"),
+    "--arch", s.arch, "--layers", String(s.nLayer), "--embd", String(s.nEmbd), "--heads", String(s.nHead), "--kv-heads", String(s.nHeadKv),
+    "--ff", String(s.nFf), "--vocab", String(nVocab), "--rope-theta", String(s.ropeFreqBase), "--rms-eps", String(s.rmsEps),
+    "--rank", values.rank!, "--alpha", String(2 * Number(values.rank)), "--targets", values.targets!, "--seq-len", String(nCtx),
+    "--steps", String(nWindows), "--batch", "1", "--threads", String(nThreads), "--device", gpuRun ? "cuda" : "cpu", "--dtype", dtype,
+  ];
+  const r = await timed(py.python, args);
+  const line = r.stdout.split("\n").find((l) => l.startsWith("{"));
+  const ev = line ? (JSON.parse(line) as { type: string; message?: string } & PeftResult) : undefined;
+  if (r.code !== 0 || ev?.type !== "peft") return { skipped: `peft_lora.py failed (exit ${r.code}): ${ev?.message ?? r.stderr.slice(-800)}` };
+  return ev;
 }
 
 const work = mkdtempSync(path.join(os.tmpdir(), "steerbot-bench-train-"));
@@ -239,6 +302,28 @@ try {
       `LoRA ${o.computeType} / full: ${(o.tokensPerSecond / ftTps).toFixed(2)}x tokens/s whole run, ${(o.steadyTokensPerSecond / ftSteady).toFixed(2)}x steady, ` +
       `${(o.peakRssMiB / ft.peakRssMiB).toFixed(2)}x peak memory\n`;
     for (const o of [lora, ...others]) process.stdout.write(ratio(o));
+  }
+
+  // ---- PyTorch + PEFT LoRA (second baseline) ---------------------------------------------------
+  if (!values["skip-peft"]) {
+    const peft = await runPeft(threads, onGpu);
+    if ("skipped" in peft) {
+      process.stdout.write(`PyTorch + PEFT: skipped (${peft.skipped})\n`);
+    } else {
+      const flops = 4 * mmParams;
+      process.stdout.write(
+        `PyTorch ${peft.versions.torch} + PEFT ${peft.versions.peft} LoRA r${values.rank} ${peft.dtype} (${values.targets}, ${(peft.trainableParameters / 1e6).toFixed(2)}M trainable, ` +
+          `${peft.threads} threads): ${peft.tokensPerSecond.toFixed(1)} tokens/s whole run, ${peft.steadyTokensPerSecond.toFixed(1)} steady; peak memory ${peft.peakMemoryMiB.toFixed(0)} MiB; ` +
+          `steady ${((flops * peft.steadyTokensPerSecond) / 1e9).toFixed(1)} GFLOP/s = ${ofPeak(flops * peft.steadyTokensPerSecond, peft.dtype === "bf16" ? "bf16" : "f32")}; ` +
+          `loss ${peft.loss[0].toFixed(3)} -> ${peft.loss[1].toFixed(3)}${ofGpu(peft.steadyTokensPerSecond)}\n`,
+      );
+      for (const o of [lora, ...others]) {
+        process.stdout.write(
+          `LoRA ${o.computeType} / PEFT ${peft.dtype}: ${(o.tokensPerSecond / peft.tokensPerSecond).toFixed(2)}x tokens/s whole run, ` +
+            `${(o.steadyTokensPerSecond / peft.steadyTokensPerSecond).toFixed(2)}x steady, ${(o.peakRssMiB / peft.peakMemoryMiB).toFixed(2)}x peak memory\n`,
+        );
+      }
+    }
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

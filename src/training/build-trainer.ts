@@ -8,7 +8,9 @@
  * build cache, see `cacheDir`) so a rebuild happens only when the trainer sources or the patch
  * change. The CMake build directory is kept per release and variant, so such a rebuild is
  * incremental. The CUDA variant links `@node-llama-cpp/linux-x64-cuda`'s prebuilt ggml (CUDA
- * backend included): it compiles no CUDA code, so it needs no nvcc run. A lock directory keeps concurrent processes
+ * backend included): it compiles no CUDA code, so it needs no nvcc run, and `auto` picks it the way
+ * node-llama-cpp decides that its own CUDA binaries can run (see `detectCuda`), never by `nvcc`
+ * on PATH (users run the prebuilt CUDA binaries without a toolkit). A lock directory keeps concurrent processes
  * (parallel test files) from building at the same time.
  *
  * Run `npm run build:trainer` to build ahead of time; otherwise the first training run builds.
@@ -54,7 +56,7 @@ export interface TrainerBuild {
 }
 
 export interface BuildTrainerOptions {
-  /** `auto` (default): cuda when `nvcc` is on PATH and an NVIDIA device is present. Env: STEERBOT_TRAINER_BACKEND. */
+  /** `auto` (default): cuda when `detectCuda` finds an NVIDIA GPU its prebuilt CUDA ggml can run on. Env: STEERBOT_TRAINER_BACKEND. */
   variant?: TrainerVariant | "auto";
   /** Also build llama.cpp's `llama-finetune` (the training benchmark's baseline). */
   finetune?: boolean;
@@ -68,17 +70,92 @@ export interface BuildTrainerOptions {
 
 const TRAINER_DIR = path.join(projectRoot, "native", "trainer");
 
-/** Whether `nvcc` is on PATH. */
-function hasNvcc(): boolean {
-  return (process.env.PATH ?? "").split(path.delimiter).some((d) => d && existsSync(path.join(d, "nvcc")));
+/**
+ * What `detectCuda` looks at: a directory's entry names (`[]` when it is missing). The real one
+ * reads the file system; tests pass temporary directories as `devDir` and `libDirs` instead.
+ */
+export interface CudaProbe {
+  /** Where device nodes live (`/dev`): `nvidiactl`/`nvidia0` (Linux), `dxg` (WSL). */
+  devDir: string;
+  /** Folders searched for the driver and runtime libraries, in order. */
+  libDirs: string[];
+  /** Whether node-llama-cpp's prebuilt CUDA package (`@node-llama-cpp/linux-x64-cuda`) is installed. */
+  prebuiltInstalled: () => boolean;
 }
 
-export function chooseVariant(requested: TrainerVariant | "auto" = "auto"): TrainerVariant {
+export interface CudaDetection {
+  cuda: boolean;
+  /** Why (or why not), for logs and the benchmark's header. */
+  reason: string;
+}
+
+function entries(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The library folders node-llama-cpp's own CUDA detection searches on Linux
+ * (`detectAvailableComputeLayers`: LD_LIBRARY_PATH, CUDA_PATH, the system lib folders, CUDA
+ * installs), plus where containers mount the driver (`/usr/local/nvidia/lib64`) and WSL's.
+ */
+export function cudaLibraryDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const fromEnv = [...(env.LD_LIBRARY_PATH ?? "").split(path.delimiter), ...(env.CUDA_PATH ? [env.CUDA_PATH, path.join(env.CUDA_PATH, "lib64")] : [])];
+  const cudaInstalls = entries("/usr/local")
+    .filter((d) => /^cuda(-[\d.]+)?$/.test(d))
+    .flatMap((d) => [path.join("/usr/local", d, "lib64"), path.join("/usr/local", d, "targets", `${process.arch === "arm64" ? "sbsa" : "x86_64"}-linux`, "lib")]);
+  const system = ["/usr/lib", "/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/usr/lib/wsl/lib"];
+  return [...new Set([...fromEnv, ...cudaInstalls, ...system].filter((d) => d))];
+}
+
+const defaultProbe = (): CudaProbe => ({
+  devDir: "/dev",
+  libDirs: cudaLibraryDirs(),
+  prebuiltInstalled: () => {
+    try {
+      prebuiltLibDir("cuda");
+      return true;
+    } catch {
+      return false;
+    }
+  },
+});
+
+/**
+ * Whether the CUDA trainer can run here, decided as node-llama-cpp decides for its prebuilt CUDA
+ * binaries (`getLlamaGpuTypes("supported")`): the NVIDIA driver library (`libcuda.so[.1]`) and
+ * the CUDA runtime the prebuilt ggml links (`libcudart`, `libcublas`, `libcublasLt`, any major
+ * version 11–13) in the library folders, plus an NVIDIA device node, and the prebuilt CUDA
+ * package installed. `nvcc` plays no part: the prebuilt binaries need no toolkit, and CI images
+ * carry a toolkit without a GPU.
+ */
+export function detectCuda(probe: CudaProbe = defaultProbe()): CudaDetection {
+  const dev = entries(probe.devDir);
+  const node = dev.find((e) => e === "nvidiactl" || /^nvidia\d+$/.test(e) || e === "dxg");
+  if (!node) return { cuda: false, reason: `no NVIDIA device node in ${probe.devDir}` };
+  const libs = new Map<string, string>();
+  for (const d of probe.libDirs) for (const e of entries(d)) if (!libs.has(e)) libs.set(e, d);
+  const find = (base: string, majors: string[]) => [base, ...majors.map((m) => `${base}.${m}`)].find((n) => libs.has(n));
+  const need: [string, string[]][] = [
+    ["libcuda.so", ["1"]],
+    ["libcudart.so", ["11", "12", "13"]],
+    ["libcublas.so", ["11", "12", "13"]],
+    ["libcublasLt.so", ["11", "12", "13"]],
+  ];
+  const missing = need.filter(([b, m]) => !find(b, m)).map(([b]) => b);
+  if (missing.length) return { cuda: false, reason: `${probe.devDir}/${node} is there, but not ${missing.join(", ")} (searched ${probe.libDirs.length} library folders)` };
+  if (!probe.prebuiltInstalled()) return { cuda: false, reason: "an NVIDIA GPU and the CUDA libraries are there, but @node-llama-cpp/linux-x64-cuda is not installed" };
+  return { cuda: true, reason: `${probe.devDir}/${node}, ${need.map(([b, m]) => `${find(b, m)} in ${libs.get(find(b, m)!)}`).join(", ")}` };
+}
+
+export function chooseVariant(requested: TrainerVariant | "auto" = "auto", probe?: CudaProbe): TrainerVariant {
   const env = process.env.STEERBOT_TRAINER_BACKEND;
   const want = requested !== "auto" ? requested : env === "cpu" || env === "cuda" ? env : "auto";
   if (want !== "auto") return want;
-  // nvcc alone is not enough (CI images carry the toolkit without a GPU): also need a device
-  return hasNvcc() && existsSync("/dev/nvidiactl") ? "cuda" : "cpu";
+  return detectCuda(probe).cuda ? "cuda" : "cpu";
 }
 
 /** node-llama-cpp's prebuilt library folder for a variant. */
