@@ -43,6 +43,7 @@ const { values } = parseArgs({
     lr: { type: "string" },
     epochs: { type: "string" },
     objective: { type: "string" },
+    retention: { type: "string" },
     out: { type: "string" },
   },
 });
@@ -50,6 +51,7 @@ const trainingOverrides = {
   ...(values.lr ? { learning_rate: Number(values.lr) } : {}),
   ...(values.epochs ? { epochs: Number(values.epochs) } : {}),
   ...(values.objective ? { objective: values.objective } : {}),
+  ...(values.retention ? { retention: Number(values.retention) } : {}),
 };
 const modelPath = await fetchRealModel(values.model as RealModelName);
 const maxTokens = Number(values["max-tokens"]);

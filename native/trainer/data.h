@@ -33,9 +33,22 @@ struct Row {
     llama_token target;
     float weight;
 };
+// a target distribution instead of one token (retention rows), binned: the most likely tokens
+// with their probabilities, and one bin for all the others with the rest of the mass. The loss
+// is the cross-entropy over those bins, so the model keeps the base's top tokens and its total
+// tail mass but the tail's shape is left alone (renormalising the top tokens would teach it to
+// sharpen every distribution; spreading the rest evenly, to flatten the tail).
+struct SoftTarget {
+    std::vector<llama_token> ids;
+    std::vector<float> probs;
+    float rest = 0.0f;         // 1 - sum(probs): the target mass of all other tokens together
+    float entropy = 0.0f;      // over the bins: cross-entropy to it minus this is the binned KL
+};
 struct Seq {
     std::vector<llama_token> tokens;
     std::vector<Row> rows;  // ascending pos, unique
+    // per row: nullptr = the one-hot `target`, else the distribution to match (cross-entropy to it)
+    std::vector<const SoftTarget *> soft;
 };
 
 // prompt + span; one row for every span token (+ optionally the end token after the span)

@@ -38,9 +38,6 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
         ggml_set_output(J.loss);
         J.nll = nullptr;
     } else {
-    J.idx = ggml_new_tensor_1d(c, GGML_TYPE_I32, k);
-    ggml_set_name(J.idx, "steer target index");
-    ggml_set_input(J.idx);
     J.w = ggml_new_tensor_2d(c, GGML_TYPE_F32, 1, k);
     ggml_set_name(J.w, "steer weights");
     ggml_set_input(J.w);
@@ -53,13 +50,38 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
     ggml_tensor * e = ggml_exp(c, d);
     ggml_tensor * s = ggml_sum_rows(c, e);      // [1, k]
     ggml_tensor * lse = ggml_log(c, s);
-    ggml_tensor * t = ggml_get_rows(c, ggml_reshape_2d(c, d, 1, V * k), J.idx);  // [1, k]: d[y]
+    ggml_tensor * t;  // [1, k]: d[y], or for soft targets sum_v q_v d_v + rest * log(tail mass)
+    if (J.soft) {
+        // binned cross-entropy: -sum_top q_v log p_v - rest log p_tail, p_tail = sum_tail e / s
+        J.q = ggml_new_tensor_2d(c, GGML_TYPE_F32, V, k);
+        ggml_set_name(J.q, "steer soft targets");
+        ggml_set_input(J.q);
+        J.tail = ggml_new_tensor_2d(c, GGML_TYPE_F32, V, k);
+        ggml_set_name(J.tail, "steer soft tail");
+        ggml_set_input(J.tail);
+        J.rest = ggml_new_tensor_2d(c, GGML_TYPE_F32, 1, k);
+        ggml_set_name(J.rest, "steer soft rest");
+        ggml_set_input(J.rest);
+        ggml_tensor * tail_lse = ggml_log(c, ggml_sum_rows(c, ggml_mul(c, e, J.tail)));  // [1, k]
+        // (sum_top q + rest) = 1, so -sum_top q (d - lse) - rest (tail_lse - lse) = lse - t
+        t = ggml_add(c, ggml_sum_rows(c, ggml_mul(c, d, J.q)), ggml_mul(c, J.rest, tail_lse));
+    } else {
+        J.idx = ggml_new_tensor_1d(c, GGML_TYPE_I32, k);
+        ggml_set_name(J.idx, "steer target index");
+        ggml_set_input(J.idx);
+        t = ggml_get_rows(c, ggml_reshape_2d(c, d, 1, V * k), J.idx);
+    }
     J.nll = ggml_sub(c, lse, t);                // [1, k]
     ggml_set_name(J.nll, "steer nll");
     ggml_set_output(J.nll);
     J.loss = ggml_sum(c, ggml_mul(c, J.nll, J.w));
     ggml_set_name(J.loss, "steer loss");
     ggml_set_output(J.loss);
+    }
+
+    if (J.capture_logits) {
+        J.logits = x;
+        ggml_set_output(x);
     }
 
     ggml_cgraph * gb = ggml_new_graph_custom(c, gsize, J.backward);
@@ -138,13 +160,30 @@ static bool job_inputs(void * ud) {
     } else {
     std::vector<int32_t> idx(k);
     std::vector<float> w(k);
+    std::vector<float> q(J.soft ? (size_t) (V * k) : 0, 0.0f), tail(q.size(), 1.0f), rest(J.soft ? k : 0, 0.0f);
     for (int64_t j = 0; j < k; ++j) {
         int32_t r = J.out_rows[j];
         llama_token target = r >= 0 ? J.seq->rows[r].target : 0;
         idx[j] = (int32_t) (j * V + target);
         w[j] = r >= 0 ? J.seq->rows[r].weight : 0.0f;
+        if (!J.soft) continue;
+        const SoftTarget * st = r >= 0 && r < (int32_t) J.seq->soft.size() ? J.seq->soft[r] : nullptr;
+        if (!st) q[(size_t) (j * V + target)] = 1.0f;
+        else {
+            // the tail bin is every token but the top ones (a hard row: R = 0, tail all ones keeps its log finite)
+            for (size_t i = 0; i < st->ids.size(); ++i) {
+                q[(size_t) (j * V + st->ids[i])] = st->probs[i];
+                tail[(size_t) (j * V + st->ids[i])] = 0.0f;
+            }
+            rest[j] = st->rest;
+        }
     }
-    ggml_backend_tensor_set(J.idx, idx.data(), 0, ggml_nbytes(J.idx));
+    if (J.soft) {
+        ggml_backend_tensor_set(J.q, q.data(), 0, ggml_nbytes(J.q));
+        ggml_backend_tensor_set(J.tail, tail.data(), 0, ggml_nbytes(J.tail));
+        ggml_backend_tensor_set(J.rest, rest.data(), 0, ggml_nbytes(J.rest));
+    }
+    else ggml_backend_tensor_set(J.idx, idx.data(), 0, ggml_nbytes(J.idx));
     ggml_backend_tensor_set(J.w, w.data(), 0, ggml_nbytes(J.w));
     }
     if (J.backward) {
@@ -176,6 +215,10 @@ static bool job_outputs(void * ud) {
         ggml_backend_tensor_get(J.nll, nll.data(), 0, ggml_nbytes(J.nll));
         for (int64_t j = 0; j < k; ++j) if (J.out_rows[j] >= 0) J.nll_rows[J.out_rows[j]] = nll[j];
     }
+    if (J.capture_logits) {
+        J.logits_out.resize((size_t) ggml_nelements(J.logits));
+        ggml_backend_tensor_get(J.logits, J.logits_out.data(), 0, ggml_nbytes(J.logits));
+    }
     if (J.capture_grads) {
         J.grads.resize(S.params.size());
         for (size_t i = 0; i < S.params.size(); ++i) {
@@ -197,7 +240,9 @@ void run_seq(Session & S, EvalJob & J) {
     for (size_t p = 0; p < seq.tokens.size(); ++p) if (outputs[p]) J.out_rows.push_back(row_of_pos[p]);
     if (J.out_rows.empty()) throw fatal("internal", "a sequence without weighted positions");
     J.fused = false;
-    if (J.backward && !S.opt.generic_loss) {
+    J.soft = false;
+    for (int32_t r : J.out_rows) J.soft = J.soft || (r >= 0 && r < (int32_t) seq.soft.size() && seq.soft[r]);
+    if (J.backward && !S.opt.generic_loss && !J.soft) {
         bool uniform = true;
         for (int32_t r : J.out_rows) uniform = uniform && r >= 0 && seq.rows[r].weight == seq.rows[J.out_rows[0]].weight;
         if (uniform && seq.rows[J.out_rows[0]].weight != 0.0f) {

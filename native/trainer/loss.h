@@ -6,6 +6,9 @@
 // (the others are not even output by the model graph), with a per-row constant subtracted
 // before exp (the row mean: its gradient is analytically zero, so it needs no detaching).
 // When every output row has the same weight it is w*k*ggml_cross_entropy_loss (fused).
+// Rows with a soft target (retention: the base's top tokens q_v and the mass `rest` of all
+// others) use the cross-entropy over those bins, -sum_top q_v log p_v - rest log p_tail: its
+// gradient is that of the binned KL(q || p), zero where the model is the base.
 #pragma once
 
 #include "data.h"
@@ -41,6 +44,15 @@ struct EvalJob {
     bool fused = false;
     float fused_w = 0.0f;
     ggml_tensor * labels = nullptr;
+    // soft rows present: the targets go in as a dense [V, k] distribution instead of indices
+    bool soft = false;
+    ggml_tensor * q = nullptr;     // [V, k] top-token probabilities (one-hot for hard rows)
+    ggml_tensor * tail = nullptr;  // [V, k] 1 on the tokens of the tail bin
+    ggml_tensor * rest = nullptr;  // [1, k] target mass of the tail bin (0 for hard rows)
+    // forward only: keep the logits of the output rows ([k][V], row j = out_rows[j])
+    bool capture_logits = false;
+    ggml_tensor * logits = nullptr;
+    std::vector<float> logits_out;
     // results
     std::vector<float> nll_rows;  // per seq row
     float loss_value = 0.0f;

@@ -1,6 +1,9 @@
 // steer-train grad-check: analytic vs central-difference gradients of the weighted loss, on the
 // largest-gradient entry of every LoRA A/B (B random so that A gets gradients too), the analytic
 // ones twice through the training path (a missing reset of the accumulators shows).
+// --kl-weight > 0: every other weighted row gets a soft target instead (a random distribution
+// over --kl-top random tokens with 0.8 of the mass, the rest spread evenly), the retention
+// rows' cross-entropy path.
 #include "adapter-gguf.h"
 #include "common.h"
 #include "data.h"
@@ -35,6 +38,30 @@ int mode_grad_check(Options & o) {
         seqs.push_back(std::move(s));
     }
     for (auto & s : seqs) for (auto & r : s.rows) r.weight /= (float) wsum;
+    std::vector<SoftTarget> soft_targets;
+    if (o.kl_weight > 0) {
+        size_t n = 0;
+        for (auto & s : seqs) n += (s.rows.size() + 1) / 2;
+        soft_targets.reserve(n);  // pointers into it stay valid
+        std::uniform_int_distribution<int> tok(0, S.n_vocab - 1);
+        std::uniform_real_distribution<float> u(0.05f, 1.0f);
+        for (auto & s : seqs) {
+            s.soft.assign(s.rows.size(), nullptr);
+            for (size_t r = 0; r < s.rows.size(); r += 2) {
+                SoftTarget t;
+                float z = 0;
+                for (int i = 0; i < std::min(o.kl_top, S.n_vocab); ++i) {
+                    t.ids.push_back(tok(rng));
+                    t.probs.push_back(u(rng));
+                    z += t.probs.back();
+                }
+                for (auto & pr : t.probs) pr *= 0.8f / z;
+                t.rest = 0.2f;  // spread over the other tokens
+                soft_targets.push_back(std::move(t));
+                s.soft[r] = &soft_targets.back();
+            }
+        }
+    }
 
     // analytic, twice through the training path (accumulate over all examples, then a
     // negligible optimizer step which must clear the accumulators): both rounds must agree

@@ -5,6 +5,13 @@
 //   DPO: per pair w = β·σ(−βΔ)/N_pairs(step) on the chosen tokens, −w on the rejected ones, with
 //   Δ = (logp_θ(c) − logp_ref(c)) − (logp_θ(r) − logp_ref(r)) recomputed every step; the
 //   reference is the base model (adapter scale 0), computed once.
+//   Retention (--kl-weight λ > 0): on a fixed random subset of each steer's prompt positions (its
+//   context and accepted prefix: text the steer does not object to), cross-entropy to the base
+//   model's distribution there (its top --kl-top tokens and one bin for the rest; computed once)
+//   with weight
+//   λ/N_rows(step), added to the sequence of the chosen span: KL(base || adapter) up to the
+//   base's entropy, so the adapter moves the distribution where the steer asks and holds it
+//   elsewhere.
 #include "adapter-gguf.h"
 #include "common.h"
 #include "data.h"
@@ -63,6 +70,77 @@ int mode_train(Options & o) {
         S.set_adapter_scale(1.0f);
     }
 
+    // retention targets: per pair, positions inside the prompt and the base's distribution there
+    struct Retention {
+        std::vector<int32_t> pos;
+        std::vector<SoftTarget> targets;
+    };
+    std::vector<Retention> kl(pairs.size());
+    if (o.kl_weight > 0) {
+        S.set_adapter_scale(0.0f);
+        for (size_t i = 0; i < pairs.size(); ++i) {
+            auto & p = pairs[i];
+            if (p.raw || p.prompt.size() < 2) continue;
+            // positions 0 .. P-2 predict prompt tokens 1 .. P-1 (P-1 predicts the span: not held)
+            std::vector<int32_t> cand((size_t) p.prompt.size() - 1);
+            for (size_t j = 0; j < cand.size(); ++j) cand[j] = (int32_t) j;
+            std::shuffle(cand.begin(), cand.end(), rng);
+            cand.resize(std::min(cand.size(), (size_t) o.kl_rows));
+            std::sort(cand.begin(), cand.end());
+            Seq s;
+            s.tokens = p.prompt;
+            for (int32_t pos : cand) s.rows.push_back({pos, p.prompt[pos + 1], 0.0f});
+            EvalJob J;
+            J.S = &S;
+            J.seq = &s;
+            J.capture_logits = true;
+            run_seq(S, J);
+            const size_t V = (size_t) S.n_vocab;
+            auto & R = kl[i];
+            R.pos = cand;
+            std::vector<int32_t> ids(V);
+            for (size_t j = 0; j < cand.size(); ++j) {
+                const float * x = J.logits_out.data() + j * V;
+                const float mx = *std::max_element(x, x + V);
+                double z = 0;
+                for (size_t v = 0; v < V; ++v) z += exp((double) x[v] - mx);
+                const size_t K = std::min(V, (size_t) o.kl_top);
+                for (size_t v = 0; v < V; ++v) ids[v] = (int32_t) v;
+                std::nth_element(ids.begin(), ids.begin() + (K - 1), ids.end(), [&](int32_t a, int32_t b) { return x[a] > x[b]; });
+                SoftTarget t;
+                double kept = 0, h = 0;
+                for (size_t r = 0; r < K; ++r) {
+                    const double pr = exp((double) x[ids[r]] - mx) / z;
+                    kept += pr;
+                    t.ids.push_back(ids[r]);
+                    t.probs.push_back((float) pr);
+                    if (pr > 0) h -= pr * log(pr);
+                }
+                const double rest = std::max(0.0, 1.0 - kept);
+                if (rest > 0) h -= rest * log(rest);
+                t.rest = (float) rest;
+                t.entropy = (float) h;
+                R.targets.push_back(std::move(t));
+            }
+        }
+        S.set_adapter_scale(1.0f);
+    }
+    // adds pair pi's retention rows (all before the span's rows) to a sequence of its prompt
+    auto add_retention = [&](Seq & s, size_t pi, float w) {
+        const auto & R = kl[pi];
+        if (R.pos.empty() || w <= 0) return;
+        std::vector<Row> rows;
+        std::vector<const SoftTarget *> soft;
+        for (size_t j = 0; j < R.pos.size(); ++j) {
+            rows.push_back({R.pos[j], pairs[pi].prompt[R.pos[j] + 1], w});
+            soft.push_back(&R.targets[j]);
+        }
+        soft.resize(rows.size() + s.rows.size(), nullptr);
+        rows.insert(rows.end(), s.rows.begin(), s.rows.end());
+        s.rows = std::move(rows);
+        s.soft = std::move(soft);
+    };
+
     const int64_t steps_per_epoch = ((int64_t) pairs.size() + o.grad_accum - 1) / o.grad_accum;
     int64_t total_steps = steps_per_epoch * o.epochs;
     if (o.max_steps > 0) total_steps = std::min<int64_t>(total_steps, o.max_steps);
@@ -89,12 +167,14 @@ int mode_train(Options & o) {
             adam.wd = o.weight_decay;
             // the sequences of this optimizer step, with normalised weights
             std::vector<Seq> seqs;
-            double n_tok = 0, n_dpo = 0;
+            double n_tok = 0, n_dpo = 0, n_kl = 0;
             for (size_t gi = g0; gi < g1; ++gi) {
                 auto & p = pairs[order[gi]];
                 if (use_sft) n_tok += p.raw ? [&] { double s = 0; for (size_t i = 1; i < p.weights.size(); ++i) s += fabs(p.weights[i]); return s; }() : (double) p.chosen.size();
                 if (use_dpo && !p.raw && !p.rejected.empty()) n_dpo += 1;
+                if (use_sft || (use_dpo && !p.raw && !p.rejected.empty())) n_kl += (double) kl[order[gi]].pos.size();
             }
+            const float w_kl = n_kl > 0 ? (float) (o.kl_weight / n_kl) : 0.0f;
             double dpo_loss = 0;
             for (size_t gi = g0; gi < g1; ++gi) {
                 const size_t pi = order[gi];
@@ -113,13 +193,15 @@ int mode_train(Options & o) {
                     const float w_dpo = (float) (o.beta * sig / n_dpo);
                     for (auto & row : c.rows) row.weight = w_sft + w_dpo;
                     for (auto & row : r.rows) row.weight = -w_dpo;
+                    add_retention(c, pi, w_kl);
                     seqs.push_back(std::move(c));
                     seqs.push_back(std::move(r));
                 } else if (w_sft > 0) {
                     seqs.push_back(sft_seq(p, w_sft));
+                    add_retention(seqs.back(), pi, w_kl);
                 }
             }
-            double step_loss = 0, step_sft_nll = 0;
+            double step_loss = 0, step_sft_nll = 0, step_kl = 0;
             for (size_t si = 0; si < seqs.size(); ++si) {
                 EvalJob J;
                 J.S = &S;
@@ -128,7 +210,11 @@ int mode_train(Options & o) {
                 J.step = si + 1 == seqs.size() ? &adam : nullptr;
                 run_seq(S, J);
                 step_loss += J.loss_value;
-                for (size_t ri = 0; ri < J.nll_rows.size(); ++ri) if (seqs[si].rows[ri].weight > 0 && use_sft) step_sft_nll += J.nll_rows[ri];
+                for (size_t ri = 0; ri < J.nll_rows.size(); ++ri) {
+                    const SoftTarget * st = ri < seqs[si].soft.size() ? seqs[si].soft[ri] : nullptr;
+                    if (st) step_kl += J.nll_rows[ri] - st->entropy;
+                    else if (seqs[si].rows[ri].weight > 0 && use_sft) step_sft_nll += J.nll_rows[ri];
+                }
                 tokens_done += seqs[si].tokens.size();
             }
             if (!std::isfinite(step_loss)) throw fatal("diverged", fmt("the loss is not finite at step %lld (try a lower --lr)", (long long) step));
@@ -143,6 +229,7 @@ int mode_train(Options & o) {
                                    json_num(tokens_done / std::max(1e-9, secs)).c_str(), json_num(eta).c_str());
             if (use_dpo) line += ",\"dpoLoss\":" + json_num(n_dpo > 0 ? dpo_loss / n_dpo : NAN);
             if (use_sft && use_dpo) line += ",\"sftNll\":" + json_num(step_sft_nll / std::max(1.0, n_tok));
+            if (n_kl > 0) line += ",\"kl\":" + json_num(step_kl / n_kl);
             emit(line + "}");
             if (o.max_steps > 0 && step >= o.max_steps) stop = true;
         }

@@ -23,6 +23,11 @@ struct Options {
     float weight_decay = 0.0f;
     float beta = 0.1f;      // DPO beta
     float sft_weight = 1.0f;  // sft+dpo: weight of the SFT term
+    // retention: KL(base || adapter) on positions inside each steer's prompt (its context and the
+    // accepted prefix, text the steer says nothing against), against the base's top-k distribution
+    float kl_weight = 0.0f;   // 0: off
+    int kl_rows = 32;         // prompt positions per steer (a fixed random subset)
+    int kl_top = 128;         // base probabilities kept per position (renormalised)
     int grad_accum = 4;     // pairs per optimizer step
     int seed = 42;
     int threads = 0;

@@ -91,6 +91,7 @@ export const configSchema = z
         alpha: z.number().positive(),
         epochs: z.number().int().min(1).max(1000),
         learning_rate: z.number().positive().max(1),
+        retention: z.number().min(0).max(100),
         compute_type: z.enum(COMPUTE_TYPES),
         held_out_fraction: z.number().min(0).max(0.9),
         min_improvement: z.number().min(0).max(1),

@@ -38,6 +38,10 @@ export interface TrainAdapterOptions {
   weightDecay?: number;
   /** DPO β (default 0.1). */
   beta?: number;
+  /** Weight of the KL-to-base retention term on the steers' prompts (see TRAINING_DEFAULTS.retention; 0 = off). */
+  retention?: number;
+  /** Prompt positions per steer the retention term holds (default 32). */
+  retentionPositions?: number;
   /** Steers per optimizer step (default 4). */
   gradAccum?: number;
   targets?: readonly LoraTarget[];
@@ -75,7 +79,8 @@ export interface TrainResult {
   threads?: number;
   /** How the products with the frozen weights ran (see {@link TrainAdapterOptions.computeType}). */
   computeType?: ComputeType;
-  lossCurve: { step: number; epoch: number; loss: number; lr: number }[];
+  /** Per step; `kl`: mean KL(base ‖ adapter) on the retention positions, when the term is on. */
+  lossCurve: { step: number; epoch: number; loss: number; lr: number; kl?: number }[];
   epochLosses: { epoch: number; loss: number }[];
   /** Seconds spent building the trainer in this call (0 when cached). */
   buildSeconds: number;
@@ -115,10 +120,12 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       "--warmup", String(opts.warmup ?? D.warmup),
       "--weight-decay", String(opts.weightDecay ?? D.weightDecay),
       "--beta", String(opts.beta ?? D.beta),
+      "--kl-weight", String(opts.retention ?? D.retention),
       "--grad-accum", String(opts.gradAccum ?? D.gradAccum),
       "--targets", (opts.targets ?? D.targets).join(","),
       "--seed", String(opts.seed ?? D.seed),
     ];
+    if (opts.retentionPositions) args.push("--kl-rows", String(opts.retentionPositions));
     if (opts.threads) args.push("--threads", String(opts.threads));
     if (opts.computeType) args.push("--compute-type", opts.computeType);
     if (opts.maxSteps) args.push("--max-steps", String(opts.maxSteps));
@@ -136,7 +143,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
         else if (ev.type === "backward") computeType = ev.computeType;
         else if (ev.type === "epoch") epochLosses.push({ epoch: ev.epoch, loss: ev.loss });
         else if (ev.type === "progress") {
-          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr });
+          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr, ...(ev.kl !== undefined ? { kl: ev.kl } : {}) });
           const { type: _type, ...p } = ev;
           onProgress?.(p);
         }

@@ -22,6 +22,8 @@ export interface TrainerProgressEvent {
   etaSeconds: number;
   dpoLoss?: number;
   sftNll?: number;
+  /** Mean KL(base ‖ adapter) on the step's retention positions (`--kl-weight` > 0). */
+  kl?: number;
 }
 
 export interface TrainerStartEvent {

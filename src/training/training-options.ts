@@ -46,6 +46,13 @@ export const TRAINING_DEFAULTS = {
   weightDecay: 0,
   /** DPO β. */
   beta: 0.1,
+  /**
+   * Weight of the retention term: cross-entropy to the base model's own distribution (its top
+   * 128 tokens) on 32 random positions of each steer's prompt — the context and the accepted
+   * prefix, text the steer does not object to — so the adapter changes what the steers correct
+   * and holds the rest (KL to the base, up to the base's entropy). 0 = off.
+   */
+  retention: 0,
   /** Steers per optimizer step. */
   gradAccum: 4,
   seed: 42,

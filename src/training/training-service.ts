@@ -189,6 +189,7 @@ export class TrainingService implements TrainingControl {
           alpha: t.alpha,
           epochs: t.epochs,
           lr: t.learning_rate,
+          retention: t.retention,
           computeType: t.compute_type,
           signal: abort.signal,
         },

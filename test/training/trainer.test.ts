@@ -87,6 +87,18 @@ describe("weighted loss gradients", () => {
     assertGradients((await gradCheck(data)).grads);
   });
 
+  test("rows with a soft target (the retention term's cross-entropy to the base's distribution) have exact gradients too", async () => {
+    const data = rawDataset(path.join(dir, "gc-soft.jsonl"), [
+      { tokens: seqTokens(8, 24), weights: weights(24) },
+      { tokens: seqTokens(9, 24), weights: weights(24) },
+    ]);
+    const hard = await gradCheck(data);
+    // every other weighted row gets a random distribution over 16 tokens as its target
+    const soft = await gradCheck(data, ["--kl-weight", "1", "--kl-top", "16"]);
+    assert.notEqual(soft.loss, hard.loss, "the soft targets did not reach the loss");
+    assertGradients(soft.grads);
+  });
+
   test("gradients through frozen weights as products with transposed copies equal ggml's OUT_PROD", async () => {
     const data = rawDataset(path.join(dir, "gc-op.jsonl"), [{ tokens: seqTokens(4, 24), weights: weights(24) }]);
     const fast = await gradCheck(data);
@@ -218,6 +230,26 @@ describe("learning the colour task", () => {
     // other weights, but stays negligible (an appended EOS drives it towards 0 nats)
     assert.ok(sft.endLogprob <= base.endLogprob + 1.5, `end-of-turn logp rose from ${base.endLogprob} to ${sft.endLogprob}`);
     assert.ok(maxEnd < Math.log(1e-3), `end of turn became likely after some chosen span (logp ${maxEnd})`);
+  });
+
+  test("the retention term holds the base distribution on the prompts and still learns the steer", async () => {
+    // the same run with the term at a weight too small to matter (it still measures the KL) and at 4
+    const runs: Record<string, { r: TrainResult; e: SteerEvaluationSummary }> = {};
+    for (const [name, retention] of [["without", 1e-9], ["with", 4]] as const) {
+      const out = path.join(dir, `retention-${name}.gguf`);
+      const r = await trainAdapter({ model, steers: trainFile, out, objective: "sft", rank: 8, alpha: 16, epochs: 1, lr: 2e-3, threads: 1, build, retention, retentionPositions: 8 });
+      runs[name] = { r, e: await evaluateSteers({ model, steers: heldFile, adapter: out, build, threads: 1 }) };
+    }
+    const lastKl = (r: TrainResult) => {
+      const tail = r.lossCurve.slice(-10).map((p) => p.kl);
+      assert.ok(tail.every((k) => typeof k === "number" && k >= 0), `the trainer reports the KL on every step: ${tail}`);
+      return (tail as number[]).reduce((a, b) => a + b, 0) / tail.length;
+    };
+    const [off, on] = [lastKl(runs.without!.r), lastKl(runs.with!.r)];
+    console.log(`retention: KL(base || adapter) on prompt positions over the last 10 steps ${off.toFixed(4)} without, ${on.toFixed(4)} with; held-out accuracy ${runs.without!.e.preferenceAccuracy.toFixed(3)} / ${runs.with!.e.preferenceAccuracy.toFixed(3)}`);
+    assert.ok(runs.without!.r.lossCurve[0]!.kl! < 1e-3, `before any step the adapter is the base (KL ${runs.without!.r.lossCurve[0]!.kl})`);
+    assert.ok(on < off / 2, `the term did not hold the base distribution: KL ${on} with vs ${off} without`);
+    assert.ok(runs.with!.e.preferenceAccuracy >= 0.95, `accuracy with retention ${runs.with!.e.preferenceAccuracy}`);
   });
 
   test("dpo lifts held-out preference accuracy to >= 0.95", async () => {

@@ -35,6 +35,7 @@ interface TrainCliOptions {
   seed: number;
   gradAccum: number;
   beta: number;
+  retention: number;
   threads?: number;
   computeType: ComputeTypeChoice;
   initAdapter?: string;
@@ -50,6 +51,12 @@ export function positiveInt(value: string): number {
 export function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("not a positive number");
+  return n;
+}
+
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || value.trim() === "") throw new InvalidArgumentError("not a number >= 0");
   return n;
 }
 
@@ -90,6 +97,7 @@ export function register(program: Command): void {
     .option("--seed <n>", "random seed", (v) => Number.parseInt(v, 10), D.seed)
     .option("--grad-accum <n>", "steers per optimizer step", positiveInt, D.gradAccum)
     .option("--beta <b>", "DPO beta", positiveNumber, D.beta)
+    .option("--retention <w>", "weight of the KL-to-base term on the steers' prompts (0 = off)", nonNegativeNumber, D.retention)
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
     .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, D.computeType)
     .option("--init-adapter <file>", "continue training this LoRA GGUF (a steerbot adapter, or one from llama.cpp's converter for the same base): its rank, targets and alpha are kept")
@@ -141,6 +149,7 @@ const FILE_RUN_OPTIONS: { key: string; flag: string; config?: string }[] = [
   { key: "seed", flag: "seed" },
   { key: "gradAccum", flag: "grad-accum" },
   { key: "beta", flag: "beta" },
+  { key: "retention", flag: "retention", config: "retention" },
   { key: "threads", flag: "threads", config: "threads" },
   { key: "computeType", flag: "compute-type", config: "compute_type" },
   { key: "initAdapter", flag: "init-adapter" },
@@ -239,6 +248,7 @@ async function runTrain(opts: TrainCliOptions): Promise<number> {
         seed: opts.seed,
         gradAccum: opts.gradAccum,
         beta: opts.beta,
+        retention: opts.retention,
         threads: opts.threads,
         computeType: opts.computeType,
         initAdapter: opts.initAdapter,
