@@ -10,6 +10,8 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
+import { loadConfig } from "../../../src/config/config.ts";
+import { telegramConfigFrom } from "../../../src/platforms/telegram/telegram-config.ts";
 import { STOP_BUTTON_DATA } from "../../../src/platforms/telegram/telegram-reply-surface.ts";
 import { ScriptedCore } from "../../fakes/scripted-core.ts";
 import type { FakeMessage } from "../../fakes/telegram/fake-bot-api.ts";
@@ -106,6 +108,27 @@ describe("telegram groups: when reactions cannot stop the bot", () => {
     const msgs = h.fake.botMessages(group.id);
     assert.equal(msgs.filter((m) => NOTICE.test(m.text)).length, 1);
     assert.ok(!h.fake.calls.some((c) => c.payload.chat_id === group.id && JSON.stringify(c.payload.reply_markup ?? "").includes(STOP_BUTTON_DATA)), "an admin bot needs no button");
+  });
+});
+
+describe("telegram.check_chats", () => {
+  test("a group named in the config is checked at start and told before anyone asks; a group not named is left alone", async () => {
+    const { config } = loadConfig({ env: { STEERBOT_TELEGRAM__CHECK_CHATS: '["-100610"]' } });
+    const h = await startHarness(new ScriptedCore(), { start: false, config: telegramConfigFrom(config, undefined) });
+    open.push(h);
+    const named = h.fake.addChat({ id: -100610, type: "supergroup", title: "named" });
+    const other = h.fake.addChat({ id: -100611, type: "supergroup", title: "not named" });
+    await h.bot.start();
+    await h.fake.waitFor(() => h.fake.botMessages(named.id).find((m) => NOTICE.test(m.text)), 5000, "the named group's notice");
+    await h.bot.idle();
+    assert.deepEqual([...new Set(h.fake.callsOf("getChatMember").map((c) => c.payload.chat_id))], [named.id]);
+    assert.deepEqual(h.fake.callsOf("getChat").map((c) => c.payload.chat_id), [named.id]);
+    assert.equal(h.fake.botMessages(other.id).length, 0);
+  });
+
+  test("a chat id that is not a quoted negative number is refused, naming the key", () => {
+    assert.throws(() => loadConfig({ env: { STEERBOT_TELEGRAM__CHECK_CHATS: "[-100610]" } }), /telegram\.check_chats\.0: ids are strings/);
+    assert.throws(() => loadConfig({ env: { STEERBOT_TELEGRAM__CHECK_CHATS: '["100610"]' } }), /telegram\.check_chats\.0: a group chat id is negative/);
   });
 });
 
