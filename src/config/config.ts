@@ -76,6 +76,8 @@ export const configSchema = z
         group_chat_min_interval_ms: z.number().int().min(3000, "Telegram allows 20 messages a minute per group: use 3000 or more").max(60_000),
         mode: z.enum(["polling", "webhook"]),
         webhook: z.object({ port: z.number().int().min(1).max(65535), host: z.string(), path: z.string().startsWith("/"), url: z.string() }).strict(),
+        // Groups checked at start (bot admin? stop reaction allowed?): group ids are negative.
+        check_chats: z.array(id.regex(/^-\d{1,15}$/, 'a group chat id is negative, like "-1001234567890"')).default([]),
       })
       .strict(),
     training: z

@@ -8,9 +8,11 @@
  * (at most one edit per minEditIntervalMs, only when the text changed, split before
  * maxMessageLength; a failed edit shows nothing new and the next round tries again; a gone
  * surface ends the reply), stops at the text shown, continues after a correction (in the same
- * reply, as the core does, or as a new reply), ignores repeated source ids and strangers'
- * stops, and records every call. Who may do what is decided by the real core's tests, not
- * here: this only keeps what the adapters must pass through (the asker, admins, roles).
+ * reply, as the core does, or as a new reply), ignores repeated source ids, and records every
+ * call (with the actor, roles and chat the adapter passed). It has no permission rules: who may
+ * ask, stop or use admin commands is tested on the real core (test/core/permissions.test.ts and
+ * the real-core platform tests); a transport test that needs a "no" scripts it (`refuse`) to
+ * see the adapter show the core's notice (or stay silent) and change nothing.
  */
 import {
   SurfaceGoneError,
@@ -59,13 +61,11 @@ export interface ScriptedCoreOptions {
   tickMs?: number;
   /** A correction continues the reply it corrects (default, as the core does) or starts a new one. */
   continueAs?: "same-reply" | "new-reply";
-  admins?: string[];
-  /** User ids besides the asker and admins who may stop others' replies. */
-  moderators?: string[];
-  /** Platform roles (e.g. Telegram's chat "administrator") that may stop others' replies. */
-  controlRoles?: string[];
-  /** When set, only these user ids may ask (exposed as `permissions`, like SteeringCore). */
-  askers?: string[];
+  /**
+   * The core's "no", scripted by the test: asked before each ask, stop and admin call with its
+   * kind ("ask", "stop", "admin.status", …) and actor; an Outcome returned is answered instead.
+   */
+  refuse?: (kind: string, actor: Actor) => Outcome | undefined;
   /** What an admin's `/retrain` does (default: one progress line, then a summary). */
   retrain?: (progress: (text: string) => Promise<void>) => Promise<Outcome>;
 }
@@ -92,7 +92,8 @@ export class ScriptedCore implements CorePort {
 
   async ask(req: AskRequest): Promise<Outcome> {
     this.calls.push({ kind: "ask", req, at: Date.now() });
-    if (this.#o.askers && !this.#o.askers.includes(req.actor.userId)) return { ok: false, notice: "You are not allowed to ask the bot here." };
+    const no = this.#o.refuse?.("ask", req.actor);
+    if (no) return no;
     if (this.#seen.has(req.sourceMessageId)) return { ok: true };
     this.#seen.add(req.sourceMessageId);
     const reply = this.#start(req.thread, req.actor, req.surface, (this.#o.answer ?? defaultAnswer)(req.text));
@@ -105,7 +106,8 @@ export class ScriptedCore implements CorePort {
     this.calls.push({ kind: "stop", req, at: Date.now() });
     const reply = this.#replyOf(req.messageId);
     if (!reply || reply.state !== "generating") return { ok: false };
-    if (!this.#mayControl(req.actor, reply)) return { ok: false };
+    const no = this.#o.refuse?.("stop", req.actor);
+    if (no) return no;
     reply.abort.abort();
     await reply.loop;
     reply.state = "stopped";
@@ -160,32 +162,29 @@ export class ScriptedCore implements CorePort {
   }
 
   readonly permissions = {
-    allows: (_action: "ask", actor: Actor): boolean => !this.#o.askers || this.#o.askers.includes(actor.userId),
+    allows: (_action: "ask", actor: Actor): boolean => !this.#o.refuse?.("ask", actor),
   };
 
   readonly admin = {
-    cancelTraining: async (actor: Actor): Promise<Outcome> =>
-      this.#isAdmin(actor) ? { ok: false, notice: "No training run is going in this bot." } : { ok: false, notice: "Admins only." },
-    status: async (actor: Actor): Promise<Outcome> => {
-      this.calls.push({ kind: "admin.status", req: actor, at: Date.now() });
-      return this.#isAdmin(actor) ? { ok: true, notice: `replies: ${this.replies.length}; steers: ${this.steers.length}` } : { ok: false, notice: "Admins only." };
-    },
-    pendingSteers: async (actor: Actor): Promise<Outcome & { steers?: { id: string; preview: string }[] }> =>
-      this.#isAdmin(actor) ? { ok: true, steers: [...this.pending] } : { ok: false, notice: "Admins only." },
+    cancelTraining: async (actor: Actor): Promise<Outcome> => this.#refused("admin.cancel", actor) ?? { ok: false, notice: "No training run is going in this bot." },
+    status: async (actor: Actor): Promise<Outcome> => this.#refused("admin.status", actor) ?? { ok: true, notice: `replies: ${this.replies.length}; steers: ${this.steers.length}` },
+    pendingSteers: async (actor: Actor): Promise<Outcome & { steers?: { id: string; preview: string }[] }> => this.#refused("admin.pending", actor) ?? { ok: true, steers: [...this.pending] },
     reviewSteer: async (actor: Actor, steerId: string, verdict: "approve" | "reject"): Promise<Outcome> => {
-      if (!this.#isAdmin(actor)) return { ok: false, notice: "Admins only." };
+      const no = this.#refused("admin.review", actor);
+      if (no) return no;
       this.reviews.push({ steerId, verdict, by: actor.userId });
       this.pending = this.pending.filter((s) => s.id !== steerId);
       return { ok: true, notice: `Steer ${steerId} ${verdict}d.` };
     },
     retrain: async (actor: Actor, progress: (t: string) => Promise<void>): Promise<Outcome> => {
-      if (!this.#isAdmin(actor)) return { ok: false, notice: "Admins only." };
+      const no = this.#refused("admin.retrain", actor);
+      if (no) return no;
       if (this.#o.retrain) return this.#o.retrain(progress);
       await progress("training: epoch 1/1");
       return { ok: true, notice: "Trained adapter v2 (not activated: no improvement)." };
     },
     adapters: async (actor: Actor, action: "list" | "activate" | "rollback", version?: string): Promise<Outcome> =>
-      this.#isAdmin(actor) ? { ok: true, notice: `adapters ${action}${version ? ` ${version}` : ""}: v1 (active)` } : { ok: false, notice: "Admins only." },
+      this.#refused("admin.adapters", actor) ?? { ok: true, notice: `adapters ${action}${version ? ` ${version}` : ""}: v1 (active)` },
     optOut: async (_actor: Actor): Promise<Outcome> => ({ ok: true, notice: "You are opted out." }),
     forget: async (_actor: Actor, confirmed: boolean): Promise<Outcome> =>
       confirmed ? { ok: true, notice: "Forgotten: 0 steers deleted." } : { ok: true, notice: "Really forget everything about you?" },
@@ -196,14 +195,10 @@ export class ScriptedCore implements CorePort {
     return this.#replyOf(messageId);
   }
 
-  #isAdmin(actor: Actor): boolean {
-    return (this.#o.admins ?? []).includes(actor.userId);
-  }
-
-  #mayControl(actor: Actor, reply: ScriptedReply): boolean {
-    if (actor.userId === reply.asker.userId || this.#isAdmin(actor) || (this.#o.moderators ?? []).includes(actor.userId)) return true;
-    const roles = this.#o.controlRoles ?? [];
-    return (actor.roles ?? []).some((r) => roles.includes(r));
+  /** Records an admin call (with the actor the adapter passed) and the test's scripted "no", if any. */
+  #refused(kind: string, actor: Actor): Outcome | undefined {
+    this.calls.push({ kind, req: actor, at: Date.now() });
+    return this.#o.refuse?.(kind, actor);
   }
 
   #replyOf(messageId: string): ScriptedReply | undefined {

@@ -112,23 +112,11 @@ export function register(program: Command): void {
         }
         if (ctx.secrets.telegramToken) {
           const { TelegramBot } = await import("../../platforms/telegram/telegram-bot.ts");
-          const t = app.config.telegram;
+          const { telegramConfigFrom } = await import("../../platforms/telegram/telegram-config.ts");
           const bot = new TelegramBot({
             token: ctx.secrets.telegramToken,
             core: app.core,
-            config: {
-              stopReactions: [t.stop_emoji],
-              acceptReactions: [t.accept_emoji],
-              minEditIntervalMs: app.config.stream.edit_interval_ms,
-              privateDrafts: t.private_drafts,
-              chatMinIntervalMs: t.chat_min_interval_ms,
-              groupChatMinIntervalMs: t.group_chat_min_interval_ms,
-              mode: t.mode,
-              webhook:
-                t.mode === "webhook"
-                  ? { port: t.webhook.port, host: t.webhook.host, path: t.webhook.path, url: t.webhook.url || undefined, secretToken: ctx.secrets.telegramWebhookSecret }
-                  : undefined,
-            },
+            config: telegramConfigFrom(app.config, ctx.secrets.telegramWebhookSecret),
             log: app.log,
           });
           await bot.start();

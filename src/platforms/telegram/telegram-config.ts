@@ -2,8 +2,10 @@
  * The `telegram:` section of the config and its defaults.
  *
  * Owns: every Telegram-only knob (reactions that stop/accept, edit pacing, drafts, polling vs
- * webhook). Permissions are not here: the core decides them from `permissions:`.
+ * webhook, groups checked at start) and how the `telegram:` section of the app config maps onto
+ * them. Permissions are not here: the core decides them from `permissions:`.
  */
+import type { AppConfig } from "../../config/config.ts";
 
 /** Reaction emoji a Telegram user can set (Bot API `ReactionTypeEmoji`; 🛑 is not among them). */
 export const TELEGRAM_REACTION_EMOJI: readonly string[] = [
@@ -66,6 +68,26 @@ export const DEFAULT_TELEGRAM_CONFIG: TelegramConfig = {
   checkChats: [],
   // webhook: unset
 };
+
+/**
+ * The bot's settings from the app config (`telegram:` plus the shared `stream.edit_interval_ms`);
+ * the webhook secret comes from the environment, never from a file.
+ */
+export function telegramConfigFrom(app: AppConfig, webhookSecret: string | undefined): Partial<TelegramConfig> {
+  const t = app.telegram;
+  return {
+    stopReactions: [t.stop_emoji],
+    acceptReactions: [t.accept_emoji],
+    minEditIntervalMs: app.stream.edit_interval_ms,
+    privateDrafts: t.private_drafts,
+    chatMinIntervalMs: t.chat_min_interval_ms,
+    groupChatMinIntervalMs: t.group_chat_min_interval_ms,
+    mode: t.mode,
+    webhook: t.mode === "webhook" ? { port: t.webhook.port, host: t.webhook.host, path: t.webhook.path, url: t.webhook.url || undefined, secretToken: webhookSecret } : undefined,
+    // Quoted in the file (ids are strings there); group ids fit a double exactly.
+    checkChats: t.check_chats.map(Number),
+  };
+}
 
 /**
  * Fills defaults, raises pacing to Telegram's floors (unless `fastPacing`: only for a fake Bot

@@ -16,7 +16,6 @@ import { INTERACTION_TOKEN_TTL_MS, SUPPRESS_EMBEDS } from "../../fakes/discord/f
 import type { Outcome } from "../../../src/core/ports.ts";
 
 describe("discord limits (scripted core, strict fake)", () => {
-  const admins: string[] = [];
   /** Lets the test hold a training run between its progress reports. */
   let releaseTraining: () => void = () => {};
   let trainingHeld: Promise<void> = Promise.resolve();
@@ -30,7 +29,6 @@ describe("discord limits (scripted core, strict fake)", () => {
     await writeFile(pngPath, Buffer.from("89504e470d0a1a0a0000000d49484452", "hex"));
     core = new ScriptedCore({
       continueAs: "new-reply",
-      admins,
       answer: (q) => (q.includes("link") ? "See https://example.com/docs and **bold** text. " + "filler ".repeat(30) : "word ".repeat(60)),
       retrain: async (progress): Promise<Outcome> => {
         await progress("training: epoch 1/2");
@@ -40,7 +38,6 @@ describe("discord limits (scripted core, strict fake)", () => {
       },
     });
     h = await startHarness(core, { config: { stream: { edit_interval_ms: 0 } } });
-    admins.push(h.admin.id);
   });
   after(async () => {
     await h.close();

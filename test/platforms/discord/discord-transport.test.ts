@@ -2,7 +2,9 @@
  * The Discord adapter over real discord.js against the fake Discord, with a scripted core:
  * threads, streaming, stop/correct/accept mapping, duplicates, 429s, splitting, concurrency,
  * permissions fallback, slash commands and buttons. (Scenarios with the real core and Postgres
- * are in discord-scenarios.test.ts.)
+ * are in discord-scenarios.test.ts; who may do what is decided and tested there and in
+ * test/core/permissions.test.ts — here a refusal is scripted, to see the adapter pass the actor
+ * and show the core's notice.)
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -11,14 +13,15 @@ import { startHarness, type Harness } from "../../fakes/discord/discord-harness.
 import { commandDefinitions } from "../../../src/platforms/discord/discord-commands.ts";
 
 describe("discord adapter transport (scripted core)", () => {
-  const admins: string[] = [];
+  /** The scripted core says no to admin commands from anyone but this user. */
+  let adminId = "";
   let core: ScriptedCore;
   let h: Harness;
 
   before(async () => {
-    core = new ScriptedCore({ continueAs: "new-reply", admins, answer: (q) => (q.startsWith("long") ? "x".repeat(4000) + " " + "y".repeat(1000) : `Answer: ${q} ` + "lorem ipsum ".repeat(20)) });
+    core = new ScriptedCore({ continueAs: "new-reply", refuse: (kind, actor) => (kind.startsWith("admin.") && actor.userId !== adminId ? { ok: false, notice: "Admins only." } : undefined), answer: (q) => (q.startsWith("long") ? "x".repeat(4000) + " " + "y".repeat(1000) : `Answer: ${q} ` + "lorem ipsum ".repeat(20)) });
     h = await startHarness(core);
-    admins.push(h.admin.id);
+    adminId = h.admin.id;
   });
   after(async () => {
     await h.close();
@@ -62,11 +65,13 @@ describe("discord adapter transport (scripted core)", () => {
     assert.equal(fake.count("POST", `/messages/${q.id}/threads`), 1);
   });
 
-  it("stop by a stranger is ignored; stop by the asker cuts at the text shown; a reply corrects", async () => {
-    const slow = new ScriptedCore({ continueAs: "new-reply", answer: () => "word ".repeat(400), charsPerTick: 5, tickMs: 40 });
+  it("a stop the core refuses (a stranger's) changes nothing; the asker's stop cuts at the text shown; a reply corrects", async () => {
+    let bobId = "";
+    const slow = new ScriptedCore({ continueAs: "new-reply", answer: () => "word ".repeat(400), charsPerTick: 5, tickMs: 40, refuse: (kind, actor) => (kind === "stop" && actor.userId === bobId ? { ok: false } : undefined) });
     const h2 = await startHarness(slow);
     try {
       const { fake, alice, bob } = h2;
+      bobId = bob.id;
       const q = fake.say(alice, fake.general, `${fake.mention} tell me a long story`);
       // The question's handler returns once its reply has settled (here: after the stop).
       const settled = h2.handled((e) => e.kind === "message" && e.id === q.id, 1, 30_000);
@@ -79,6 +84,7 @@ describe("discord adapter transport (scripted core)", () => {
       fake.react(bob, first.id, "🛑");
       await bobsStop;
       assert.equal(slow.replies[0].state, "generating", "a stranger's stop changes nothing");
+      assert.equal((slow.calls.find((c) => c.kind === "stop")!.req as { actor: { userId: string } }).actor.userId, bob.id, "the reactor is the actor");
       fake.react(alice, first.id, "🛑", 2); // delivered twice: one stop
       await fake.waitFor(() => slow.replies[0].state === "stopped", 5000, "stopped");
       const stops = slow.calls.filter((c) => c.kind === "stop").length;
@@ -208,12 +214,16 @@ describe("discord adapter transport (scripted core)", () => {
     assert.equal(call.sourceMessageId, it.id);
   });
 
-  it("admin commands: refused to others, answered ephemerally to admins; steers approved by button", async () => {
+  it("admin commands pass the actor with its roles; the core's refusal and answers are ephemeral; steers approved by button", async () => {
     const { fake, alice, admin } = h;
     const refused = fake.slash(alice, fake.general, "status");
     const r1 = await fake.waitFor(() => fake.state.interactionMessages(refused.id).find((m) => m.content), 5000);
     assert.equal(r1.content, "Admins only.");
     assert.equal(r1.ephemeralFor, alice.id);
+    const asked = core.calls.filter((c) => c.kind === "admin.status").at(-1)!.req as { platform: string; userId: string; roles?: string[] };
+    assert.equal(asked.platform, "discord");
+    assert.equal(asked.userId, alice.id);
+    assert.ok(Array.isArray(asked.roles), "the member's guild roles go to the core (admins may be a role)");
 
     const ok = fake.slash(admin, fake.general, "status");
     const r2 = await fake.waitFor(() => fake.state.interactionMessages(ok.id).find((m) => m.content), 5000);
@@ -229,7 +239,8 @@ describe("discord adapter transport (scripted core)", () => {
 
     const click = fake.click(alice, listed.id, "steerbot:steer:approve:s1");
     await h.handled((e) => e.kind === "interaction" && e.id === click.id);
-    assert.equal(core.reviews.length, 0, "a non-admin's click changes nothing");
+    assert.equal((core.calls.filter((c) => c.kind === "admin.review").at(-1)!.req as { userId: string }).userId, alice.id, "the clicker, not the lister, is the actor");
+    assert.equal(core.reviews.length, 0, "a click the core refuses changes nothing");
     fake.click(admin, listed.id, "steerbot:steer:approve:s1");
     await fake.waitFor(() => core.reviews.length === 1, 5000);
     assert.deepEqual(core.reviews[0], { steerId: "s1", verdict: "approve", by: admin.id });
@@ -332,12 +343,12 @@ describe("discord adapter under pressure (scripted core)", () => {
   });
 
   it("a question the core refuses gets the refusal as a reply, and no thread", async () => {
-    const askers: string[] = [];
-    const core = new ScriptedCore({ continueAs: "new-reply", askers });
+    let bobId = "";
+    const core = new ScriptedCore({ continueAs: "new-reply", refuse: (kind, actor) => (kind === "ask" && actor.userId === bobId ? { ok: false, notice: "You are not allowed to ask the bot here." } : undefined) });
     const h = await startHarness(core);
     try {
-      const { fake, alice, bob } = h;
-      askers.push(alice.id);
+      const { fake, bob } = h;
+      bobId = bob.id;
       const q = fake.say(bob, fake.general, `${fake.mention} may I?`);
       const notice = await fake.waitFor(() => fake.state.botMessagesIn(fake.general.id).find((m) => m.replyToId === q.id), 5000);
       assert.match(notice.content, /not allowed to ask/);

@@ -10,6 +10,8 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
+import { loadConfig } from "../../../src/config/config.ts";
+import { telegramConfigFrom } from "../../../src/platforms/telegram/telegram-config.ts";
 import { STOP_BUTTON_DATA } from "../../../src/platforms/telegram/telegram-reply-surface.ts";
 import { ScriptedCore } from "../../fakes/scripted-core.ts";
 import type { FakeMessage } from "../../fakes/telegram/fake-bot-api.ts";
@@ -31,7 +33,8 @@ const NOTICE = /Stopping me with a reaction will not work in this group yet/;
 
 describe("telegram groups: when reactions cannot stop the bot", () => {
   test("bot not an admin: the group is told once how to fix it; the Stop button stops the reply and goes away", async () => {
-    const h = await harness(new ScriptedCore({ answer: words(600), wordMs: 5 }));
+    // The scripted core refuses bob's stop (who may stop is the real core's: telegram-steering.test.ts).
+    const h = await harness(new ScriptedCore({ answer: words(600), wordMs: 5, refuse: (kind, actor) => (kind === "stop" && actor.userId === String(bob.id) ? { ok: false } : undefined) }));
     const group = h.fake.addChat({ id: -100410, type: "supergroup", title: "no admin" });
     h.fake.userSends(group, alice, "/ask talk");
     const reply = await h.fake.waitFor(() => h.fake.botMessages(group.id).find((m) => !NOTICE.test(m.text) && m.versions.length >= 3), 10_000, "the streaming reply");
@@ -42,9 +45,10 @@ describe("telegram groups: when reactions cannot stop the bot", () => {
 
     // A 👎 never reaches a bot that is not an admin (the fake, like Telegram, does not deliver it).
     h.fake.userReacts(group, alice, reply.message_id, ["👎"]);
-    // A stranger's press is answered and changes nothing; the asker's press stops the reply.
+    // A press the core refuses is answered and changes nothing; the asker's press stops the reply.
     const refused = h.fake.userPresses(group, bob, reply.message_id, STOP_BUTTON_DATA);
-    await h.fake.waitFor(() => h.fake.callbackAnswers.find((a) => a.callback_query_id === refused), 5000, "the stranger's answer");
+    const no = await h.fake.waitFor(() => h.fake.callbackAnswers.find((a) => a.callback_query_id === refused), 5000, "the stranger's answer");
+    assert.match(no.text ?? "", /Only the person who asked/, "a silent refusal still answers the press");
     assert.equal(h.core.replies[0]!.state, "generating");
     const qid = h.fake.userPresses(group, alice, reply.message_id, STOP_BUTTON_DATA);
     await h.fake.waitFor(() => h.core.replies[0]!.state === "stopped" || undefined, 5000, "stopped by the button");
@@ -109,9 +113,30 @@ describe("telegram groups: when reactions cannot stop the bot", () => {
   });
 });
 
+describe("telegram.check_chats", () => {
+  test("a group named in the config is checked at start and told before anyone asks; a group not named is left alone", async () => {
+    const { config } = loadConfig({ env: { STEERBOT_TELEGRAM__CHECK_CHATS: '["-100610"]' } });
+    const h = await startHarness(new ScriptedCore(), { start: false, config: telegramConfigFrom(config, undefined) });
+    open.push(h);
+    const named = h.fake.addChat({ id: -100610, type: "supergroup", title: "named" });
+    const other = h.fake.addChat({ id: -100611, type: "supergroup", title: "not named" });
+    await h.bot.start();
+    await h.fake.waitFor(() => h.fake.botMessages(named.id).find((m) => NOTICE.test(m.text)), 5000, "the named group's notice");
+    await h.bot.idle();
+    assert.deepEqual([...new Set(h.fake.callsOf("getChatMember").map((c) => c.payload.chat_id))], [named.id]);
+    assert.deepEqual(h.fake.callsOf("getChat").map((c) => c.payload.chat_id), [named.id]);
+    assert.equal(h.fake.botMessages(other.id).length, 0);
+  });
+
+  test("a chat id that is not a quoted negative number is refused, naming the key", () => {
+    assert.throws(() => loadConfig({ env: { STEERBOT_TELEGRAM__CHECK_CHATS: "[-100610]" } }), /telegram\.check_chats\.0: ids are strings/);
+    assert.throws(() => loadConfig({ env: { STEERBOT_TELEGRAM__CHECK_CHATS: '["100610"]' } }), /telegram\.check_chats\.0: a group chat id is negative/);
+  });
+});
+
 describe("telegram review buttons", () => {
   test("answerCallbackQuery comes after the core's decision: a failing review answers with the error, not a premature ok", async () => {
-    const core = new ScriptedCore({ admins: [String(admin.id)] });
+    const core = new ScriptedCore();
     const h = await harness(core);
     const chat = h.fake.privateChat(admin);
     let release!: () => void;

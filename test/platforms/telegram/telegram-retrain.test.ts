@@ -132,7 +132,7 @@ describe("telegram /retrain attachments that fail", () => {
   let dir: string;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "steerbot-tg-retrain-"));
-    h = await startHarness(new ScriptedCore({ admins: [String(admin.id)] }));
+    h = await startHarness(new ScriptedCore());
   });
   after(async () => {
     await h?.close();

@@ -1,6 +1,9 @@
 /**
  * The Telegram adapter against the fake Bot API with a scripted core: what users see, which
  * core calls Telegram events become, and how failures are absorbed. No model, no database.
+ * Who may do what is the real core's (test/core/permissions.test.ts, telegram-steering and
+ * telegram-retrain): here a refusal is scripted, to see the adapter pass the actor, its chat
+ * roles and chat, and show the core's notice (or stay silent).
  */
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
@@ -18,6 +21,10 @@ async function harness(...args: Parameters<typeof startHarness<ScriptedCore>>): 
 after(async () => {
   for (const h of open) await h.close();
 });
+
+/** A scripted core's "no" to everyone but `allowed` for calls of these kinds. */
+const onlyFor = (allowed: { id: number }, kinds: (k: string) => boolean, notice?: string) => (kind: string, actor: { userId: string }) =>
+  kinds(kind) && actor.userId !== String(allowed.id) ? { ok: false, notice } : undefined;
 
 const longAnswer = (n: number) => () => Array.from({ length: n }, (_, i) => `w${i}`).join(" ");
 
@@ -67,8 +74,8 @@ describe("telegram adapter (scripted core)", () => {
     assert.deepEqual(late.map((c) => c.payload.text), [], "no edits after the stop");
   });
 
-  test("stranger's stop reaction in a group is ignored silently; reactions on other messages start nothing", async () => {
-    const h = await harness(new ScriptedCore({ answer: longAnswer(60), wordMs: 10 }));
+  test("a stop reaction the core refuses (a stranger's) is ignored silently; reactions on other messages start nothing", async () => {
+    const h = await harness(new ScriptedCore({ answer: longAnswer(60), wordMs: 10, refuse: onlyFor(alice, (k) => k === "stop") }));
     const group = h.fake.addChat({ id: -100500, type: "supergroup", title: "g" });
     h.fake.setBotAdmin(group.id); // Telegram sends reactions only to admin bots
     const q = h.fake.userSends(group, alice, "@steer_test_bot hi", { entities: [{ type: "mention", offset: 0, length: 15 }] });
@@ -80,11 +87,12 @@ describe("telegram adapter (scripted core)", () => {
     assert.equal(h.core.replies[0]!.state, "done");
     assert.equal(h.fake.message(group.id, m.message_id)!.text, longAnswer(60)());
     assert.equal(h.core.calls.filter((c) => c.kind === "stop").length, 1, "only the bot message's reaction reaches the core");
+    assert.equal((h.core.calls.find((c) => c.kind === "stop")!.req as StopRequest).actor.userId, String(bob.id), "as bob's");
     assert.equal(h.fake.botMessages(group.id).length, 1, "no notice");
   });
 
-  test("a group admin's stop works (roles from getChatMember)", async () => {
-    const h = await harness(new ScriptedCore({ answer: longAnswer(400), wordMs: 5, controlRoles: ["administrator", "creator"] }));
+  test("a group admin's stop carries the chat role (from getChatMember) and its chat to the core", async () => {
+    const h = await harness(new ScriptedCore({ answer: longAnswer(400), wordMs: 5 }));
     const group = h.fake.addChat({ id: -100501, type: "supergroup", title: "g" });
     h.fake.setBotAdmin(group.id); // Telegram sends reactions only to admin bots
     h.fake.setMemberStatus(group.id, bob.id, "administrator");
@@ -94,6 +102,8 @@ describe("telegram adapter (scripted core)", () => {
     await h.fake.waitFor(() => h.core.replies[0]!.state === "stopped" || undefined);
     const stop = h.core.calls.find((c) => c.kind === "stop")!.req as StopRequest;
     assert.deepEqual(stop.actor.roles, ["administrator"]);
+    assert.equal(stop.actor.rolesChatId, String(group.id), "a chat role counts only where the core's role_chats say");
+    assert.equal(stop.actor.userId, String(bob.id));
     assert.equal((h.core.calls.find((c) => c.kind === "ask")!.req as AskRequest).text, "tell me");
   });
 
@@ -245,14 +255,15 @@ describe("telegram adapter (scripted core)", () => {
     assert.deepEqual(ask.thread, { platform: "telegram", chatId: String(forum.id), threadId: "77" });
   });
 
-  test("admin commands: refused to others; /pending approve/reject via buttons; /forget asks to confirm", async () => {
-    const h = await harness(new ScriptedCore({ admins: [String(admin.id)] }));
+  test("admin commands: the core's refusal is shown; /pending approve/reject via buttons; /forget asks to confirm", async () => {
+    const h = await harness(new ScriptedCore({ refuse: onlyFor(admin, (k) => k.startsWith("admin."), "Admins only.") }));
     const chat = h.fake.privateChat(bob);
     h.fake.userSends(chat, bob, "/status");
     h.fake.userSends(chat, bob, "/pending");
     h.fake.userSends(chat, bob, "/retrain");
     await h.fake.waitFor(() => h.fake.botMessages(chat.id).length === 3 || undefined);
     assert.ok(h.fake.botMessages(chat.id).every((m) => m.text === "Admins only."));
+    assert.deepEqual(h.core.calls.filter((c) => c.kind.startsWith("admin.")).map((c) => [c.kind, (c.req as { userId: string }).userId]).sort(), [["admin.pending", String(bob.id)], ["admin.retrain", String(bob.id)], ["admin.status", String(bob.id)]]);
 
     const ac = h.fake.privateChat(admin);
     h.fake.userSends(ac, admin, "/pending");

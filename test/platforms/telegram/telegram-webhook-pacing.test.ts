@@ -65,7 +65,7 @@ describe("telegram transport against the Bot API's rules", () => {
   });
 
   test("/pending in a group goes through the chat's pacer: no 429s, and a stop is not held up", async () => {
-    const core = new ScriptedCore({ answer: () => Array.from({ length: 400 }, (_, i) => `w${i}`).join(" "), wordMs: 5, admins: [String(admin.id)] });
+    const core = new ScriptedCore({ answer: () => Array.from({ length: 400 }, (_, i) => `w${i}`).join(" "), wordMs: 5 });
     core.pending = Array.from({ length: 8 }, (_, i) => ({ id: `s${i}`, preview: `steer ${i}` }));
     // The fake allows one call per chat per 100 ms; the bot paces the group at 150 ms.
     const h = await startHarness(core, { fake: { rateLimit: { perChat: 1, windowMs: 100, retryAfter: 1 } }, config: { chatMinIntervalMs: 150, groupChatMinIntervalMs: 150, minEditIntervalMs: 150 } });
