@@ -44,6 +44,7 @@ const { values } = parseArgs({
     epochs: { type: "string" },
     objective: { type: "string" },
     retention: { type: "string" },
+    "compute-type": { type: "string" },
     out: { type: "string" },
   },
 });
@@ -52,6 +53,7 @@ const trainingOverrides = {
   ...(values.epochs ? { epochs: Number(values.epochs) } : {}),
   ...(values.objective ? { objective: values.objective } : {}),
   ...(values.retention ? { retention: Number(values.retention) } : {}),
+  ...(values["compute-type"] ? { compute_type: values["compute-type"] } : {}),
 };
 const modelPath = await fetchRealModel(values.model as RealModelName);
 const maxTokens = Number(values["max-tokens"]);

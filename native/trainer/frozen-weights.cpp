@@ -25,6 +25,7 @@
 #include "ggml-cpu.h"
 
 #include <algorithm>
+#include <set>
 #include <cstring>
 #include <vector>
 
@@ -136,6 +137,15 @@ void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
     if (!backward && !S.bf16 && !S.amx) return;
 #if defined(__x86_64__)
     if (S.amx) {
+        // weights some other op reads too: a tied output matrix is also the token embedding
+        // (GET_ROWS), whose F32 rows must stay in memory
+        std::set<const ggml_tensor *> read_elsewhere;
+        for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+            ggml_tensor * n = ggml_graph_node(gf, i);
+            if (n->op == GGML_OP_MUL_MAT) continue;
+            for (int j = 0; j < GGML_MAX_SRC; ++j)
+                if (n->src[j]) read_elsewhere.insert(n->src[j]);
+        }
         // W and Wᵀ packed for the tile unit (dimensions multiples of 32); others take the F32 path
         std::vector<ggml_tensor *> rest;
         for (ggml_tensor * w : ws) {
@@ -143,9 +153,11 @@ void prepare_weights(Session & S, ggml_cgraph * gf, bool backward) {
             const float * src = (const float *) w->data;
             const int64_t n_in = w->ne[0], n_out = w->ne[1];
             amx_pack_weight(S.amx_fwd[w], S.amx_bwd[w], src, n_in, n_out, S.opt.threads);
-            // the F32 bytes now only back products that were not rewritten (none, normally): from a
-            // mapped file they can leave memory, and come back from the file if ever read again
-            if (S.mmapped) release_pages(src, ggml_nbytes(w));
+            // the F32 bytes now only back products that were not rewritten (none, normally), so
+            // they can leave memory: pages of the mapped file come back from it if ever read
+            // again, but those of a dequantized copy (anonymous memory) would come back as zeros,
+            // so a weight another op still reads keeps them
+            if (S.mmapped && !read_elsewhere.count(w)) release_pages(src, ggml_nbytes(w));
         }
         if (!rest.empty() && !S.opt.out_prod_backward) make_transposed(S, rest);
         S.weights_prepared = true;

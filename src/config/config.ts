@@ -13,6 +13,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { projectRoot } from "../engine/llama-source.ts";
+import { MAX_SHARD_COUNT, shardProblems } from "../platforms/discord/discord-shards.ts";
 
 /**
  * Discord and Telegram ids are strings. An unquoted one is a number to YAML, and ids past 2^53
@@ -65,7 +66,18 @@ export const configSchema = z
         default_trust: z.enum(["pending", "approved"]),
       })
       .strict(),
-    discord: z.object({ stop_emoji: emoji, accept_emoji: emoji }).strict(),
+    discord: z
+      .object({
+        stop_emoji: emoji,
+        accept_emoji: emoji,
+        // Sharding (several instances on one bot token): checked in discord-shards.ts, one message per problem.
+        shards: z.union([z.enum(["all", "auto"]), z.array(z.number())], { error: "expected all, auto, or the shard ids this instance runs, like [0, 1]" }),
+        shard_count: z.number({ error: `the total number of shards of all instances: a whole number from 1 to ${MAX_SHARD_COUNT}` }),
+      })
+      .strict()
+      .superRefine((d, ctx) => {
+        for (const p of shardProblems(d.shards, d.shard_count)) ctx.addIssue({ code: "custom", path: [p.key], message: p.message });
+      }),
     telegram: z
       .object({
         stop_emoji: emoji,

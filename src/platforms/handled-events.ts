@@ -23,6 +23,8 @@ export interface HandledEvent {
   id: string;
   /** Who caused it, when the platform says. */
   userId?: string;
+  /** Discord: the gateway shard it arrived on (a server's shard; 0 for DMs). */
+  shardId?: number;
   /**
    * `done`: its handler returned (whatever it decided); `duplicate`: dropped as a repeat of an
    * event already handled; `failed`: its handler threw (the error was logged, never rethrown).

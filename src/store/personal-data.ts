@@ -61,6 +61,7 @@ export const PERSONAL_COLUMNS = {
     original_json: "deleted with the steer (an imported line, author and words)",
   },
   training_runs: { requested_by: "cleared (`platform:id` of who asked for the run)" },
+  training_jobs: { requested_by: "cleared (`platform:id` of who queued the job; pg-boss's own job data never holds it)" },
 } as const satisfies Partial<Record<keyof Database, Record<string, string>>>;
 
 /** Text, JSON and array columns that hold neither user text nor user ids (machine data). */
@@ -73,6 +74,9 @@ export const NON_PERSONAL_COLUMNS = {
   adapters: ["version", "file_path", "sha256", "base_fingerprint", "state", "metrics"],
   training_runs: ["trigger", "objective", "hyperparameters", "state", "loss_curve", "eval_before", "eval_after", "log_tail", "error"],
   instance_adapters: ["instance_id", "adapter_version"],
+  adapter_files: ["version", "sha256"],
+  adapter_chunks: ["version"],
+  training_jobs: ["id", "trigger", "singleton_key", "state", "worker_instance", "adapter_version", "notice", "error"],
   instance_heartbeats: ["instance_id", "role", "host"],
 } as const satisfies Partial<Record<keyof Database, readonly string[]>>;
 
@@ -294,6 +298,7 @@ export class PersonalData {
 
       await tx.updateTable("threads").set({ created_by: null }).where("platform", "=", platform).where("created_by", "=", userId).execute();
       await tx.updateTable("training_runs").set({ requested_by: null }).where("requested_by", "=", me).execute();
+      await tx.updateTable("training_jobs").set({ requested_by: null }).where("requested_by", "=", me).execute();
 
       // The person stays known as forgotten (and so opted out) under a pseudonym only.
       const alias = pseudonym(platform, userId);

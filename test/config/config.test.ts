@@ -5,6 +5,9 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { ConfigError, loadConfig, redactUrl } from "../../src/config/config.ts";
 
+/** The sharding settings of the discord section. */
+const pick = (d: { shards: unknown; shard_count: unknown }) => ({ shards: d.shards, shard_count: d.shard_count });
+
 describe("config", () => {
   it("loads the documented defaults", () => {
     const { config, secrets } = loadConfig({ env: {} });
@@ -77,6 +80,28 @@ describe("config", () => {
     const { secrets } = loadConfig({ env: { DISCORD_TOKEN: "d", TELEGRAM_TOKEN: "t", TELEGRAM_WEBHOOK_SECRET: "w", DATABASE_URL: "postgres://u:p@h/db" } });
     assert.deepEqual(secrets, { discordToken: "d", telegramToken: "t", telegramWebhookSecret: "w", databaseUrl: "postgres://u:p@h/db" });
     assert.equal(redactUrl("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+  });
+
+  it("discord sharding: the default runs one shard as before; ids and count from a file or the environment, checked", () => {
+    assert.deepEqual(pick(loadConfig({ env: {} }).config.discord), { shards: "all", shard_count: 1 });
+    const env = { STEERBOT_DISCORD__SHARDS: "[2, 3]", STEERBOT_DISCORD__SHARD_COUNT: "4" };
+    assert.deepEqual(pick(loadConfig({ env }).config.discord), { shards: [2, 3], shard_count: 4 });
+    const dir = mkdtempSync(path.join(tmpdir(), "cfg-"));
+    const local = path.join(dir, "local.yaml");
+    writeFileSync(local, "discord:\n  shards: [0, 1]\n  shard_count: 4\n");
+    assert.deepEqual(pick(loadConfig({ env: { STEERBOT_CONFIG: local } }).config.discord), { shards: [0, 1], shard_count: 4 });
+    assert.deepEqual(pick(loadConfig({ env: { STEERBOT_DISCORD__SHARDS: "auto" } }).config.discord), { shards: "auto", shard_count: 1 });
+    const refused = (e: Record<string, string>, message: RegExp) =>
+      assert.throws(() => loadConfig({ env: e }), (err: Error) => err instanceof ConfigError && message.test(err.message), JSON.stringify(e));
+    refused({ STEERBOT_DISCORD__SHARDS: "[0, 2]", STEERBOT_DISCORD__SHARD_COUNT: "2" }, /^ {2}discord\.shards: there is no shard 2 among shard_count 2 \(ids run from 0 to 1\).*\(got \[0,2\]\)$/m);
+    refused({ STEERBOT_DISCORD__SHARDS: "[0, 1]" }, /discord\.shards: there is no shard 1 among shard_count 1.*raise shard_count to the total of all instances/);
+    refused({ STEERBOT_DISCORD__SHARDS: "[1, 1]", STEERBOT_DISCORD__SHARD_COUNT: "2" }, /discord\.shards: shard 1 is listed twice/);
+    refused({ STEERBOT_DISCORD__SHARDS: "[-1]", STEERBOT_DISCORD__SHARD_COUNT: "2" }, /discord\.shards: shard ids are whole numbers from 0: -1 is not one/);
+    refused({ STEERBOT_DISCORD__SHARDS: "[]" }, /discord\.shards: list at least one shard id/);
+    refused({ STEERBOT_DISCORD__SHARDS: "some" }, /discord\.shards: expected all, auto, or the shard ids this instance runs, like \[0, 1\] \(got "some"\)/);
+    refused({ STEERBOT_DISCORD__SHARD_COUNT: "0" }, /discord\.shard_count: the total number of shards of all instances: a whole number from 1/);
+    refused({ STEERBOT_DISCORD__SHARD_COUNT: "2.5" }, /discord\.shard_count: /);
+    refused({ STEERBOT_DISCORD__SHARDS: "auto", STEERBOT_DISCORD__SHARD_COUNT: "4" }, /discord\.shards: auto runs every shard of the count Discord recommends/);
   });
 
   it("says so when STEERBOT_CONFIG names a missing file", () => {

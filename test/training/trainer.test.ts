@@ -308,6 +308,29 @@ describe("a quantized base model (the file the bot serves)", () => {
     assertGradients((await gradCheck(data, [], q4)).grads);
   });
 
+  test("AMX on a quantized file with tied embeddings: the same loss and gradients as f32 (the dequantized embedding rows stay in memory)", async (t) => {
+    // SmolLM2's shape of the bug: the tied output matrix, dequantized to F32 and packed for the
+    // tile unit, had its F32 pages dropped — but the token embedding lookup reads them, so every
+    // input embedding became zero (training loss 11.3 instead of 4.95 on the real model)
+    const tied = path.join(dir, "tiny-q4_0-tied.gguf");
+    await writeFixtureModel({ out: tied, vocab: "qwen2", shape: "tiny", seed: 3, type: "q4_0", tiedEmbeddings: true });
+    const data = rawDataset(path.join(dir, "gc-amx-tied.jsonl"), [{ tokens: seqTokens(8, 24), weights: Array.from({ length: 24 }, (_, i) => (i >= 12 && i < 20 ? 1 : 0)) }]);
+    let amx;
+    try {
+      amx = await gradCheck(data, ["--compute-type", "amx"], tied);
+    } catch (e) {
+      if (e instanceof TrainerError && /AMX-BF16/.test(e.message)) return t.skip("this CPU has no AMX-BF16 tile unit");
+      throw e;
+    }
+    const f32 = await gradCheck(data, ["--compute-type", "f32"], tied);
+    assert.equal(amx.backward?.computeType, "amx");
+    assert.ok(Math.abs(amx.loss - f32.loss) <= 0.01 * Math.abs(f32.loss), `loss ${amx.loss} vs f32 ${f32.loss}`);
+    for (let i = 0; i < f32.grads.length; i++) {
+      const [a, b] = [f32.grads[i]!, amx.grads[i]!];
+      assert.ok(Math.abs(a.norm - b.norm) <= 0.02 * a.norm, `${a.name}: |g| f32 ${a.norm} vs amx ${b.norm}`);
+    }
+  });
+
   test("sft and dpo on the Q4_0 file lift held-out accuracy on that same file to >= 0.95; the adapter loads on it", async () => {
     const trainFile = path.join(dir, "q4-train.jsonl");
     const heldFile = path.join(dir, "q4-held.jsonl");

@@ -114,6 +114,10 @@ export function register(program: Command): void {
           const { DiscordBot } = await import("../../platforms/discord/discord-bot.ts"); // SDKs load only when used
           const bot = new DiscordBot({ token: ctx.secrets.discordToken, core: app.core, config: app.config, log: app.log, observer: app.metrics });
           await bot.start();
+          const { ids, count } = bot.metrics.shards;
+          if (ids.length < count && app.store.kind === "pglite") {
+            app.log.warn({ shards: ids, shardCount: count }, "discord: the other shards run in other instances, which cannot share this embedded database: give every instance the same DATABASE_URL");
+          }
           bots.push(bot);
         }
         if (ctx.secrets.telegramToken) {

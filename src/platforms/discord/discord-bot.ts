@@ -7,6 +7,12 @@
  * are logged, and 429s are left to discord.js's REST queue (it waits `retry_after` per bucket
  * and retries; the queue of a bucket is FIFO, so the last edit of a message lands last).
  * Announces each gateway event it has finished with on `handled` (see handled-events.ts).
+ *
+ * Sharding (`discord.shards`, `discord.shard_count`; see discord-shards.ts): the client opens
+ * one gateway connection per shard it runs, and Discord sends it only those shards' servers
+ * (and the DMs when it runs shard 0). A shard Discord refuses (4010 Invalid shard, 4011 Sharding
+ * required) fails `start()` with what to change, instead of waiting for a READY that never comes.
+ * The logs and `metrics` name the shards.
  */
 import {
   Client,
@@ -14,6 +20,8 @@ import {
   GatewayIntentBits,
   Partials,
   RESTEvents,
+  Routes,
+  type CloseEvent,
   type Interaction,
   type Message,
   type MessageReaction,
@@ -37,6 +45,7 @@ import { RecentKeys } from "../recent-keys.ts";
 import { STOP_LATENCY_WINDOW } from "../bounded-samples.ts";
 import { HandledEvents, type HandledEvent } from "../handled-events.ts";
 import { noteHandlerError, noteRateLimited, type PlatformObserver } from "../platform-metrics.ts";
+import { shardOfGuild } from "./discord-shards.ts";
 
 export interface DiscordBotOptions {
   token: string;
@@ -54,6 +63,16 @@ export interface DiscordBotOptions {
 
 /** How long `stop()` waits for running handlers to finish before destroying the client. */
 const STOP_GRACE_MS = 3000;
+
+/** Gateway close codes after which discord.js gives a shard up (it never becomes ready). */
+const REFUSED = new Map<number, string>([
+  [4004, "Authentication failed"],
+  [4010, "Invalid shard"],
+  [4011, "Sharding required"],
+  [4012, "Invalid API version"],
+  [4013, "Invalid intents"],
+  [4014, "Disallowed intents"],
+]);
 
 /** steerbot on Discord: `start()` logs in and answers; `stop()` disconnects cleanly. */
 export class DiscordBot {
@@ -100,6 +119,8 @@ export class DiscordBot {
       rest: options.rest?.api ? { api: options.rest.api } : {},
       // Model output must never ping anyone, whatever it contains.
       allowedMentions: { parse: [] },
+      // The shards this instance runs ({} = discord.js's default: one shard, no sharding).
+      ...this.settings.shards,
     });
     const deps = {
       core: options.core,
@@ -117,18 +138,71 @@ export class DiscordBot {
     this.#wire();
   }
 
-  /** Logs in and resolves once the gateway says READY and the guilds have arrived. */
+  /**
+   * Logs in and resolves once every shard this instance runs says READY and its guilds have
+   * arrived. Rejects (and closes every connection) when Discord refuses a shard.
+   */
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
     this.#closing = false;
+    let refused: { code: number; shardId: number } | undefined;
+    let offRefused = () => {};
     const ready = new Promise<void>((resolve, reject) => {
       this.client.once(Events.ClientReady, () => resolve());
       this.client.once(Events.Invalidated, () => reject(new Error("discord: session invalidated")));
+      const onDisconnect = (ev: CloseEvent, shardId: number) => {
+        if (!REFUSED.has(ev.code)) return;
+        refused ??= { code: ev.code, shardId };
+        reject(new Error(`discord: shard ${shardId} closed with ${ev.code}`));
+      };
+      this.client.on(Events.ShardDisconnect, onDisconnect);
+      offRefused = () => this.client.off(Events.ShardDisconnect, onDisconnect);
     });
-    await this.client.login(this.#token);
-    await ready;
-    this.#log.info({ user: this.client.user?.tag, guilds: this.client.guilds.cache.size }, "discord: connected");
+    try {
+      await Promise.all([this.client.login(this.#token), ready]);
+    } catch (err) {
+      // discord.js may reject the login a moment before it reports the close code
+      if (!refused) await new Promise((r) => setTimeout(r, 200));
+      const reason = refused ? new Error(await this.#refusal(refused.code, refused.shardId)) : err;
+      this.#started = false;
+      await this.client.destroy().catch(() => {});
+      throw reason;
+    } finally {
+      offRefused();
+    }
+    const ids = [...this.client.ws.shards.keys()].sort((a, b) => a - b);
+    this.metrics.shards = { ids, count: this.#shardCount() };
+    this.#log.info({ user: this.client.user?.tag, guilds: this.client.guilds.cache.size, shards: ids, shardCount: this.#shardCount() }, "discord: connected");
+    if (!ids.includes(0)) {
+      this.#log.info({ shards: ids }, "discord: shard 0 runs in another instance: it answers the DMs (Discord sends DMs to shard 0 only)");
+    }
+  }
+
+  /** The total shard count of all instances (discord.js knows it once connected, also for "auto"). */
+  #shardCount(): number {
+    return this.client.options.shardCount ?? 1;
+  }
+
+  /** What to tell the operator when Discord closed a shard for good during the start. */
+  async #refusal(code: number, shardId: number): Promise<string> {
+    const count = this.#shardCount();
+    const what = `discord: Discord refused shard ${shardId} of ${count} (${code} ${REFUSED.get(code)})`;
+    if (code === 4010) return `${what}: shard ids run from 0 to discord.shard_count - 1, and every instance must use the same shard_count`;
+    if (code === 4011) {
+      const recommended = await this.client.rest
+        .get(Routes.gatewayBot())
+        .then((g) => (g as { shards?: number }).shards)
+        .catch(() => undefined);
+      return (
+        `${what}: the bot is in too many servers for ${count} shard${count === 1 ? "" : "s"}; set discord.shard_count to ` +
+        `${recommended ? `${recommended} (Discord's recommendation) ` : "Discord's recommendation (GET /gateway/bot) "}on every instance ` +
+        `and split discord.shards among them, or run shards: auto in a single instance`
+      );
+    }
+    if (code === 4004) return `${what}: check DISCORD_TOKEN`;
+    if (code === 4014) return `${what}: enable the Message Content intent for the bot in the Discord Developer Portal`;
+    return what;
   }
 
   /** Ends running streams, waits briefly for their handlers, then closes the gateway connection. */
@@ -165,9 +239,16 @@ export class DiscordBot {
 
   #wire(): void {
     const c = this.client;
-    c.on(Events.MessageCreate, (m) => this.#run({ kind: "message", id: m.id, userId: m.author.id }, () => this.#onMessage(m)));
-    c.on(Events.MessageReactionAdd, (r, u) => this.#run({ kind: "reaction", id: r.message.id, userId: u.id }, () => this.#onReaction(r, u)));
-    c.on(Events.InteractionCreate, (i) => this.#run({ kind: "interaction", id: i.id, userId: i.user.id }, () => this.#onInteraction(i)));
+    const shardOf = (guildId: string | null | undefined) => shardOfGuild(guildId, this.#shardCount());
+    c.on(Events.MessageCreate, (m) => this.#run({ kind: "message", id: m.id, userId: m.author.id, shardId: shardOf(m.guildId) }, () => this.#onMessage(m)));
+    c.on(Events.MessageReactionAdd, (r, u) =>
+      this.#run({ kind: "reaction", id: r.message.id, userId: u.id, shardId: shardOf(r.message.guildId) }, () => this.#onReaction(r, u)),
+    );
+    c.on(Events.InteractionCreate, (i) => this.#run({ kind: "interaction", id: i.id, userId: i.user.id, shardId: shardOf(i.guildId) }, () => this.#onInteraction(i)));
+    c.on(Events.ShardReady, (shardId) => {
+      const guilds = c.guilds.cache.filter((g) => g.shardId === shardId).size;
+      this.#log.info({ shardId, shardCount: this.#shardCount(), guilds }, "discord: shard ready");
+    });
     c.on(Events.Error, (err) => this.#log.error({ err: String(err) }, "discord: client error"));
     c.on(Events.ShardError, (err, shardId) => this.#log.error({ err: String(err), shardId }, "discord: gateway connection error"));
     c.on(Events.ShardDisconnect, (ev, shardId) => this.#log.warn({ code: ev.code, shardId }, "discord: gateway disconnected"));
@@ -207,7 +288,8 @@ export class DiscordBot {
    * has settled, the event is announced on `handled`.
    */
   #run(event: Omit<HandledEvent, "outcome">, fn: () => Promise<"duplicate" | void>): void {
-    const kind = event.kind;
+    const { kind, shardId } = event;
+    if (shardId !== undefined) this.metrics.eventsByShard[shardId] = (this.metrics.eventsByShard[shardId] ?? 0) + 1;
     const p = (async () => {
       let outcome: HandledEvent["outcome"] = "done";
       try {
@@ -215,7 +297,7 @@ export class DiscordBot {
       } catch (err) {
         outcome = "failed";
         noteHandlerError({ metrics: this.metrics, observer: this.#observer }, DISCORD);
-        this.#log.error({ kind, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, `discord: ${kind} handler failed`);
+        this.#log.error({ kind, shardId, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, `discord: ${kind} handler failed`);
       }
       this.handled.emit({ ...event, outcome });
     })();

@@ -2,15 +2,17 @@
  * The Discord adapter's settings, logger and counters.
  *
  * Owns: reading the adapter's part of the app config (`discord.stop_emoji`,
- * `discord.accept_emoji`, `stream.edit_interval_ms`, `permissions.ask.channels`) into one flat,
- * defaulted object, so the rest of the adapter never re-interprets config; the minimal logger
- * shape it writes to (pino fits); and the counters the benchmark and `/status` read.
+ * `discord.accept_emoji`, `discord.shards`, `discord.shard_count`, `stream.edit_interval_ms`,
+ * `permissions.ask.channels`) into one flat, defaulted object, so the rest of the adapter never
+ * re-interprets config; the minimal logger shape it writes to (pino fits); and the counters the
+ * benchmark and `/status` read.
  */
 import type { StopMetrics } from "../platform-metrics.ts";
+import { shardClientOptions, type ShardClientOptions, type ShardConfigInput } from "./discord-shards.ts";
 
 /** The slice of the app config (src/config/config.ts) this adapter reads; all optional. */
 export interface DiscordConfigInput {
-  discord?: { stop_emoji?: string; accept_emoji?: string };
+  discord?: { stop_emoji?: string; accept_emoji?: string } & ShardConfigInput;
   stream?: { edit_interval_ms?: number };
   permissions?: { ask?: { channels?: string[] } };
 }
@@ -25,6 +27,8 @@ export interface DiscordSettings {
   minEditIntervalMs: number;
   /** Channels where mentions and /ask are answered (empty = everywhere); threads count as their parent. */
   askChannels: string[];
+  /** The shards this instance runs, as discord.js's client options (`{}`: its default, one shard). */
+  shards: ShardClientOptions;
 }
 
 /** Discord's edit rate floor (see `minEditIntervalMs`). */
@@ -36,6 +40,8 @@ export function resolveDiscordSettings(config: DiscordConfigInput = {}): Discord
     acceptEmoji: config.discord?.accept_emoji ?? "✅",
     minEditIntervalMs: Math.max(DISCORD_MIN_EDIT_INTERVAL_MS, config.stream?.edit_interval_ms ?? 1100),
     askChannels: config.permissions?.ask?.channels ?? [],
+    // throws a ShardConfigError naming the setting when the shards are invalid
+    shards: shardClientOptions(config.discord),
   };
 }
 
@@ -50,8 +56,12 @@ export interface DiscordMetrics extends StopMetrics {
   rateLimitsSurfaced: number;
   /** Any send/edit failures of reply surfaces. */
   surfaceErrors: number;
+  /** The gateway shards this instance runs (known once connected; empty before) and the total of all instances. */
+  shards: { ids: number[]; count: number };
+  /** Events handled (messages, reactions, interactions) by the shard they arrived on. */
+  eventsByShard: Record<number, number>;
 }
 
 export function emptyMetrics(): DiscordMetrics {
-  return { stopLatencyMs: [], stopsHandled: 0, rateLimitsAbsorbed: 0, rateLimitsSurfaced: 0, surfaceErrors: 0, handlerErrors: 0 };
+  return { stopLatencyMs: [], stopsHandled: 0, rateLimitsAbsorbed: 0, rateLimitsSurfaced: 0, surfaceErrors: 0, handlerErrors: 0, shards: { ids: [], count: 0 }, eventsByShard: {} };
 }

@@ -25,6 +25,8 @@ export class TrainingFeed {
   private readonly listeners = new Set<(e: FeedEvent) => void>();
   private running = false;
   private runId: number | null = null;
+  /** The lookup of the run's id when the first step came before it was known. */
+  private idLookup: Promise<void> | undefined;
   private points: { step: number; loss: number }[] = [];
   private last: TrainingStep | null = null;
   private lastChartAt = 0;
@@ -94,6 +96,7 @@ export class TrainingFeed {
     this.running = true;
     this.points = [];
     this.last = null;
+    this.idLookup = undefined;
     this.runId = await this.deps.runningRunId().catch(() => null);
     this.emit({ type: "state", running: true, runId: this.runId, step: null, chart: this.chart() });
   }
@@ -105,12 +108,26 @@ export class TrainingFeed {
     const now = Date.now();
     const withChart = now - this.lastChartAt >= CHART_EVERY_MS || p.step >= p.steps;
     if (withChart) this.lastChartAt = now;
-    this.emit({ type: "step", runId: this.runId, step, ...(withChart ? { chart: this.chart() } : {}) });
+    if (this.runId !== null) {
+      this.emit({ type: "step", runId: this.runId, step, ...(withChart ? { chart: this.chart() } : {}) });
+      return;
+    }
+    // A queued job's first text comes before its run is recorded; by the first step the run
+    // exists, so it is looked up once and the steps waiting on it go out in order, with it.
+    this.idLookup ??= this.deps
+      .runningRunId()
+      .catch(() => null)
+      .then((id) => {
+        this.runId = id;
+      });
+    const chart = withChart;
+    void this.idLookup.then(() => this.emit({ type: "step", runId: this.runId, step, ...(chart ? { chart: this.chart() } : {}) }));
   }
 
   private finish(ok: boolean, notice: string): void {
     this.running = false;
-    this.emit({ type: "done", ok, notice, runId: this.runId });
+    // after any step still waiting for the run's id
+    void (this.idLookup ?? Promise.resolve()).then(() => this.emit({ type: "done", ok, notice, runId: this.runId }));
   }
 
   private chart(): EChartsOption {

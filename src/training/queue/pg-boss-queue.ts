@@ -93,7 +93,9 @@ export class PgBossQueue implements TrainingQueue {
     const id = randomUUID();
     const row = await store.jobs.insert({ id, trigger: req.trigger, requestedBy: req.actor ? `${req.actor.platform}:${req.actor.userId}` : undefined, singletonKey: req.singletonKey });
     if (!row) return { job: (await store.jobs.bySingletonKey(req.singletonKey!))!, created: false };
-    const data: JobData = { trigger: req.trigger, ...(req.actor ? { actor: req.actor } : {}) };
+    // No actor in pg-boss's job data: who asked is personal data, kept only in training_jobs.requested_by,
+    // which forgetting a person clears (pg-boss keeps finished jobs in its archive for days).
+    const data: JobData = { trigger: req.trigger };
     let sent: string | null;
     try {
       sent = await this.boss.send(TRAINING_QUEUE, data, { id, retryLimit: 1, retryDelay: 0, ...(req.singletonKey ? { singletonKey: req.singletonKey, singletonHours: 24 } : {}) });

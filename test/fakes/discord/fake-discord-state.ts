@@ -1,22 +1,52 @@
 /**
- * The world a fake Discord server remembers: users, one guild with roles and channels, threads,
- * DMs, every message with every version of its text, interactions and registered commands.
+ * The world a fake Discord server remembers: users, guilds (the default one, and more where a
+ * test adds them, on the shard it chooses) with roles and channels, threads, DMs, every message
+ * with every version of its text, interactions and registered commands.
  *
  * Owns: the data and its API JSON shapes (v10). It knows nothing about HTTP or WebSockets, so
  * tests can assert on "what a user would see" straight from here.
  */
 
+const DISCORD_EPOCH = 1420070400000;
 let lastTimestamp = 0n;
 let sequence = 0n;
-/** Real-looking snowflakes (Discord epoch, increasing), so discord.js's timestamp math works. */
+/** Real-looking snowflakes (Discord epoch, increasing, unique), so discord.js's timestamp math works. */
 export function snowflake(): string {
-  const now = BigInt(Date.now() - 1420070400000);
-  if (now === lastTimestamp) sequence++;
-  else {
-    lastTimestamp = now;
-    sequence = 0n;
-  }
-  return ((now << 22n) | (sequence & 0xfffn)).toString();
+  let now = BigInt(Date.now() - DISCORD_EPOCH);
+  if (now <= lastTimestamp) {
+    now = lastTimestamp;
+    sequence++;
+    if (sequence > 0xfffn) {
+      now++;
+      sequence = 0n;
+    }
+  } else sequence = 0n;
+  lastTimestamp = now;
+  return ((now << 22n) | sequence).toString();
+}
+
+/**
+ * A snowflake whose guild lands on `shard` of `count`: Discord routes a guild's events to shard
+ * `(guild_id >> 22) % num_shards`, and `guild_id >> 22` is its creation time in ms.
+ */
+export function snowflakeOnShard(shard: number, count: number): string {
+  const n = BigInt(count);
+  let ts = BigInt(Date.now() - DISCORD_EPOCH);
+  if (ts <= lastTimestamp) ts = lastTimestamp + 1n;
+  ts += (BigInt(shard) - (ts % n) + n) % n;
+  lastTimestamp = ts;
+  sequence = 0n;
+  return (ts << 22n).toString();
+}
+
+/** The shard Discord sends a guild's events to (`num_shards` shards in all). */
+export function guildShard(guildId: string, numShards: number): number {
+  return Number((BigInt(guildId) >> 22n) % BigInt(numShards));
+}
+
+export interface FakeGuild {
+  id: string;
+  name: string;
 }
 
 export interface FakeUser {
@@ -104,12 +134,22 @@ export function unfurlableUrls(content: string): string[] {
   return [...content.matchAll(/(?<!<)https?:\/\/[^\s<>]+/g)].map((m) => m[0]);
 }
 
+export interface FakeRole {
+  id: string;
+  name: string;
+  position: number;
+  guildId: string;
+}
+
 /** Everything the fake Discord knows; read it in tests to see what users see. */
 export class FakeDiscordState {
-  readonly guildId = snowflake();
+  /** The default guild: the default cast's roles and channels live here. */
+  readonly guildId: string;
+  /** Every guild the bot is in, the default one first. */
+  readonly guilds = new Map<string, FakeGuild>();
   readonly bot: FakeUser;
   readonly applicationId: string;
-  readonly roles = new Map<string, { id: string; name: string; position: number }>();
+  readonly roles = new Map<string, FakeRole>();
   readonly users = new Map<string, FakeUser>();
   readonly channels = new Map<string, FakeChannel>();
   readonly messages = new Map<string, FakeMessage>();
@@ -130,16 +170,30 @@ export class FakeDiscordState {
     return Date.now() + this.clockOffsetMs;
   }
 
-  constructor() {
+  /** `guildShard: [id, count]` puts the default guild on that shard of `count` (else where its id falls). */
+  constructor(opts: { guildShard?: [number, number] } = {}) {
+    this.guildId = opts.guildShard ? snowflakeOnShard(opts.guildShard[0], opts.guildShard[1]) : snowflake();
     this.bot = { id: snowflake(), username: "steerbot", bot: true, roles: [] };
     this.applicationId = this.bot.id;
     this.users.set(this.bot.id, this.bot);
-    this.roles.set(this.guildId, { id: this.guildId, name: "@everyone", position: 0 });
+    this.#addGuild(this.guildId, "Fake Guild");
   }
 
-  addRole(name: string): string {
+  #addGuild(id: string, name: string): FakeGuild {
+    const guild = { id, name };
+    this.guilds.set(id, guild);
+    this.roles.set(id, { id, name: "@everyone", position: 0, guildId: id });
+    return guild;
+  }
+
+  /** Another guild the bot is in; `shard: [id, count]` places it on that shard of `count`. */
+  addGuild(name: string, opts: { shard?: [number, number] } = {}): FakeGuild {
+    return this.#addGuild(opts.shard ? snowflakeOnShard(opts.shard[0], opts.shard[1]) : snowflake(), name);
+  }
+
+  addRole(name: string, guildId = this.guildId): string {
     const id = snowflake();
-    this.roles.set(id, { id, name, position: this.roles.size });
+    this.roles.set(id, { id, name, position: [...this.roles.values()].filter((r) => r.guildId === guildId).length, guildId });
     return id;
   }
 
@@ -149,8 +203,8 @@ export class FakeDiscordState {
     return user;
   }
 
-  addTextChannel(name: string, type = 0): FakeChannel {
-    const ch: FakeChannel = { id: snowflake(), type, name, guildId: this.guildId };
+  addTextChannel(name: string, type = 0, guildId = this.guildId): FakeChannel {
+    const ch: FakeChannel = { id: snowflake(), type, name, guildId };
     this.channels.set(ch.id, ch);
     return ch;
   }
@@ -243,10 +297,11 @@ export class FakeDiscordState {
     };
   }
 
-  memberJSON(u: FakeUser, withUser = true): Record<string, unknown> {
+  /** The user as a member of a guild (the default one unless given): their roles there. */
+  memberJSON(u: FakeUser, withUser = true, guildId = this.guildId): Record<string, unknown> {
     return {
       ...(withUser ? { user: this.userJSON(u) } : {}),
-      roles: u.roles,
+      roles: u.roles.filter((r) => this.roles.get(r)?.guildId === guildId),
       joined_at: new Date(0).toISOString(),
       deaf: false,
       mute: false,
@@ -259,7 +314,7 @@ export class FakeDiscordState {
     };
   }
 
-  roleJSON(r: { id: string; name: string; position: number }): Record<string, unknown> {
+  roleJSON(r: FakeRole): Record<string, unknown> {
     return {
       id: r.id,
       name: r.name,
@@ -270,7 +325,7 @@ export class FakeDiscordState {
       unicode_emoji: null,
       position: r.position,
       // @everyone: view, send, read history, create public threads, send in threads, add reactions
-      permissions: r.id === this.guildId ? String((1n << 10n) | (1n << 11n) | (1n << 16n) | (1n << 35n) | (1n << 38n) | (1n << 6n)) : "0",
+      permissions: r.id === r.guildId ? String((1n << 10n) | (1n << 11n) | (1n << 16n) | (1n << 35n) | (1n << 38n) | (1n << 6n)) : "0",
       managed: false,
       mentionable: false,
       flags: 0,
@@ -356,12 +411,13 @@ export class FakeDiscordState {
     };
   }
 
-  guildJSON(): Record<string, unknown> {
-    const channels = [...this.channels.values()].filter((c) => (c.type === 0 || c.type === 2 || c.type === 13) && c.guildId === this.guildId);
-    const threads = [...this.channels.values()].filter((c) => c.type === 11 && c.guildId === this.guildId);
+  guildJSON(guildId = this.guildId): Record<string, unknown> {
+    const guild = this.guilds.get(guildId)!;
+    const channels = [...this.channels.values()].filter((c) => (c.type === 0 || c.type === 2 || c.type === 13) && c.guildId === guildId);
+    const threads = [...this.channels.values()].filter((c) => c.type === 11 && c.guildId === guildId);
     return {
-      id: this.guildId,
-      name: "Fake Guild",
+      id: guild.id,
+      name: guild.name,
       icon: null,
       splash: null,
       discovery_splash: null,
@@ -371,7 +427,7 @@ export class FakeDiscordState {
       verification_level: 0,
       default_message_notifications: 0,
       explicit_content_filter: 0,
-      roles: [...this.roles.values()].map((r) => this.roleJSON(r)),
+      roles: [...this.roles.values()].filter((r) => r.guildId === guildId).map((r) => this.roleJSON(r)),
       emojis: [],
       stickers: [],
       soundboard_sounds: [],
@@ -394,7 +450,7 @@ export class FakeDiscordState {
       unavailable: false,
       member_count: this.users.size,
       voice_states: [],
-      members: [this.memberJSON(this.bot)],
+      members: [this.memberJSON(this.bot, true, guildId)],
       channels: channels.map((c) => this.channelJSON(c)),
       threads: threads.map((c) => this.channelJSON(c)),
       presences: [],

@@ -11,12 +11,14 @@
  * Documented limits it enforces, so a bot that ignores them fails here as it would on Discord:
  * send permissions per channel (403 50013), the 3 s initial-response deadline of an interaction
  * and its token's 15-minute life (on a clock tests can advance), threads only under text
- * channels (50024 elsewhere), link previews unless SUPPRESS_EMBEDS is set, and the count of
- * invalid requests (401/403/429) that gets an IP banned at 10,000 in 10 minutes.
+ * channels (50024 elsewhere), link previews unless SUPPRESS_EMBEDS is set, the count of
+ * invalid requests (401/403/429) that gets an IP banned at 10,000 in 10 minutes, and sharding
+ * (see fake-discord-gateway.ts): a guild's events reach only the connection of its shard, DMs only
+ * shard 0, an invalid shard is closed with 4010 and too few shards for the guilds with 4011.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { FakeDiscordGateway } from "./fake-discord-gateway.ts";
+import { FakeDiscordGateway, type GuildsPerShard } from "./fake-discord-gateway.ts";
 import {
   EPHEMERAL,
   FakeDiscordState,
@@ -24,6 +26,7 @@ import {
   INTERACTION_TOKEN_TTL_MS,
   snowflake,
   type FakeChannel,
+  type FakeGuild,
   type FakeInteraction,
   type FakeMessage,
   type FakeUser,
@@ -36,6 +39,16 @@ export interface FakeDiscordOptions {
   rateLimit?: RateLimitRule;
   /** Artificial latency added to every REST answer, ms. */
   latencyMs?: number;
+  /**
+   * `session_start_limit.max_concurrency` of GET /gateway/bot: IDENTIFYs allowed per 5 s per
+   * bucket (`shard_id % max_concurrency`); one more is answered with op 9 Invalid Session, as
+   * Discord does. Default 1, what most bots get.
+   */
+  maxConcurrency?: number;
+  /** Guilds one shard may hold before IDENTIFY gets 4011 (Discord: 2500), and per recommended shard (Discord: 1000). */
+  guildsPerShard?: Partial<GuildsPerShard>;
+  /** `[id, count]`: the default guild lands on that shard of `count` (else wherever its id falls). */
+  guildShard?: [number, number];
 }
 
 export interface RequestLogEntry {
@@ -67,7 +80,7 @@ class ApiError {
 
 /** Fake Discord server: REST + gateway + user-side helpers over one shared state. */
 export class FakeDiscord {
-  readonly state = new FakeDiscordState();
+  readonly state: FakeDiscordState;
   readonly token: string;
   readonly limiter: RouteRateLimiter;
   readonly requests: RequestLogEntry[] = [];
@@ -88,10 +101,14 @@ export class FakeDiscord {
   readonly invalidRequests: number[] = [];
 
   constructor(options: FakeDiscordOptions = {}) {
+    this.state = new FakeDiscordState({ guildShard: options.guildShard });
     this.token = options.token ?? "fake-bot-token";
     this.limiter = new RouteRateLimiter(options.rateLimit);
     this.latencyMs = options.latencyMs ?? 0;
-    this.#gateway = new FakeDiscordGateway(this.state, this.token);
+    this.#gateway = new FakeDiscordGateway(this.state, this.token, {
+      maxConcurrency: options.maxConcurrency ?? 1,
+      guildsPerShard: { max: 2500, recommended: 1000, ...options.guildsPerShard },
+    });
     this.adminRole = this.state.addRole("admin");
     this.trustedRole = this.state.addRole("trusted");
     this.general = this.state.addTextChannel("general");
@@ -137,6 +154,17 @@ export class FakeDiscord {
     return this.state.addUser(username, roles);
   }
 
+  /**
+   * The bot joins another guild (with a text channel "general"); `shard: [id, count]` puts it
+   * on that shard of `count`. Connected shards that own it get its GUILD_CREATE, as on Discord.
+   */
+  addGuild(name: string, opts: { shard?: [number, number] } = {}): FakeGuild & { general: FakeChannel } {
+    const guild = this.state.addGuild(name, opts);
+    const general = this.state.addTextChannel("general", 0, guild.id);
+    this.#gateway.dispatch("GUILD_CREATE", this.state.guildJSON(guild.id));
+    return { ...guild, general };
+  }
+
   /** A mention of the bot as a user would type it. */
   get mention(): string {
     return `<@${this.state.bot.id}>`;
@@ -162,7 +190,7 @@ export class FakeDiscord {
     this.#gateway.dispatch("MESSAGE_CREATE", {
       ...this.state.messageJSON(msg),
       channel_type: this.state.channels.get(msg.channelId)?.type,
-      ...(msg.guildId ? { member: this.state.memberJSON(user, false) } : {}),
+      ...(msg.guildId ? { member: this.state.memberJSON(user, false, msg.guildId) } : {}),
     });
   }
 
@@ -174,7 +202,7 @@ export class FakeDiscord {
       user_id: user.id,
       channel_id: msg.channelId,
       message_id: msg.id,
-      ...(msg.guildId ? { guild_id: msg.guildId, member: this.state.memberJSON(user) } : {}),
+      ...(msg.guildId ? { guild_id: msg.guildId, member: this.state.memberJSON(user, true, msg.guildId) } : {}),
       emoji: { id: null, name: emoji },
       burst: false,
       burst_colors: [],
@@ -226,7 +254,7 @@ export class FakeDiscord {
       type,
       data,
       ...(ch.guildId
-        ? { guild_id: ch.guildId, guild_locale: "en-US", member: { ...s.memberJSON(user), permissions: "2248473465835073" } }
+        ? { guild_id: ch.guildId, guild_locale: "en-US", member: { ...s.memberJSON(user, true, ch.guildId), permissions: "2248473465835073" } }
         : { user: s.userJSON(user) }),
       channel_id: ch.id,
       channel: s.channelJSON(ch),
@@ -411,11 +439,7 @@ export class FakeDiscord {
     const s = this.state;
     this.#route("GET", "/gateway/bot", () => [
       200,
-      {
-        url: this.gatewayUrl,
-        shards: 1,
-        session_start_limit: { total: 1000, remaining: 999, reset_after: 60_000, max_concurrency: 1 },
-      },
+      { url: this.gatewayUrl, shards: this.#gateway.recommendedShards, session_start_limit: this.#gateway.sessionStartLimit },
     ]);
     this.#route("GET", "/gateway", () => [200, { url: this.gatewayUrl }]);
     this.#route("GET", "/users/@me", () => [200, { ...s.userJSON(s.bot), verified: true, mfa_enabled: false, flags: 0 }]);
