@@ -117,11 +117,14 @@ export class Store {
    * age and live adapter where known, oldest first. Rows of instances that are gone are dropped.
    */
   async instanceStatus(): Promise<InstanceStatus[]> {
-    const [beats, serving] = await Promise.all([this.instances.heartbeats(), this.liveInstances()]);
-    const alive = await Promise.all(beats.map((b) => (b.instanceId === this.instanceId ? Promise.resolve(this.releaseInstance !== undefined) : this.instanceAlive(b.instanceId))));
-    await this.instances.removeHeartbeats(beats.filter((b, i) => !alive[i] && b.instanceId !== this.instanceId).map((b) => b.instanceId));
+    const [beats, serving] = await Promise.all([this.instances.heartbeats(), this.instances.all()]);
+    // one lock check per instance (on PostgreSQL each is a connection of its own)
+    const ids = [...new Set([...beats.map((b) => b.instanceId), ...serving.map((s) => s.instanceId)])];
+    const alive = new Map(await Promise.all(ids.map(async (id) => [id, id === this.instanceId ? this.releaseInstance !== undefined : await this.instanceAlive(id)] as const)));
+    const gone = ids.filter((id) => !alive.get(id) && id !== this.instanceId);
+    await Promise.all([this.instances.remove(gone), this.instances.removeHeartbeats(gone)]);
     const out: InstanceStatus[] = beats
-      .filter((_, i) => alive[i])
+      .filter((b) => alive.get(b.instanceId))
       .map((b) => ({
         instanceId: b.instanceId,
         role: b.role,
@@ -133,9 +136,10 @@ export class Store {
         adapterVersion: serving.find((s) => s.instanceId === b.instanceId)?.adapterVersion,
         self: b.instanceId === this.instanceId,
       }));
+    // an instance that records what it serves but announced nothing (an older steerbot)
     for (const s of serving) {
-      if (out.some((o) => o.instanceId === s.instanceId)) continue;
-      out.push({ instanceId: s.instanceId, role: null, host: null, pid: null, runsJobs: null, startedAt: null, heartbeatAgeSeconds: null, adapterVersion: s.adapterVersion, self: s.self });
+      if (!alive.get(s.instanceId) || out.some((o) => o.instanceId === s.instanceId)) continue;
+      out.push({ instanceId: s.instanceId, role: null, host: null, pid: null, runsJobs: null, startedAt: null, heartbeatAgeSeconds: null, adapterVersion: s.adapterVersion, self: s.instanceId === this.instanceId });
     }
     return out;
   }
