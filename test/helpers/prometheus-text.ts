@@ -24,10 +24,14 @@ const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const TYPES = new Set(["counter", "gauge", "histogram", "summary", "untyped"]);
 
+/**
+ * A sample value as Prometheus reads it: its text parser takes Go's strconv.ParseFloat, for which
+ * NaN and Inf are case-insensitive (prom-client writes "Nan" for a gauge that has no sample yet).
+ */
 function parseValue(raw: string, where: string): number {
-  if (raw === "+Inf") return Number.POSITIVE_INFINITY;
-  if (raw === "-Inf") return Number.NEGATIVE_INFINITY;
-  if (raw === "NaN") return Number.NaN;
+  if (/^\+?inf(inity)?$/i.test(raw)) return Number.POSITIVE_INFINITY;
+  if (/^-inf(inity)?$/i.test(raw)) return Number.NEGATIVE_INFINITY;
+  if (/^nan$/i.test(raw)) return Number.NaN;
   if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(raw)) throw new Error(`${where}: "${raw}" is not a sample value`);
   return Number(raw);
 }

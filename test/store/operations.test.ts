@@ -40,7 +40,7 @@ for (const kind of ["pglite", "postgres"] as const) {
       const later = await at();
       assert.ok(later > first, "the heartbeat moved on");
       const [again] = await store.instanceStatus();
-      assert.ok(again!.heartbeatAgeSeconds! >= 0 && again!.heartbeatAgeSeconds! < 1.5, `heartbeat age ${again!.heartbeatAgeSeconds}`);
+      assert.ok(again!.heartbeatAgeSeconds! >= 0 && again!.heartbeatAgeSeconds! < 5, `heartbeat age ${again!.heartbeatAgeSeconds}`);
 
       // a row dropped by another process (which took this one for dead) is written anew at the next beat
       await store.instances.removeHeartbeats([store.instanceId]);
@@ -77,7 +77,7 @@ for (const kind of ["pglite", "postgres"] as const) {
         attempts: 1,
       });
       assert.equal(job!.worker?.instanceId, store.instanceId, "its worker is this running instance");
-      assert.ok(job!.workerHeartbeatAgeSeconds >= 0 && job!.workerHeartbeatAgeSeconds < 1.5, `worker heartbeat ${job!.workerHeartbeatAgeSeconds}`);
+      assert.ok(job!.workerHeartbeatAgeSeconds >= 0 && job!.workerHeartbeatAgeSeconds < 5, `worker heartbeat ${job!.workerHeartbeatAgeSeconds}`);
 
       // a worker that is gone: no instance, and its age is that of the job's last progress write
       await store.jobs.markRunning("job-b", "gone-worker");
