@@ -4,7 +4,9 @@
  * Owns: the order things start in and stop in, so the CLI, the bots and the tests all build
  * the same application. At start, generations left `streaming` by a previous process are marked
  * `interrupted`, the active adapter (if any) is loaded, and the bot listens for adapter changes
- * made elsewhere (another instance, `steerbot adapters activate` on another machine).
+ * made elsewhere (another instance, `steerbot adapters activate` on another machine). The app's
+ * Prometheus metrics (src/observability) are its own registry: the core and the jobs it runs
+ * report to it, and the process records its heartbeat for /status and /metrics.
  */
 import path from "node:path";
 import cron, { type ScheduledTask } from "node-cron";
@@ -12,6 +14,7 @@ import { ConfigError, dataDir, type AppConfig, type Secrets } from "./config/con
 import { SteeringCore } from "./core/steering-core.ts";
 import { Engine } from "./engine/engine.ts";
 import type { Logger } from "./log.ts";
+import { Metrics } from "./observability/metrics.ts";
 import { ADAPTER_CHANNEL } from "./store/training-repository.ts";
 import { Store } from "./store/store.ts";
 import { AdapterActivator } from "./training/adapter-activator.ts";
@@ -34,6 +37,8 @@ export interface App {
   training: TrainingService;
   /** The training job queue (pg-boss on PostgreSQL, in-process on PGlite). */
   queue: TrainingQueue;
+  /** This app's Prometheus metrics (served at /metrics by the studio and the metrics listener). */
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -75,7 +80,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
   const loadEngine = engineLoader(config);
   let engine: Engine;
   try {
-    await store.holdInstance();
+    await store.holdInstance({ role: "bot", runsJobs: config.training.run_here }, config.metrics.heartbeat_seconds);
     const interrupted = await store.conversations.markInterrupted();
     if (interrupted) log.info({ interrupted }, "marked generations left streaming by processes that ended as interrupted");
     engine = await loadEngine();
@@ -83,7 +88,14 @@ export async function createApp(opts: AppOptions): Promise<App> {
     if (!opts.store) await store.close();
     throw e;
   }
-  const core = new SteeringCore({ store, engine, config, log });
+  const metrics: Metrics = new Metrics({
+    instanceId: store.instanceId,
+    role: "bot",
+    operations: () => store.operations(),
+    generating: (): number => core.generatingCount,
+    onError: (err) => log.warn({ err }, "metrics: could not collect"),
+  });
+  const core = new SteeringCore({ store, engine, config, log, observer: metrics });
   const baseFingerprint = () => engine.fingerprint();
   const cache = new AdapterCache(store, path.join(dataDir(config), "adapters"));
   const adapterFile = (row: Parameters<AdapterCache["localFile"]>[0]) => cache.localFile(row);
@@ -117,7 +129,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
   };
 
   try {
-    await queue.start({ work: config.training.run_here ? jobRunner({ store, training, log }) : undefined });
+    await queue.start({ work: config.training.run_here ? metrics.timeJobs(jobRunner({ store, training, log }), store.jobs) : undefined });
     core.training = new QueuedTraining({ store, queue, training, log });
 
     try {
@@ -163,6 +175,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
     activator,
     training,
     queue,
+    metrics,
     close: shutdown,
   };
 }

@@ -121,6 +121,19 @@ export const configSchema = z
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]) }).strict(),
     /** The studio (src/platforms/web/): host and port; any host but loopback needs STEERBOT_WEB_TOKEN. */
     web: z.object({ enabled: z.boolean(), host: z.string().min(1), port: z.number().int().min(0).max(65535) }).strict(),
+    /**
+     * Observability (src/observability/): `GET /metrics` on a listener of its own (the studio
+     * serves it too); any host but loopback needs STEERBOT_METRICS_TOKEN. The heartbeat is how
+     * often each process records that it is alive (/status, /metrics).
+     */
+    metrics: z
+      .object({
+        enabled: z.boolean(),
+        host: z.string().min(1),
+        port: z.number().int().min(0).max(65535),
+        heartbeat_seconds: z.number().min(1).max(3600),
+      })
+      .strict(),
   })
   .strict()
   .refine((c) => c.generation.max_tokens < c.model.context_size, {
@@ -143,6 +156,8 @@ export interface Secrets {
   databaseUrl?: string;
   /** STEERBOT_WEB_TOKEN: the studio's login (required on any host but loopback). */
   webToken?: string;
+  /** STEERBOT_METRICS_TOKEN: the bearer token `GET /metrics` requires when set (required on a metrics listener off loopback). */
+  metricsToken?: string;
 }
 
 export class ConfigError extends Error {
@@ -188,7 +203,7 @@ function refuseSecrets(tree: Tree, file: string, at: string[]): void {
 function fromEnv(env: NodeJS.ProcessEnv): Tree {
   const out: Tree = {};
   for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith("STEERBOT_") || raw === undefined || name === "STEERBOT_CONFIG" || name === "STEERBOT_CACHE_DIR" || name === "STEERBOT_WEB_TOKEN") continue;
+    if (!name.startsWith("STEERBOT_") || raw === undefined || name === "STEERBOT_CONFIG" || name === "STEERBOT_CACHE_DIR" || name === "STEERBOT_WEB_TOKEN" || name === "STEERBOT_METRICS_TOKEN") continue;
     const keys = name.slice("STEERBOT_".length).toLowerCase().split("__");
     let node = out;
     for (const k of keys.slice(0, -1)) node = (node[k] = isTree(node[k]) ? node[k] : {}) as Tree;
@@ -248,6 +263,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     databaseUrl: env.DATABASE_URL || undefined,
     // only when set, so the shape of the other secrets stays as it was
     ...(env.STEERBOT_WEB_TOKEN ? { webToken: env.STEERBOT_WEB_TOKEN } : {}),
+    ...(env.STEERBOT_METRICS_TOKEN ? { metricsToken: env.STEERBOT_METRICS_TOKEN } : {}),
   };
   return { config: parsed.data, secrets, modelPathIsDefault: parsed.data.model.path === defaultModelPath };
 }

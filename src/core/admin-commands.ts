@@ -4,6 +4,7 @@
  *
  * Owns: who may run each command and the short text answers. Platforms only render them.
  */
+import type { InstanceStatus, Operations } from "../store/operations.ts";
 import type { AdminStore } from "./core-store.ts";
 import type { Permissions } from "./permissions.ts";
 import type { Actor, Outcome, TrainingStep } from "./ports.ts";
@@ -22,6 +23,7 @@ export interface TrainingControl {
 
 const NOT_ADMIN: Outcome = { ok: false, notice: "Sorry, only admins can do that." };
 const PREVIEW = 60;
+const MAX_INSTANCES_LISTED = 8;
 
 export class AdminCommands {
   constructor(
@@ -52,6 +54,7 @@ export class AdminCommands {
       `Adapter: ${training ? await training.describeActive() : "none (training is not part of this build yet)"}`,
       `Replies generating: ${this.deps.activeGenerations()}`,
       `Steers: ${counts.approved} approved, ${counts.pending} pending, ${counts.rejected} rejected; ${since} approved since the last training`,
+      ...describeOperations(await store.operations()),
     ];
     return { ok: true, notice: lines.join("\n") };
   }
@@ -144,6 +147,56 @@ export class AdminCommands {
       notice: `Deleted ${out.steers} steer(s) and ${out.messages} message(s) of yours${others ? `, and removed your words from ${others} other record(s)` : ""}. Nothing of yours will be stored again.`,
     };
   }
+}
+
+/**
+ * The operations part of `/status`: the running instances (id, role, host/pid, live adapter,
+ * heartbeat), the training queue's depth, the running job (step/total, loss, ETA, worker) and
+ * its worker's heartbeat age. Also shown by the studio's Status page (as data).
+ */
+export function describeOperations(ops: Operations): string[] {
+  // a chat message has room for a few (Discord: 2000 characters in all)
+  const shown = ops.instances.slice(0, MAX_INSTANCES_LISTED);
+  const lines = [`Instances: ${ops.instances.length} running${ops.instances.length ? ":" : ""}`, ...shown.map((i) => `  ${describeInstance(i)}`)];
+  if (ops.instances.length > shown.length) lines.push(`  … and ${ops.instances.length - shown.length} more (the studio's Status page lists them all)`);
+  const takers = ops.instances.filter((i) => i.runsJobs);
+  const waiting = ops.queueDepth > 0 && ops.running.length === 0 && takers.length === 0 ? " (no running instance takes training jobs: start `steerbot worker`, or a bot with training.run_here)" : "";
+  lines.push(`Training queue: ${ops.queueDepth} job(s) queued${waiting}`);
+  if (ops.running.length === 0) lines.push("Training job: none running", "Worker heartbeat: no job running");
+  for (const j of ops.running) {
+    const progress = j.step !== null && j.steps !== null ? `step ${j.step}/${j.steps}` : "preparing (no step yet)";
+    const loss = j.loss !== null && Number.isFinite(j.loss) ? `, loss ${j.loss.toFixed(4)}` : "";
+    const eta = j.etaSeconds !== null && Number.isFinite(j.etaSeconds) ? `, ETA ${formatSeconds(j.etaSeconds)}` : "";
+    const worker = j.worker ? describeWorker(j.worker) : j.workerInstance ? `${j.workerInstance.slice(0, 8)} (not running: its job is handed back at the next worker check)` : "?";
+    lines.push(`Training job: ${j.id.slice(0, 8)} running on ${worker}, ${progress}${loss}${eta} (attempt ${j.attempts})`);
+    lines.push(`Worker heartbeat: ${formatSeconds(j.workerHeartbeatAgeSeconds)} ago`);
+  }
+  return lines;
+}
+
+function describeWorker(i: InstanceStatus): string {
+  const where = [i.role, i.host && `host ${i.host}`, i.pid !== null && `pid ${i.pid}`].filter(Boolean).join(", ");
+  return `${i.instanceId.slice(0, 8)}${i.self ? " (this instance" + (where ? `, ${where}` : "") + ")" : where ? ` (${where})` : ""}`;
+}
+
+function describeInstance(i: InstanceStatus): string {
+  const parts = [i.role ?? "role unknown"];
+  if (i.host) parts.push(`host ${i.host}`);
+  if (i.pid !== null) parts.push(`pid ${i.pid}`);
+  if (i.self) parts.push("this one");
+  if (i.adapterVersion !== undefined) parts.push(`serves ${i.adapterVersion ?? "the base model"}`);
+  if (i.runsJobs) parts.push("takes training jobs");
+  parts.push(i.heartbeatAgeSeconds === null ? "no heartbeat recorded" : `heartbeat ${formatSeconds(i.heartbeatAgeSeconds)} ago`);
+  return `${i.instanceId.slice(0, 8)}: ${parts.join(", ")}`;
+}
+
+/** 42 s, 3 min 5 s, 2 h 10 min. */
+export function formatSeconds(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
+  const m = Math.floor(s / 60);
+  return `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ""}`;
 }
 
 /** A span on one line, clipped to a preview's length (admin listings, `steerbot steers list`). */

@@ -7,6 +7,7 @@
 import type { ConversationRepository } from "../store/conversation-repository.ts";
 import type { Kysely } from "kysely";
 import type { Database } from "../store/database.ts";
+import type { Operations } from "../store/operations.ts";
 import type { PersonalData } from "../store/personal-data.ts";
 import type { SteerRepository } from "../store/steer-repository.ts";
 import type { TrainingRepository } from "../store/training-repository.ts";
@@ -31,4 +32,6 @@ export interface AdminStore {
   training: Pick<TrainingRepository, "lastSucceededAt" | "adapters">;
   users: Pick<UserRepository, "setOptedOut">;
   personalData: Pick<PersonalData, "forget" | "threadsOf">;
+  /** Instances, training queue depth, the running job and its worker's heartbeat (/status). */
+  operations(): Promise<Operations>;
 }

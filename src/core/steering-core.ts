@@ -16,6 +16,7 @@ import type { Logger } from "../log.ts";
 import { PersonalData } from "../store/personal-data.ts";
 import type { AdminStore, CoreStore } from "./core-store.ts";
 import { AdminCommands, type TrainingControl } from "./admin-commands.ts";
+import { NO_OBSERVER, safeObserver, type CoreObserver, type StreamTrigger } from "./core-observer.ts";
 import { EngineBusyError } from "./errors.ts";
 import { alignCorrection } from "./alignment.ts";
 import { fitContext } from "./context-budget.ts";
@@ -37,6 +38,8 @@ export interface SteeringCoreDeps {
   engine: TextGenerator;
   config: AppConfig;
   log: Logger;
+  /** Told of replies, stops, steers, refusals and platform call latencies (the app's metrics). */
+  observer?: CoreObserver;
 }
 
 export class SteeringCore {
@@ -58,9 +61,11 @@ export class SteeringCore {
   /** The model new replies use; replaced by {@link useEngine} when an adapter is swapped in. */
   private engine: TextGenerator;
   private adapterId: number | null = null;
+  private readonly observer: CoreObserver;
 
   constructor(private readonly deps: SteeringCoreDeps) {
     this.engine = deps.engine;
+    this.observer = safeObserver(deps.observer ?? NO_OBSERVER, (err) => deps.log.warn({ err }, "a metrics observer failed; counting goes on without it"));
     this.permissions = new Permissions(deps.config.permissions);
     this.steerLimiter = new RateLimiterMemory({ points: deps.config.steer.per_user_per_minute, duration: 60 });
     this.askLimiter = new RateLimiterMemory({ points: deps.config.ask.per_user_per_minute, duration: 60 });
@@ -146,11 +151,15 @@ export class SteeringCore {
       if (badSettings) return { ok: false, notice: badSettings };
       if (!req.actor.operator) {
         const wait = await take(this.askLimiter, limiterKey(req.actor));
-        if (wait !== undefined) return { ok: false, notice: `You are asking very fast: please wait ${Math.ceil(wait / 1000)} s and ask again.` };
+        if (wait !== undefined) {
+          this.observer.refused(req.actor.platform, "ask_rate_limit");
+          return { ok: false, notice: `You are asking very fast: please wait ${Math.ceil(wait / 1000)} s and ask again.` };
+        }
         limited = true;
       }
       const capacity = (this.engine.sequences ?? 1) + config.generation.max_queued;
       if (this.generatingCount + this.asksStarting >= capacity) {
+        this.observer.refused(req.actor.platform, "busy");
         return { ok: false, notice: `I am busy right now: ${capacity} replies are being written or waiting. Please ask again in a minute.` };
       }
       let streaming: Promise<void> | undefined;
@@ -188,7 +197,7 @@ export class SteeringCore {
         const r = new Reply(gen.id, req.thread, threadDbId, req.actor, context, this.engine, settings);
         limited = false;
         this.remember(r);
-        ({ streaming } = await r.run(() => ({ streaming: this.stream(r, req.surface) })));
+        ({ streaming } = await r.run(() => ({ streaming: this.stream(r, req.surface, "question") })));
       } finally {
         this.asksStarting--;
       }
@@ -215,7 +224,9 @@ export class SteeringCore {
     if (!reply.isStreaming(stream)) return { ok: true };
     try {
       await reply.run(async () => {
-        if (reply.isStreaming(stream)) await this.cut(reply, req.displayed);
+        if (!reply.isStreaming(stream)) return;
+        await this.cut(reply, req.displayed);
+        this.observer.stopped(req.platform);
       });
       return { ok: true };
     } catch (e) {
@@ -249,7 +260,10 @@ export class SteeringCore {
     try {
       if (await store.steers.findByCorrection(req.actor.platform, req.messageId)) return { ok: true }; // delivered twice
       const wait = await take(this.steerLimiter, limiterKey(req.actor));
-      if (wait !== undefined) return { ok: false, notice: `You are steering very fast: please wait ${Math.ceil(wait / 1000)} s and send it again.` };
+      if (wait !== undefined) {
+        this.observer.refused(req.actor.platform, "steer_rate_limit");
+        return { ok: false, notice: `You are steering very fast: please wait ${Math.ceil(wait / 1000)} s and send it again.` };
+      }
       limited = true;
       const applied = await reply.run(() => this.applyCorrection(reply, view, req));
       if (!("streaming" in applied)) return applied.outcome;
@@ -364,6 +378,7 @@ export class SteeringCore {
     if (user.opted_out) {
       notice = "You opted out, so this correction was applied but not stored.";
       store.personalData.withhold({ generationId: reply.generationId, threadDbId: reply.threadDbId, platform: req.actor.platform, author: req.actor.userId, text: snapped.chosen });
+      this.observer.steerApplied(req.actor.platform, "withheld");
     } else {
       const row = await store.transaction(async (tx) => {
         const inserted = await store.steers.insert(
@@ -403,13 +418,14 @@ export class SteeringCore {
       });
       if (!row) return { outcome: { ok: true } };
       reply.steers++;
+      this.observer.steerApplied(req.actor.platform, trusted ? "approved" : "pending");
       if (!trusted) notice = "Thanks! Your correction is stored and waits for an admin's approval before training.";
     }
 
     const { dropped } = reply.resume(seen, snapped.prefixTokenCount, chosenTokens);
     for (const id of dropped) this.replies.delete(`${reply.thread.platform}:${id}`);
     log.info({ generation: reply.generationId, form: aligned.form, ordinal: reply.steers - 1, view: view.index }, "steer stored, resuming");
-    return { streaming: this.stream(reply, req.surface), notice };
+    return { streaming: this.stream(reply, req.surface, "steer"), notice };
   }
 
   /** Why these per-conversation settings cannot be used (undefined: they can). */
@@ -446,7 +462,10 @@ export class SteeringCore {
     await Promise.all(
       dropped.map((r) =>
         r.run(() => {
-          if (r.state === "generating") r.markStopped(); // the stream's end then saves nothing: a stop owns it, and none comes
+          if (r.state === "generating") {
+            r.markStopped(); // the stream's end then saves nothing: a stop owns it, and none comes
+            this.observer.replyFinished(r.thread.platform, "dropped");
+          }
           if (r.state === "stopped" || r.state === "done") r.markAccepted();
           this.forget(r);
         }),
@@ -490,7 +509,8 @@ export class SteeringCore {
    * stop. Called inside the reply's queue (it reads the engine and the stream there); the
    * returned promise is awaited outside it, so a stop can cut the stream.
    */
-  private stream(reply: Reply, surface: ReplySurface): Promise<void> {
+  private stream(reply: Reply, surface: ReplySurface, trigger: StreamTrigger): Promise<void> {
+    this.observer.replyStarted(reply.thread.platform, trigger);
     const streamed = this.streamOnce(reply, surface);
     reply.streamed = streamed.catch(() => {});
     return streamed;
@@ -503,6 +523,7 @@ export class SteeringCore {
     const engine = reply.engine;
     const signal = reply.signal;
     const view = reply.currentView;
+    const platform = reply.thread.platform;
     const display = new StreamDisplay(surface, {
       intervalMs: surface.editIntervalMs ?? Math.max(surface.minEditIntervalMs, config.stream.edit_interval_ms),
       onError: (err) => log.warn({ err, generation: reply.generationId }, "could not update the reply message; retrying at the next edit"),
@@ -510,6 +531,7 @@ export class SteeringCore {
         view.messageIds.add(id);
         if (this.liveReplies.has(reply)) this.replies.set(`${reply.thread.platform}:${id}`, reply);
       },
+      onCall: (op, seconds, ok) => this.observer.surfaceCall(platform, op, seconds, ok),
     });
     reply.display = display;
     if (reply.text) display.update(reply.text);
@@ -547,6 +569,7 @@ export class SteeringCore {
       const failed = await reply.run(async () => {
         if (!reply.markEnded(stream, "done")) return false;
         await store.conversations.finishGeneration(reply.generationId, "failed", reply.text, {}).catch(() => {});
+        this.observer.replyFinished(platform, "failed");
         return true;
       });
       if (failed) await display.finish(reply.text ? `${reply.text}\n\n${why}` : why).catch(() => {});
@@ -558,6 +581,7 @@ export class SteeringCore {
       const reason = display.goneError.message;
       await reply.run(async () => {
         if (!reply.markEnded(stream, "stopped")) return;
+        this.observer.replyFinished(platform, "gone");
         log.info({ generation: reply.generationId, reason }, "reply message gone; generation stopped");
         await store.conversations.finishGeneration(reply.generationId, "stopped", reply.text.slice(0, display.shownLength), {});
         this.forget(reply);
@@ -568,6 +592,7 @@ export class SteeringCore {
     const generatedTokens = result.tokens.length;
     await reply.run(async () => {
       if (!reply.markEnded(stream, "done")) return; // stopped while the last edits went out: cut() owned the ending
+      this.observer.replyFinished(platform, "done");
       await this.saveReply(reply, "done", { generatedTokens });
     });
   }
@@ -610,6 +635,7 @@ export class SteeringCore {
    */
   private async cut(reply: Reply, displayed?: number): Promise<void> {
     reply.markStopped();
+    this.observer.replyFinished(reply.thread.platform, "stopped");
     const display = reply.display;
     let shown = display ? await display.freeze() : reply.text.length;
     // What the person's screen says it displayed, when it says (the studio): never more than was sent.

@@ -23,6 +23,8 @@ export interface StreamDisplayOptions {
   onError?: (err: unknown) => void;
   /** Called with the id of each message sent, so a stop reaction on it finds the reply. */
   onMessage?: (messageId: string) => void;
+  /** Called after each send or edit with how long the platform took to confirm it (seconds) and whether it did. */
+  onCall?: (op: "send" | "edit", seconds: number, ok: boolean) => void;
   now?: () => number;
 }
 
@@ -160,6 +162,19 @@ export class StreamDisplay {
     this.timer = setTimeout(run, this.flushing ? Math.max(this.waitMs(), 1) : this.waitMs());
   }
 
+  /** One platform call, timed for `onCall` (the app's edit latency). */
+  private async timed<T>(op: "send" | "edit", call: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    let ok = false;
+    try {
+      const out = await call();
+      ok = true;
+      return out;
+    } finally {
+      this.opts.onCall?.(op, (performance.now() - t0) / 1000, ok);
+    }
+  }
+
   /** One round of sends/edits bringing the display up to the current text. */
   private async flush(): Promise<void> {
     if (this.frozen) return; // a round queued before a stop must not show more
@@ -172,14 +187,14 @@ export class StreamDisplay {
         const m = this.messages[i];
         if (!m) {
           if (chunk.trim() === "") break; // nothing visible to send yet
-          const id = await this.surface.send(chunk);
+          const id = await this.timed("send", () => this.surface.send(chunk));
           this.messages.push({ messageId: id, start, length: chunk.length });
           this.lastEditAt.set(id, this.now());
           this.opts.onMessage?.(id);
         } else if (m.length !== chunk.length || m.start !== start) {
           const isOpen = i === chunks.length - 1;
           if (isOpen && this.now() - (this.lastEditAt.get(m.messageId) ?? 0) < this.opts.intervalMs) break; // next round
-          await this.surface.edit(m.messageId, chunk);
+          await this.timed("edit", () => this.surface.edit(m.messageId, chunk));
           m.start = start;
           m.length = chunk.length;
           this.lastEditAt.set(m.messageId, this.now());

@@ -132,6 +132,19 @@ export interface InstanceAdaptersTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
+/** Who a running process is and when it last said it is alive (Store.holdInstance writes it). */
+export interface InstanceHeartbeatsTable {
+  instance_id: string;
+  /** "bot" (the app: bots and/or the studio) or "worker" (`steerbot worker`). */
+  role: string;
+  host: string;
+  pid: number;
+  runs_jobs: ColumnType<boolean, boolean | undefined>;
+  started_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  /** The database server's time of the last heartbeat. */
+  heartbeat_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 /** An adapter's bytes in the database (adapter-blob-repository.ts): the file's sha256 and size. */
 export interface AdapterFilesTable {
   version: string;
@@ -184,6 +197,7 @@ export interface Database {
   adapters: AdaptersTable;
   training_runs: TrainingRunsTable;
   instance_adapters: InstanceAdaptersTable;
+  instance_heartbeats: InstanceHeartbeatsTable;
   adapter_files: AdapterFilesTable;
   adapter_chunks: AdapterChunksTable;
   training_jobs: TrainingJobsTable;

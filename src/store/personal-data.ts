@@ -77,6 +77,7 @@ export const NON_PERSONAL_COLUMNS = {
   adapter_files: ["version", "sha256"],
   adapter_chunks: ["version"],
   training_jobs: ["id", "trigger", "singleton_key", "state", "worker_instance", "adapter_version", "notice", "error"],
+  instance_heartbeats: ["instance_id", "role", "host"],
 } as const satisfies Partial<Record<keyof Database, readonly string[]>>;
 
 /** Words an opted-out person typed into a live reply (a correction that was applied, not stored). */

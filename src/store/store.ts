@@ -5,11 +5,13 @@
  * talks to repositories.
  */
 import { createHash, randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import type { Kysely } from "kysely";
 import type { Database } from "./database.ts";
 import { ConversationRepository } from "./conversation-repository.ts";
 import { migrateToLatest, openDatabase, type DatabaseTarget, type Listen, type TryLock } from "./open-database.ts";
-import { InstanceRepository, type InstanceAdapter } from "./instance-repository.ts";
+import { InstanceRepository, type InstanceAbout, type InstanceAdapter } from "./instance-repository.ts";
+import { readOperations, type InstanceStatus, type Operations } from "./operations.ts";
 import { AdapterBlobRepository } from "./adapter-blob-repository.ts";
 import { TrainingJobRepository } from "./training-job-repository.ts";
 import { PersonalData } from "./personal-data.ts";
@@ -33,6 +35,7 @@ export class Store {
   /** This process among the instances sharing the database (generations record it). */
   readonly instanceId = randomUUID();
   private releaseInstance: (() => Promise<void>) | undefined;
+  private heartbeat: { timer: NodeJS.Timeout; about: InstanceAbout; beating: Promise<void> } | undefined;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -71,13 +74,29 @@ export class Store {
   /**
    * Holds this instance's lock for as long as the store is open: the sign, to every other
    * process on the database, that the generations this one streams are alive (a session
-   * advisory lock is freed by the server when the process or its connection dies).
+   * advisory lock is freed by the server when the process or its connection dies). With
+   * `about`, the process also records who it is (role, host, pid) and, every `heartbeatSeconds`,
+   * that it is still alive (table `instance_heartbeats`, for /status and /metrics); a heartbeat
+   * that fails is simply tried again at the next one.
    */
-  async holdInstance(): Promise<void> {
-    if (this.releaseInstance) return;
-    const release = await this.tryLock(instanceLockKey(this.instanceId));
-    if (!release) throw new Error(`instance lock of ${this.instanceId} is taken`); // a random id: cannot happen
-    this.releaseInstance = release;
+  async holdInstance(about?: Partial<InstanceAbout>, heartbeatSeconds = 15): Promise<void> {
+    if (!this.releaseInstance) {
+      const release = await this.tryLock(instanceLockKey(this.instanceId));
+      if (!release) throw new Error(`instance lock of ${this.instanceId} is taken`); // a random id: cannot happen
+      this.releaseInstance = release;
+    }
+    if (!about || this.heartbeat) return;
+    const who: InstanceAbout = { role: about.role ?? "bot", host: about.host ?? hostname(), pid: about.pid ?? process.pid, runsJobs: about.runsJobs ?? false };
+    await this.instances.announce(this.instanceId, who);
+    const beat = async () => {
+      // a row dropped meanwhile (this process looked dead to another: a lock check raced a restart) is written anew
+      if (!(await this.instances.beat(this.instanceId))) await this.instances.announce(this.instanceId, who);
+    };
+    const timer = setInterval(() => {
+      if (this.heartbeat) this.heartbeat.beating = this.heartbeat.beating.then(beat).catch(() => {});
+    }, Math.max(1, heartbeatSeconds) * 1000);
+    timer.unref();
+    this.heartbeat = { timer, about: who, beating: Promise.resolve() };
   }
 
   /**
@@ -90,6 +109,44 @@ export class Store {
     const gone = rows.filter((_, i) => !alive[i]).map((r) => r.instanceId);
     await this.instances.remove(gone.filter((id) => id !== this.instanceId));
     return rows.filter((_, i) => alive[i]).map((r) => ({ ...r, self: r.instanceId === this.instanceId }));
+  }
+
+  /**
+   * The running instances as /status shows them: every process that announced itself or
+   * records what it serves and still holds its instance lock, with role, host, pid, heartbeat
+   * age and live adapter where known, oldest first. Rows of instances that are gone are dropped.
+   */
+  async instanceStatus(): Promise<InstanceStatus[]> {
+    const [beats, serving] = await Promise.all([this.instances.heartbeats(), this.instances.all()]);
+    // one lock check per instance (on PostgreSQL each is a connection of its own)
+    const ids = [...new Set([...beats.map((b) => b.instanceId), ...serving.map((s) => s.instanceId)])];
+    const alive = new Map(await Promise.all(ids.map(async (id) => [id, id === this.instanceId ? this.releaseInstance !== undefined : await this.instanceAlive(id)] as const)));
+    const gone = ids.filter((id) => !alive.get(id) && id !== this.instanceId);
+    await Promise.all([this.instances.remove(gone), this.instances.removeHeartbeats(gone)]);
+    const out: InstanceStatus[] = beats
+      .filter((b) => alive.get(b.instanceId))
+      .map((b) => ({
+        instanceId: b.instanceId,
+        role: b.role,
+        host: b.host,
+        pid: b.pid,
+        runsJobs: b.runsJobs,
+        startedAt: b.startedAt,
+        heartbeatAgeSeconds: b.ageSeconds,
+        adapterVersion: serving.find((s) => s.instanceId === b.instanceId)?.adapterVersion,
+        self: b.instanceId === this.instanceId,
+      }));
+    // an instance that records what it serves but announced nothing (an older steerbot)
+    for (const s of serving) {
+      if (!alive.get(s.instanceId) || out.some((o) => o.instanceId === s.instanceId)) continue;
+      out.push({ instanceId: s.instanceId, role: null, host: null, pid: null, runsJobs: null, startedAt: null, heartbeatAgeSeconds: null, adapterVersion: s.adapterVersion, self: s.instanceId === this.instanceId });
+    }
+    return out;
+  }
+
+  /** Instances, queue depth, the running job and its worker's heartbeat (operations.ts). */
+  operations(): Promise<Operations> {
+    return readOperations(this);
   }
 
   /** Whether the process with this instance id still runs (its instance lock is held). */
@@ -106,6 +163,13 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    if (this.heartbeat) {
+      clearInterval(this.heartbeat.timer);
+      await this.heartbeat.beating;
+      this.heartbeat = undefined;
+      // stopping cleanly: gone from /status at once, not at the next lock check
+      await this.instances.removeHeartbeats([this.instanceId]).catch(() => {});
+    }
     await this.releaseInstance?.().catch(() => {});
     this.releaseInstance = undefined;
     try {

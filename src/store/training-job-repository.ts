@@ -10,6 +10,9 @@
 import { sql, type Kysely } from "kysely";
 import type { Database, JobState, TrainingJobRow } from "./database.ts";
 
+/** A running job with the age of its newest progress write (database server's clock). */
+export type RunningJobRow = TrainingJobRow & { progress_age_seconds: number };
+
 export const FINAL_JOB_STATES: readonly JobState[] = ["succeeded", "failed", "cancelled", "skipped"];
 
 /** NOTIFY channel: a job became ready to take (queued, retried, handed back); waiting workers look at once. */
@@ -56,6 +59,27 @@ export class TrainingJobRepository {
   /** Jobs not yet ended (queued or running), oldest first. */
   async unfinished(): Promise<TrainingJobRow[]> {
     return this.db.selectFrom("training_jobs").selectAll().where("state", "in", ["queued", "running"]).orderBy("created_at").execute();
+  }
+
+  /** How many jobs wait in the queue (the queue depth). */
+  async countQueued(): Promise<number> {
+    const r = await this.db.selectFrom("training_jobs").select((eb) => eb.fn.countAll<string>().as("n")).where("state", "=", "queued").executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  /**
+   * The jobs running now, oldest first, each with the seconds since its row was last written
+   * (the worker writes progress about twice a second while the trainer steps).
+   */
+  async running(): Promise<RunningJobRow[]> {
+    const rows = await this.db
+      .selectFrom("training_jobs")
+      .selectAll()
+      .select(sql<number>`extract(epoch from (now() - updated_at))::float8`.as("progress_age_seconds"))
+      .where("state", "=", "running")
+      .orderBy("started_at")
+      .execute();
+    return rows.map((r) => ({ ...r, progress_age_seconds: Math.max(0, Number(r.progress_age_seconds)) }));
   }
 
   async recent(limit = 20): Promise<TrainingJobRow[]> {

@@ -24,6 +24,28 @@ describe("stream display", () => {
     assert.equal(surface.edits, before, "no edit when nothing changed");
   });
 
+  it("times every send and edit for onCall, and says which failed", async () => {
+    const surface = new RecordingSurface(2000, 0, 20);
+    let failNext = false;
+    const edit = surface.edit.bind(surface);
+    surface.edit = async (id, text) => {
+      if (failNext) {
+        failNext = false;
+        throw new Error("the platform said no");
+      }
+      return edit(id, text);
+    };
+    const calls: [string, number, boolean][] = [];
+    const d = new StreamDisplay(surface, { intervalMs: 0, onError: () => {}, onCall: (op, seconds, ok) => calls.push([op, seconds, ok]) });
+    d.update("Hello");
+    await d.finish("Hello");
+    failNext = true;
+    await d.finish("Hello there");
+    assert.equal(surface.visible, "Hello there", "the failed edit is made again");
+    assert.deepEqual(calls.map(([op, , ok]) => [op, ok]), [["send", true], ["edit", false], ["edit", true]]);
+    for (const [op, seconds, ok] of calls) if (ok) assert.ok(seconds >= 0.015 && seconds < 5, `${op} took ${seconds} s at a 20 ms platform`);
+  });
+
   it("splits before the message limit at a line or word break and shows everything", async () => {
     const surface = new RecordingSurface(100, 0, 0);
     const d = new StreamDisplay(surface, { intervalMs: 0 });

@@ -29,7 +29,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.deepEqual(again.results, []);
       const tables = await store.db.introspection.getTables();
       const names = tables.map((t) => t.name).filter((n) => !n.startsWith("kysely_")).sort();
-      assert.deepEqual(names, ["adapter_chunks", "adapter_files", "adapters", "generations", "instance_adapters", "messages", "steers", "threads", "training_jobs", "training_runs", "users"]);
+      assert.deepEqual(names, ["adapter_chunks", "adapter_files", "adapters", "generations", "instance_adapters", "instance_heartbeats", "messages", "steers", "threads", "training_jobs", "training_runs", "users"]);
     });
 
     it("stores a bot steer with token arrays and reads them back", async () => {

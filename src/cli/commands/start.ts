@@ -19,6 +19,7 @@ import { isRemoteModel, ModelUnavailableError } from "../../engine/model-file.ts
 import { TerminalPlayground } from "../../platforms/terminal/terminal-playground.ts";
 import type { WebServer } from "../../platforms/web/web-server.ts";
 import { action, appContext, CliError, EXIT, type AppContext } from "../app-context.ts";
+import { checkMetricsListener, serveMetrics } from "../metrics-listener.ts";
 import { checkStudioHost, serveStudio } from "./web.ts";
 
 function demoBanner(defaultModel: string, why: string, demoPath: string): string {
@@ -81,13 +82,17 @@ export function untilSignal(): Promise<void> {
 /** `npm start` without bot tokens: the studio on the configured host and port, until a signal. */
 async function studioOnly(ctx: AppContext): Promise<void> {
   checkStudioHost(ctx, ctx.config.web.host);
+  checkMetricsListener(ctx);
   const app = await loadApp(ctx, false, true);
   process.stdout.write(`steerbot — model ${app.engine.modelPath}, data in ${app.store.location} (the terminal playground: steerbot chat)\n`);
   let server: WebServer | undefined;
+  let metrics: { close(): Promise<void> } | undefined;
   try {
     server = await serveStudio(app, ctx.config.web.host, ctx.config.web.port);
+    metrics = await serveMetrics(app.metrics, app);
     await untilSignal();
   } finally {
+    await metrics?.close().catch(() => {});
     await server?.close().catch(() => {});
     await app.close();
   }
@@ -102,11 +107,12 @@ export function register(program: Command): void {
         const ctx = appContext();
         if (!ctx.secrets.discordToken && !ctx.secrets.telegramToken) return studioOnly(ctx);
         if (ctx.config.web.enabled) checkStudioHost(ctx, ctx.config.web.host);
+        checkMetricsListener(ctx);
         const app = await loadApp(ctx, true);
         const bots: { stop(): Promise<void> }[] = [];
         if (ctx.secrets.discordToken) {
           const { DiscordBot } = await import("../../platforms/discord/discord-bot.ts"); // SDKs load only when used
-          const bot = new DiscordBot({ token: ctx.secrets.discordToken, core: app.core, config: app.config, log: app.log });
+          const bot = new DiscordBot({ token: ctx.secrets.discordToken, core: app.core, config: app.config, log: app.log, observer: app.metrics });
           await bot.start();
           const { ids, count } = bot.metrics.shards;
           if (ids.length < count && app.store.kind === "pglite") {
@@ -122,15 +128,18 @@ export function register(program: Command): void {
             core: app.core,
             config: telegramConfigFrom(app.config, ctx.secrets.telegramWebhookSecret),
             log: app.log,
+            observer: app.metrics,
           });
           await bot.start();
           bots.push(bot);
         }
         const studio = app.config.web.enabled ? await serveStudio(app, app.config.web.host, app.config.web.port) : undefined;
+        const metrics = await serveMetrics(app.metrics, app);
         app.log.info({ bots: bots.length, model: app.engine.modelPath, store: app.store.location }, "steerbot is running");
         await untilSignal();
         app.log.info("stopping");
         await studio?.close().catch((err) => app.log.error({ err }, "the studio did not stop cleanly"));
+        await metrics?.close().catch(() => {});
         await Promise.all(bots.map((b) => b.stop().catch((err) => app.log.error({ err }, "bot did not stop cleanly"))));
         await app.close();
       }),

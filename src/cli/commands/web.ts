@@ -10,6 +10,7 @@ import type { App } from "../../app.ts";
 import { isLoopbackHost } from "../../platforms/web/web-auth.ts";
 import { startWebServer, WebConfigError, type WebServer } from "../../platforms/web/web-server.ts";
 import { action, appContext, CliError, EXIT, type AppContext } from "../app-context.ts";
+import { checkMetricsListener, serveMetrics } from "../metrics-listener.ts";
 import { loadApp, untilSignal } from "./start.ts";
 
 /** Refuses a studio on a non-loopback host without a token (bad input: exit 2), before any loading. */
@@ -26,7 +27,7 @@ export function checkStudioHost(ctx: AppContext, host: string): void {
 /** Starts the studio on a loaded app and prints its URL. */
 export async function serveStudio(app: App, host: string, port: number): Promise<WebServer> {
   try {
-    const server = await startWebServer({ core: app.core, store: app.store, config: app.config, log: app.log, host, port, token: app.secrets.webToken });
+    const server = await startWebServer({ core: app.core, store: app.store, config: app.config, log: app.log, host, port, token: app.secrets.webToken, metrics: app.metrics, metricsToken: app.secrets.metricsToken });
     const login = app.secrets.webToken ? " (log in with STEERBOT_WEB_TOKEN)" : "";
     process.stdout.write(`steerbot studio: ${server.url}${login}\n`);
     return server;
@@ -55,13 +56,17 @@ export function register(program: Command): void {
         const host = opts.host ?? ctx.config.web.host;
         const port = parsePort(opts.port, ctx.config.web.port);
         checkStudioHost(ctx, host);
+        checkMetricsListener(ctx);
         const app = await loadApp(ctx, false, true);
         process.stdout.write(`steerbot — model ${app.engine.modelPath}, data in ${app.store.location}\n`);
         let server: WebServer | undefined;
+        let metrics: { close(): Promise<void> } | undefined;
         try {
           server = await serveStudio(app, host, port);
+          metrics = await serveMetrics(app.metrics, app);
           await untilSignal();
         } finally {
+          await metrics?.close().catch(() => {});
           await server?.close().catch(() => {});
           await app.close();
         }

@@ -13,7 +13,9 @@
  * cancelled, saying why; the live adapter stays), the job is queued again for another worker —
  * or this one after a restart — and that attempt is not counted. A second signal exits at once.
  * A worker that dies without them (a crash, SIGKILL, a lost machine) has its job retried once by
- * another worker, then failed.
+ * another worker, then failed. Its heartbeat (every `metrics.heartbeat_seconds`) shows on
+ * every instance's /status; with `metrics.enabled` it serves its own `GET /metrics` (job
+ * durations, queue, heartbeats).
  * Exit codes: 0 done, 2 bad setup (no DATABASE_URL), 1 could not run.
  */
 import path from "node:path";
@@ -23,10 +25,12 @@ import { dataDir } from "../../config/config.ts";
 import type { Engine } from "../../engine/engine.ts";
 import { AdapterActivator } from "../../training/adapter-activator.ts";
 import { AdapterCache } from "../../training/adapter-cache.ts";
+import { Metrics } from "../../observability/metrics.ts";
 import { jobRunner } from "../../training/queue/job-runner.ts";
 import { PgBossQueue } from "../../training/queue/pg-boss-queue.ts";
 import { TrainingService } from "../../training/training-service.ts";
 import { action, appContext, CliError, EXIT, openStore } from "../app-context.ts";
+import { checkMetricsListener, serveMetrics } from "../metrics-listener.ts";
 
 export function register(program: Command): void {
   program
@@ -43,13 +47,17 @@ export function register(program: Command): void {
             EXIT.badInput,
           );
         }
+        checkMetricsListener(ctx);
         const store = await openStore(ctx);
         let engine: Engine | undefined;
+        let metricsServer: { close(): Promise<void> } | undefined;
         let queue: PgBossQueue | undefined;
         let why = "the worker stopped";
         let activator: AdapterActivator | undefined;
         try {
-          await store.holdInstance();
+          await store.holdInstance({ role: "worker", runsJobs: true }, config.metrics.heartbeat_seconds);
+          const metrics = new Metrics({ instanceId: store.instanceId, role: "worker", operations: () => store.operations(), onError: (err) => log.warn({ err }, "metrics: could not collect") });
+          metricsServer = await serveMetrics(metrics, ctx);
           const loadEngine = engineLoader(config);
           engine = await loadEngine();
           const base = engine;
@@ -70,13 +78,14 @@ export function register(program: Command): void {
             };
             process.on("SIGINT", stop).on("SIGTERM", stop);
           });
-          await queue.start({ work: jobRunner({ store, training, log }) });
+          await queue.start({ work: metrics.timeJobs(jobRunner({ store, training, log }), store.jobs) });
           log.info({ instance: store.instanceId, database: store.location, once: !!opts.once }, "training worker ready");
           process.stderr.write(`steerbot worker: waiting for training jobs on ${store.location}${opts.once ? " (--once: exits when the queue is empty)" : ""}\n`);
           await (opts.once ? Promise.race([queue.drained(), stopped]) : stopped);
         } finally {
           // hands a running job back and waits for its run (and trainer) to stop
           await queue?.stop(why).catch((err) => log.warn({ err }, "could not stop the training queue"));
+          await metricsServer?.close().catch(() => {});
           await activator?.engine.dispose().catch(() => {});
           if (engine && activator?.engine !== engine) await engine.dispose().catch(() => {});
           await store.close();

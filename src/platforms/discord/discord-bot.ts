@@ -32,7 +32,7 @@ import {
 import { DiscordAdminHandler } from "./discord-admin-handler.ts";
 import { registerCommands, type RegisterCommandsOptions } from "./discord-commands.ts";
 import { DiscordConversationHandler } from "./discord-conversation-handler.ts";
-import type { DiscordCore } from "./discord-core.ts";
+import { DISCORD, type DiscordCore } from "./discord-core.ts";
 import {
   emptyMetrics,
   resolveDiscordSettings,
@@ -44,6 +44,7 @@ import {
 import { RecentKeys } from "../recent-keys.ts";
 import { STOP_LATENCY_WINDOW } from "../bounded-samples.ts";
 import { HandledEvents, type HandledEvent } from "../handled-events.ts";
+import { noteHandlerError, noteRateLimited, type PlatformObserver } from "../platform-metrics.ts";
 import { shardOfGuild } from "./discord-shards.ts";
 
 export interface DiscordBotOptions {
@@ -56,6 +57,8 @@ export interface DiscordBotOptions {
   rest?: { api?: string };
   /** How many stop latencies `metrics.stopLatencyMs` keeps (newest; default 1000). */
   stopLatencyWindow?: number;
+  /** The app's metrics (src/observability): told of the same stops, rate limits and handler errors as `metrics`. */
+  observer?: PlatformObserver;
 }
 
 /** How long `stop()` waits for running handlers to finish before destroying the client. */
@@ -83,6 +86,7 @@ export class DiscordBot {
   readonly handled = new HandledEvents();
   readonly #token: string;
   readonly #log: DiscordLog;
+  readonly #observer: PlatformObserver | undefined;
   readonly #conversation: DiscordConversationHandler;
   readonly #admin: DiscordAdminHandler;
   readonly #seen = new RecentKeys();
@@ -98,6 +102,7 @@ export class DiscordBot {
   constructor(options: DiscordBotOptions) {
     this.#token = options.token;
     this.#log = options.log;
+    this.#observer = options.observer;
     this.settings = resolveDiscordSettings(options.config);
     this.client = new Client({
       intents: [
@@ -123,6 +128,7 @@ export class DiscordBot {
       log: this.#log,
       settings: this.settings,
       metrics: this.metrics,
+      observer: options.observer,
       botUserId: () => this.client.user?.id ?? "",
       isClosed: () => this.#closing,
       stopLatencyWindow: options.stopLatencyWindow ?? STOP_LATENCY_WINDOW,
@@ -250,6 +256,7 @@ export class DiscordBot {
     c.on(Events.Warn, (msg) => this.#log.warn({ msg }, "discord: warning"));
     c.rest.on(RESTEvents.RateLimited, (info) => {
       this.metrics.rateLimitsAbsorbed++;
+      noteRateLimited(this.#observer, DISCORD, "absorbed");
       this.#log.debug({ route: info.route, retryAfter: info.retryAfter, scope: info.scope }, "discord: rate limited, waiting");
     });
   }
@@ -289,7 +296,7 @@ export class DiscordBot {
         if ((await fn()) === "duplicate") outcome = "duplicate";
       } catch (err) {
         outcome = "failed";
-        this.metrics.handlerErrors++;
+        noteHandlerError({ metrics: this.metrics, observer: this.#observer }, DISCORD);
         this.#log.error({ kind, shardId, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, `discord: ${kind} handler failed`);
       }
       this.handled.emit({ ...event, outcome });

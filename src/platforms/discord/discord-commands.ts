@@ -33,7 +33,7 @@ export function commandDefinitions(): RESTPostAPIChatInputApplicationCommandsJSO
           .addChoices({ name: "list", value: "list" }, { name: "activate", value: "activate" }, { name: "rollback", value: "rollback" }),
       )
       .addStringOption((o) => o.setName("version").setDescription("Adapter version (for activate)")),
-    new SlashCommandBuilder().setName("status").setDescription("Model, adapter, steers and training status (admins)"),
+    new SlashCommandBuilder().setName("status").setDescription("Model, adapter, steers, instances and training queue (admins)"),
     new SlashCommandBuilder()
       .setName("steers")
       .setDescription("Review steers (admins)")

@@ -27,7 +27,7 @@ import {
   type User,
 } from "discord.js";
 import type { Actor, ThreadRef } from "../../core/ports.ts";
-import { pushBounded } from "../bounded-samples.ts";
+import { noteRateLimited, noteStop, type PlatformObserver } from "../platform-metrics.ts";
 import { discordActor } from "./discord-actor.ts";
 import { DISCORD, type DiscordCore } from "./discord-core.ts";
 import { DiscordReplySurface, isMissingPermission, type SurfaceFailure } from "./discord-reply-surface.ts";
@@ -40,6 +40,8 @@ interface Deps {
   log: DiscordLog;
   settings: DiscordSettings;
   metrics: DiscordMetrics;
+  /** The app's metrics, told of the same stops and 429s (optional). */
+  observer?: PlatformObserver;
   botUserId: () => string;
   /** True once the bot is shutting down: surfaces then end their streams. */
   isClosed: () => boolean;
@@ -189,8 +191,7 @@ export class DiscordConversationHandler {
       const running = open?.state === "generating" && open.messageIds.includes(messageId);
       const outcome = await core.stop({ platform: DISCORD, messageId, actor });
       if (outcome.ok && running) {
-        this.#d.metrics.stopsHandled++;
-        pushBounded(this.#d.metrics.stopLatencyMs, performance.now() - receivedAt, this.#d.stopLatencyWindow);
+        noteStop(this.#d, DISCORD, performance.now() - receivedAt);
       }
       if (outcome.notice) await this.#notify(reaction.message, user.id, outcome.notice);
     } else {
@@ -304,7 +305,10 @@ export class DiscordConversationHandler {
       replyToMessageId: replyTo,
       onError: (op, err) => {
         metrics.surfaceErrors++;
-        if ((err as { status?: number })?.status === 429) metrics.rateLimitsSurfaced++;
+        if ((err as { status?: number })?.status === 429) {
+          metrics.rateLimitsSurfaced++;
+          noteRateLimited(this.#d.observer, DISCORD, "surfaced");
+        }
         this.#d.log.warn({ op, channelId, err: String(err) }, "discord: reply surface call failed");
       },
     });

@@ -22,7 +22,7 @@ import type { PlatformLog } from "../platform-log.ts";
 /** The commands shown in Telegram's command menu (setMyCommands). */
 export const TELEGRAM_COMMANDS = [
   { command: "ask", description: "Ask the model (in groups)" },
-  { command: "status", description: "Model, adapter and steer counts" },
+  { command: "status", description: "Model, adapter, steers, instances and training queue" },
   { command: "pending", description: "Review steers waiting for approval (admins)" },
   { command: "retrain", description: "Train a new adapter now (admins)" },
   { command: "cancel", description: "Cancel the training run going on (admins)" },

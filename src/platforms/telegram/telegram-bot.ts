@@ -16,6 +16,7 @@ import { Bot } from "grammy";
 import { STOP_LATENCY_WINDOW } from "../bounded-samples.ts";
 import { HandledEvents } from "../handled-events.ts";
 import type { PlatformLog } from "../platform-log.ts";
+import type { PlatformObserver } from "../platform-metrics.ts";
 import { ChatPacer } from "./chat-pacer.ts";
 import { TELEGRAM_COMMANDS } from "./telegram-admin-commands.ts";
 import { TelegramActors } from "./telegram-actors.ts";
@@ -48,6 +49,8 @@ export interface TelegramBotOptions {
   maxDrafts?: number;
   /** Pacing below Telegram's floors (tests against a fake Bot API only; see resolveTelegramConfig). */
   fastPacing?: boolean;
+  /** The app's metrics (src/observability): told of the same stops, 429s and handler errors as `metrics`. */
+  observer?: PlatformObserver;
 }
 
 export class TelegramBot {
@@ -70,7 +73,7 @@ export class TelegramBot {
     this.config = resolveTelegramConfig(opts.config, { fastPacing: opts.fastPacing });
     this.log = opts.log;
     this.bot = new Bot(opts.token, opts.apiRoot ? { client: { apiRoot: opts.apiRoot } } : {});
-    installApiTransformers(this.bot, this.config, this.metrics, this.log);
+    installApiTransformers(this.bot, this.config, this.metrics, this.log, opts.observer);
     const pacer = new ChatPacer(this.config.chatMinIntervalMs, this.config.groupChatMinIntervalMs, TELEGRAM_PACING_FLOORS.globalPerSecond);
     const notices = new TelegramNotices(this.bot.api, pacer, this.log);
     this.deps = {
@@ -79,6 +82,7 @@ export class TelegramBot {
       config: this.config,
       log: this.log,
       metrics: this.metrics,
+      observer: opts.observer,
       stopLatencyWindow: opts.stopLatencyWindow ?? STOP_LATENCY_WINDOW,
       pacer,
       actors: new TelegramActors(this.bot.api, this.log),

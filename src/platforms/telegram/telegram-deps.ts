@@ -7,7 +7,7 @@
  */
 import type { Bot } from "grammy";
 import type { PlatformLog } from "../platform-log.ts";
-import type { StopMetrics } from "../platform-metrics.ts";
+import type { PlatformObserver, StopMetrics } from "../platform-metrics.ts";
 import type { ChatPacer } from "./chat-pacer.ts";
 import type { TelegramActors } from "./telegram-actors.ts";
 import type { TelegramConfig } from "./telegram-config.ts";
@@ -34,6 +34,8 @@ export interface TelegramDeps {
   config: TelegramConfig;
   log: PlatformLog;
   metrics: TelegramMetrics;
+  /** The app's metrics (src/observability), told of the same stops, 429s and handler errors (optional). */
+  observer?: PlatformObserver;
   /** How many stop latencies `metrics.stopLatencyMs` keeps. */
   stopLatencyWindow: number;
   pacer: ChatPacer;

@@ -11,7 +11,7 @@
  */
 import type { Context } from "grammy";
 import type { ReactionType } from "grammy/types";
-import { pushBounded } from "../bounded-samples.ts";
+import { noteStop } from "../platform-metrics.ts";
 import type { Actor, Outcome } from "../../core/ports.ts";
 import { TELEGRAM } from "./telegram-core-port.ts";
 import type { TelegramDeps } from "./telegram-deps.ts";
@@ -100,8 +100,7 @@ export class TelegramStops {
       return await this.applying(chatId, this.d.core.stop({ platform: TELEGRAM, messageId: key, actor }));
     } finally {
       release();
-      this.d.metrics.stopsHandled++;
-      pushBounded(this.d.metrics.stopLatencyMs, performance.now() - t0, this.d.stopLatencyWindow);
+      noteStop(this.d, TELEGRAM, performance.now() - t0);
     }
   }
 

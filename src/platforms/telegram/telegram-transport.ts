@@ -12,6 +12,8 @@ import { autoRetry } from "@grammyjs/auto-retry";
 import { run, type RunnerHandle } from "@grammyjs/runner";
 import { webhookCallback, type Bot } from "grammy";
 import type { PlatformLog } from "../platform-log.ts";
+import { noteRateLimited, type PlatformObserver } from "../platform-metrics.ts";
+import { TELEGRAM } from "./telegram-core-port.ts";
 import { noteAttempt } from "./chat-pacer.ts";
 import type { TelegramConfig } from "./telegram-config.ts";
 import type { TelegramMetrics } from "./telegram-deps.ts";
@@ -22,7 +24,7 @@ import type { TelegramMetrics } from "./telegram-deps.ts";
  */
 export const ALLOWED_UPDATES = ["message", "message_reaction", "callback_query", "stopped_message_generation", "my_chat_member"] as const;
 
-export function installApiTransformers(bot: Bot, config: TelegramConfig, metrics: TelegramMetrics, log: PlatformLog): void {
+export function installApiTransformers(bot: Bot, config: TelegramConfig, metrics: TelegramMetrics, log: PlatformLog, observer?: PlatformObserver): void {
   // Innermost: log failures of single attempts (429s show up here at debug level). grammY
   // transformers see Telegram's errors as `{ ok: false }` results and network errors as throws.
   bot.api.config.use(async (prev, method, payload, signal) => {
@@ -38,6 +40,7 @@ export function installApiTransformers(bot: Bot, config: TelegramConfig, metrics
       const what = { method, code: res.error_code, description: res.description };
       if (res.error_code === 429) {
         metrics.rateLimited++;
+        noteRateLimited(observer, TELEGRAM, "absorbed");
         log.debug(what, "telegram: rate limited; retrying after retry_after");
       }
       else if (/message is not modified/.test(res.description)) log.debug(what, "telegram: edit changed nothing");
@@ -52,7 +55,10 @@ export function installApiTransformers(bot: Bot, config: TelegramConfig, metrics
   bot.api.config.use(async (prev, method, payload, signal) => {
     const res = await prev(method, payload, signal);
     if (!res.ok && method !== "getUpdates" && !/message is not modified/.test(res.description)) {
-      if (res.error_code === 429) metrics.rateLimitSurfaced++;
+      if (res.error_code === 429) {
+        metrics.rateLimitSurfaced++;
+        noteRateLimited(observer, TELEGRAM, "surfaced");
+      }
       else metrics.apiFailures++;
     }
     return res;

@@ -11,6 +11,8 @@
 import { sequentialize } from "@grammyjs/runner";
 import type { Context } from "grammy";
 import type { HandledEvent, HandledEvents } from "../handled-events.ts";
+import { noteHandlerError } from "../platform-metrics.ts";
+import { TELEGRAM } from "./telegram-core-port.ts";
 import { RecentKeys } from "../recent-keys.ts";
 import { installAdminCommands } from "./telegram-admin-commands.ts";
 import type { TelegramConversation } from "./telegram-conversation.ts";
@@ -20,13 +22,13 @@ import { STOP_BUTTON_DATA } from "./telegram-reply-surface.ts";
 import type { TelegramStops } from "./telegram-stops.ts";
 
 export function installUpdateRouting(d: TelegramDeps, handled: HandledEvents, stops: TelegramStops, conversation: TelegramConversation): void {
-  const { bot, log, metrics, config } = d;
+  const { bot, log, config } = d;
   /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation. */
   const seenUpdates = new RecentKeys();
 
   // A safety net: the first middleware below already catches what handlers throw.
   bot.catch((err) => {
-    metrics.handlerErrors++;
+    noteHandlerError(d, TELEGRAM);
     log.error({ update: err.ctx?.update?.update_id, err: String(err.error) }, "telegram: update handler failed");
   });
 
@@ -43,7 +45,7 @@ export function installUpdateRouting(d: TelegramDeps, handled: HandledEvents, st
     } catch (err) {
       // Counted here rather than in bot.catch, so it is counted before the update is announced.
       outcome = "failed";
-      metrics.handlerErrors++;
+      noteHandlerError(d, TELEGRAM);
       log.error({ update: u.update_id, err: String(err) }, "telegram: update handler failed");
     } finally {
       handled.emit({ ...event, outcome });

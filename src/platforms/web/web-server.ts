@@ -15,6 +15,11 @@
  * user text as HTML (textContent only) and the CSP allows no inline script. Who is admin: see
  * web-auth.ts (the local operator without a token, the token holder with one).
  *
+ * `GET /metrics` (Prometheus text format, when the server is given the app's metrics) is not
+ * behind the session: a scraper has no cookies. It is open while the studio is loopback-only
+ * and needs `Authorization: Bearer $STEERBOT_METRICS_TOKEN` when that is set; a studio with a
+ * login and no metrics token refuses it (src/observability/metrics-server.ts says why).
+ *
  * ## The seam: adding a page (the admin pages are built this way)
  *
  * 1. A route group `src/platforms/web/admin-<name>.ts` exporting
@@ -52,6 +57,7 @@ import type { AdminPort, CorePort } from "../../core/ports.ts";
 import type { SteeringCore } from "../../core/steering-core.ts";
 import type { Logger } from "../../log.ts";
 import type { Store } from "../../store/store.ts";
+import { metricsAccess, type MetricsSource } from "../../observability/metrics-server.ts";
 import { isLoopbackHost, WebAuth } from "./web-auth.ts";
 import { registerSessionRoutes } from "./session-routes.ts";
 import { registerSteeringRoutes } from "./steering-routes.ts";
@@ -61,7 +67,7 @@ import { ADMIN_ROUTE_GROUPS } from "./admin-routes.ts";
 export type StudioCore = CorePort & Pick<SteeringCore, "replySnapshot" | "replySettled" | "removeSteer" | "permissions">;
 
 /** The store as the studio's routes use it: repositories only (no SQL outside src/store/). */
-export type StudioStore = Pick<Store, "steers" | "conversations" | "training" | "users" | "liveInstances">;
+export type StudioStore = Pick<Store, "steers" | "conversations" | "training" | "users" | "liveInstances" | "operations">;
 
 export interface WebDeps {
   core: StudioCore;
@@ -88,6 +94,10 @@ export interface WebServerOptions {
   port: number;
   /** `STEERBOT_WEB_TOKEN` (from the environment only). */
   token?: string;
+  /** The app's metrics, served at `GET /metrics` (absent: no such route). */
+  metrics?: MetricsSource;
+  /** `STEERBOT_METRICS_TOKEN`: the bearer token /metrics then requires. */
+  metricsToken?: string;
 }
 
 const PUBLIC_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "public");
@@ -160,6 +170,7 @@ export function buildWebApp(opts: WebServerOptions): FastifyInstance {
     // The guard: a session for everything but the login and what the login page needs.
     scope.addHook("onRequest", async (req, reply) => {
       const url = req.url.split("?")[0]!;
+      if (url === "/metrics" && opts.metrics) return; // a scraper's own rule (the route)
       const open = url === "/api/session" || url === "/api/login" || OPEN_FILES.has(url.slice(1));
       const session = auth.ensureSession(req, reply);
       if (session) req.studioSession = session;
@@ -174,6 +185,7 @@ export function buildWebApp(opts: WebServerOptions): FastifyInstance {
       const notice = err.code === "FST_CSRF_INVALID_TOKEN" || err.code === "FST_CSRF_MISSING_SECRET" ? "The page's security token is missing or stale: reload the page." : status >= 500 ? "Something went wrong on the server." : err.message;
       return reply.code(status).send({ ok: false, notice });
     });
+    if (opts.metrics) registerMetrics(scope, opts.metrics, opts.metricsToken || undefined, loopbackOnly);
     registerStatic(scope);
     for (const register of ROUTE_GROUPS) register(scope, deps);
   });
@@ -183,6 +195,19 @@ export function buildWebApp(opts: WebServerOptions): FastifyInstance {
 function hostnameOf(host: string | undefined): string {
   if (!host) return "";
   return host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.split(":")[0]!;
+}
+
+/** `GET /metrics`: Prometheus text format, for a scraper (a bearer token, no session). */
+function registerMetrics(app: FastifyInstance, metrics: MetricsSource, token: string | undefined, loopbackOnly: boolean): void {
+  app.get("/metrics", async (req, reply) => {
+    const access = metricsAccess(req.headers.authorization, token, loopbackOnly);
+    if (!access.ok) {
+      if (access.status === 401) reply.header("www-authenticate", 'Bearer realm="steerbot metrics"');
+      return reply.code(access.status).type("text/plain; charset=utf-8").send(access.message);
+    }
+    const body = await metrics.render();
+    return reply.type(metrics.contentType).header("cache-control", "no-store").send(body);
+  });
 }
 
 /** The files of public/, read once at start (a fixed set: no path from the request reaches the disk). */

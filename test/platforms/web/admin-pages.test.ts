@@ -262,7 +262,7 @@ describe("studio admin pages", () => {
   it("every admin page says admins only, and the server refuses its requests", async () => {
     const steer = await botSteer(studio.app.store, { platform: "discord", author: "dave", prefix: "X", rejected: " y", chosen: " z" });
     await withPage(browser, "non-admin", async (page) => {
-      for (const p of ["admin-steers.html", "admin-training.html", "admin-adapters.html"]) {
+      for (const p of ["admin-steers.html", "admin-training.html", "admin-adapters.html", "admin-status.html"]) {
         await page.goto(`${server.url}${p}`);
         await page.getByRole("alert").filter({ hasText: "Admins only" }).waitFor();
       }
@@ -276,9 +276,10 @@ describe("studio admin pages", () => {
           await fetch("/api/admin/steers").then((r) => r.status),
           await fetch("/api/admin/steers/export").then((r) => r.status),
           await fetch("/api/admin/training/events").then((r) => r.status),
+          await fetch("/api/admin/status").then((r) => r.status),
         ];
       })()`);
-      assert.deepEqual(answers, [403, 403, 403, 403, 403, 403]);
+      assert.deepEqual(answers, [403, 403, 403, 403, 403, 403, 403]);
       assert.equal((await studio.app.store.steers.list({ ids: [steer.id] }))[0]!.trust_state, "pending");
       assert.equal(await studio.app.store.training.runningRun(), undefined, "no run started");
     });

@@ -8,6 +8,7 @@ export const NAV = [
   { href: "/admin-steers.html", label: "Steers", admin: true },
   { href: "/admin-training.html", label: "Training", admin: true },
   { href: "/admin-adapters.html", label: "Adapters", admin: true },
+  { href: "/admin-status.html", label: "Status", admin: true },
 ];
 
 /** Fills the page's <nav id="nav"> (links as textContent) and adds a logout when there is a login. */
