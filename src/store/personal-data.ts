@@ -73,6 +73,7 @@ export const NON_PERSONAL_COLUMNS = {
   adapters: ["version", "file_path", "sha256", "base_fingerprint", "state", "metrics"],
   training_runs: ["trigger", "objective", "hyperparameters", "state", "loss_curve", "eval_before", "eval_after", "log_tail", "error"],
   instance_adapters: ["instance_id", "adapter_version"],
+  telegram_processed_updates: ["instance_id", "forwarded_to"],
 } as const satisfies Partial<Record<keyof Database, readonly string[]>>;
 
 /** Words an opted-out person typed into a live reply (a correction that was applied, not stored). */
