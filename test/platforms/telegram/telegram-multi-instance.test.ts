@@ -221,7 +221,7 @@ describe("telegram: two instances behind a load balancer, one PostgreSQL", { tim
     assert.equal((await store.db.selectFrom("telegram_processed_updates").select("update_id").where("update_id", "=", ask.update_id).execute()).length, 1);
   });
 
-  it("a 👎 delivered to the instance that does not stream the reply stops it at the text shown; a correction there resumes it", async () => {
+  it("a 👎 delivered to the instance that does not stream the reply stops it at the text shown; a correction there resumes it", async (t) => {
     const group = fake.addChat({ id: -100302, type: "supergroup", title: "routed" });
     fake.setBotAdmin(group.id);
     const q = fake.userSends(group, alice, "/ask tell me a long story") as { message_id: number };
@@ -233,9 +233,12 @@ describe("telegram: two instances behind a load balancer, one PostgreSQL", { tim
 
     fake.userReacts(group, alice, m.message_id, ["👎"]);
     const stop = lastUpdate();
-    assert.equal(await b.post(stop), 200);
+    const t0 = Date.now();
+    assert.equal(await b.post(stop), 200); // answered once A has applied the stop
+    const routedMs = Date.now() - t0;
     const stopped = await ended(`${group.id}:${q.message_id}`);
     assert.equal(stopped.status, "stopped", "the 👎 B received stopped the reply A streams");
+    t.diagnostic(`stop routed B → A and applied in ${routedMs} ms (${m.text.length} characters shown)`);
     assert.equal(await b.outcome(stop.update_id), "forwarded", "B handed the stop to A");
     assert.equal(await a.outcome(stop.update_id), "done", "A handled it");
     // The stop point is what A's message showed: the chat and the database agree.
@@ -243,7 +246,6 @@ describe("telegram: two instances behind a load balancer, one PostgreSQL", { tim
     const versions = m.versions.length;
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(m.versions.length, versions, "nothing more was shown after the stop");
-    assert.ok(stopped.final_text!.length < 2000, "stopped well before max_tokens");
 
     // The correction (a reply to the stopped message) also reaches B.
     fake.userSends(group, alice, "And then the dragon slept.", { replyTo: m.message_id });
