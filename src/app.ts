@@ -68,7 +68,15 @@ export function engineLoader(config: AppConfig): (lora?: string) => Promise<Engi
 
 export async function createApp(opts: AppOptions): Promise<App> {
   const { config, secrets, log } = opts;
+  // what can be checked before anything starts
+  if (opts.schedule && config.training.enabled && !cron.validate(config.training.schedule)) {
+    throw new ConfigError(`training.schedule: "${config.training.schedule}" is not a valid cron expression`);
+  }
   const store = opts.store ?? (await Store.open({ databaseUrl: secrets.databaseUrl, dataDir: dataDir(config) }));
+  if (store.kind === "pglite" && !config.training.run_here) {
+    if (!opts.store) await store.close();
+    throw new ConfigError("training.run_here: false needs DATABASE_URL (a PostgreSQL server a `steerbot worker` shares); the embedded database is this process's alone, so only this process can train on it");
+  }
   const loadEngine = engineLoader(config);
   let engine: Engine;
   try {
@@ -102,41 +110,59 @@ export async function createApp(opts: AppOptions): Promise<App> {
     limitGenerationThreads: (limit) => activator.engine.setThreadLimit(limit),
     adapterFile,
   });
-  if (store.kind === "pglite" && !config.training.run_here) {
-    throw new ConfigError("training.run_here: false needs DATABASE_URL (a PostgreSQL server a `steerbot worker` shares); the embedded database is this process's alone, so only this process can train on it");
-  }
   const queue = createTrainingQueue({ store, config, log, databaseUrl: secrets.databaseUrl });
-  await queue.start({ work: config.training.run_here ? metrics.timeJobs(jobRunner({ store, training, log }), store.jobs) : undefined });
-  core.training = new QueuedTraining({ store, queue, training, log });
+  let unlisten: (() => Promise<void>) | undefined;
+  let task: ScheduledTask | undefined;
+
+  /** Stops what started, in reverse order; `close()` and a start that fails half-way. */
+  const shutdown = async () => {
+    await task?.stop();
+    // first the queue: on PostgreSQL it hands a job running here back (and waits for its run
+    // to stop); then whatever still runs here (in-process jobs, a run outside the queue) is cancelled
+    await queue.stop("the bot running it stopped").catch((err) => log.warn({ err }, "could not stop the training queue"));
+    training.cancel();
+    await unlisten?.().catch(() => {});
+    await core.idle().catch(() => {});
+    await activator.engine.dispose().catch(() => {});
+    if (activator.engine !== engine) await engine.dispose().catch(() => {});
+    if (!opts.store) await store.close();
+  };
 
   try {
-    await activator.sync();
-  } catch (e) {
-    log.error({ err: e }, "the active adapter could not be loaded; serving the base model");
-  }
-  const sync = (why: string) => activator.sync().catch((err) => log.error({ err }, `${why} but the adapter was not applied`));
-  const unlisten = await store.listen(ADAPTER_CHANNEL, () => void sync("adapter change heard"), {
-    onDisconnected: (err) => log.warn({ err }, "lost the database connection that hears adapter changes; reconnecting"),
-    // changes made while it was down were not heard: read the active adapter again
-    onResubscribed: () => {
-      log.info("hearing adapter changes again");
-      void sync("reconnected");
-    },
-  });
+    await queue.start({ work: config.training.run_here ? metrics.timeJobs(jobRunner({ store, training, log }), store.jobs) : undefined });
+    core.training = new QueuedTraining({ store, queue, training, log });
 
-  let task: ScheduledTask | undefined;
-  if (opts.schedule && config.training.enabled) {
-    if (!cron.validate(config.training.schedule)) throw new ConfigError(`training.schedule: "${config.training.schedule}" is not a valid cron expression`);
-    task = cron.schedule(
-      config.training.schedule,
-      async () => {
-        // every instance fires this; the singleton key makes their triggers one job
-        const { job, created } = await queue.enqueue({ trigger: "cron", singletonKey: nightlyKey(new Date()) });
-        log.info({ job: job.id, created }, created ? "nightly training job queued" : "nightly training job already queued by another instance");
+    try {
+      await activator.sync();
+    } catch (e) {
+      log.error({ err: e }, "the active adapter could not be loaded; serving the base model");
+    }
+    const sync = (why: string) => activator.sync().catch((err) => log.error({ err }, `${why} but the adapter was not applied`));
+    unlisten = await store.listen(ADAPTER_CHANNEL, () => void sync("adapter change heard"), {
+      onDisconnected: (err) => log.warn({ err }, "lost the database connection that hears adapter changes; reconnecting"),
+      // changes made while it was down were not heard: read the active adapter again
+      onResubscribed: () => {
+        log.info("hearing adapter changes again");
+        void sync("reconnected");
       },
-      { timezone: config.training.timezone, name: "steerbot-nightly-training" },
-    );
-    log.info({ schedule: config.training.schedule, timezone: config.training.timezone }, "nightly training scheduled");
+    });
+
+    if (opts.schedule && config.training.enabled) {
+      task = cron.schedule(
+        config.training.schedule,
+        async () => {
+          // every instance fires this; the singleton key makes their triggers one job
+          const { job, created } = await queue.enqueue({ trigger: "cron", singletonKey: nightlyKey(new Date()) });
+          log.info({ job: job.id, created }, created ? "nightly training job queued" : "nightly training job already queued by another instance");
+        },
+        { timezone: config.training.timezone, name: "steerbot-nightly-training" },
+      );
+      log.info({ schedule: config.training.schedule, timezone: config.training.timezone }, "nightly training scheduled");
+    }
+  } catch (e) {
+    // no dangling queue workers, pools, listeners or engines behind a failed start
+    await shutdown();
+    throw e;
   }
 
   return {
@@ -150,15 +176,6 @@ export async function createApp(opts: AppOptions): Promise<App> {
     training,
     queue,
     metrics,
-    async close() {
-      await task?.stop();
-      training.cancel();
-      await queue.stop().catch((err) => log.warn({ err }, "could not stop the training queue"));
-      await unlisten().catch(() => {});
-      await core.idle().catch(() => {});
-      await activator.engine.dispose();
-      if (activator.engine !== engine) await engine.dispose().catch(() => {});
-      if (!opts.store) await store.close();
-    },
+    close: shutdown,
   };
 }

@@ -112,8 +112,8 @@ export const configSchema = z
         approximate_steers: z.enum(APPROXIMATE_STEERS),
         /** Run queued training jobs in this bot process; false: only `steerbot worker` trains (needs DATABASE_URL). */
         run_here: z.boolean(),
-        /** The queue fails (and retries once) a job running longer than this. */
-        job_timeout_hours: z.number().positive().max(24 * 7),
+        /** A run going longer than this is stopped, a failed attempt (retried once). At most 23: pg-boss expires jobs within 24 h. */
+        job_timeout_hours: z.number().positive().max(23),
         /** How often each process checks that the workers of running jobs are alive. */
         worker_check_seconds: z.number().positive().max(3600),
       })

@@ -17,7 +17,7 @@ import type { UserRepository } from "../store/user-repository.ts";
 export interface CoreStore {
   conversations: Pick<
     ConversationRepository,
-    "addMessage" | "createGeneration" | "finishGeneration" | "getGeneration" | "history" | "updateGeneration" | "updateMessageText" | "upsertThread"
+    "addMessage" | "addPlatformMessage" | "createGeneration" | "finishGeneration" | "getGeneration" | "history" | "updateGeneration" | "updateMessageText" | "upsertThread"
   >;
   steers: Pick<SteerRepository, "findByCorrection" | "insert" | "removeOwn">;
   users: Pick<UserRepository, "upsert">;

@@ -2,7 +2,8 @@
  * The conversation core: ask → stream → stop → correct → resume → accept, for every platform.
  *
  * Owns: the live replies (which platform message belongs to which reply; bounded, an accepted
- * reply is forgotten at once), the stop point (the text shown, from {@link StreamDisplay}),
+ * reply is forgotten at once; each message is also recorded on its generation in the database as
+ * it is sent, so other instances sharing the database can tell that this one streams it), the stop point (the text shown, from {@link StreamDisplay}),
  * turning a correction into a stored steer (alignment against the message it answers, token
  * snapping, one transaction) and resuming generation from the corrected text, and the limits
  * on asks and steers (per user per minute; a "busy" answer when too many replies are being
@@ -530,6 +531,8 @@ export class SteeringCore {
       onMessage: (id) => {
         view.messageIds.add(id);
         if (this.liveReplies.has(reply)) this.replies.set(`${reply.thread.platform}:${id}`, reply);
+        // Other instances sharing the database find this reply, and that it is streamed here, by the message.
+        void store.conversations.addPlatformMessage(reply.generationId, id).catch((err) => log.warn({ err, generation: reply.generationId }, "could not record the reply's message id"));
       },
       onCall: (op, seconds, ok) => this.observer.surfaceCall(platform, op, seconds, ok),
     });

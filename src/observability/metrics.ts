@@ -172,12 +172,12 @@ export class Metrics implements CoreObserver, PlatformObserver {
    * handler threw; a job that ended before this process took it (cancelled while queued) is not
    * counted.
    */
-  timeJobs<D>(work: (job: TrainingJobRow, data: D) => Promise<void>, jobs: { get(id: string): Promise<TrainingJobRow | undefined> }): (job: TrainingJobRow, data: D) => Promise<void> {
-    return async (job, data) => {
+  timeJobs<A extends unknown[]>(work: (job: TrainingJobRow, ...rest: A) => Promise<void>, jobs: { get(id: string): Promise<TrainingJobRow | undefined> }): (job: TrainingJobRow, ...rest: A) => Promise<void> {
+    return async (job, ...rest) => {
       const t0 = performance.now();
       let threw = false;
       try {
-        await work(job, data);
+        await work(job, ...rest);
       } catch (e) {
         threw = true;
         throw e;

@@ -27,10 +27,12 @@ export interface HandledEvent {
   shardId?: number;
   /**
    * `done`: its handler returned (whatever it decided); `duplicate`: dropped as a repeat of an
-   * event already handled; `failed`: its handler threw (the error was logged, never rethrown).
+   * event already handled (here, or by another instance sharing the database); `forwarded`:
+   * handed to the instance that streams the reply it is about, which handled it (Telegram);
+   * `failed`: its handler threw (the error was logged, never rethrown).
    * Discord's message and /ask handlers return when the reply they started has settled.
    */
-  outcome: "done" | "duplicate" | "failed";
+  outcome: "done" | "duplicate" | "forwarded" | "failed";
 }
 
 export type HandledListener = (event: HandledEvent) => void;

@@ -15,6 +15,14 @@ export interface ThreadKey {
   threadId: string;
 }
 
+/** Which generation a platform message (or a chat's newest reply) belongs to, and which instance streams it. */
+export interface GenerationOwner {
+  generationId: number;
+  /** Store.instanceId of the process that streams it; null before that was recorded. */
+  instanceId: string | null;
+  status: GenerationStatus;
+}
+
 export class ConversationRepository {
   constructor(
     private readonly db: Kysely<Database>,
@@ -140,6 +148,48 @@ export class ConversationRepository {
   async updateGeneration(id: number, set: GenerationUpdate, db: Kysely<Database> = this.db): Promise<void> {
     if (typeof set.final_text === "string") set = { ...set, final_text: this.personal.redact(set.final_text, { generationId: id }) };
     await db.updateTable("generations").set(set).where("id", "=", id).execute();
+  }
+
+  /**
+   * Records a platform message of a generation as it is sent (the core's key for it, without
+   * the platform), so that every instance finds the generation, and the instance streaming it,
+   * from the message a stop or a correction names ({@link ownerOfMessage}).
+   */
+  async addPlatformMessage(id: number, messageId: string): Promise<void> {
+    await this.db
+      .updateTable("generations")
+      .set({ platform_message_ids: sql`array_append(platform_message_ids, ${messageId}::text)` })
+      .where("id", "=", id)
+      .where(sql<boolean>`not (${messageId}::text = any(platform_message_ids))`)
+      .execute();
+  }
+
+  /** The newest generation of `platform` that has the message `messageId` (as {@link addPlatformMessage} recorded it). */
+  async ownerOfMessage(platform: string, messageId: string): Promise<GenerationOwner | undefined> {
+    const row = await this.db
+      .selectFrom("generations as g")
+      .innerJoin("threads as t", "t.id", "g.thread_id")
+      .select(["g.id", "g.instance_id", "g.status"])
+      .where("t.platform", "=", platform)
+      .where(sql<boolean>`g.platform_message_ids @> array[${messageId}::text]`)
+      .orderBy("g.id", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    return row && { generationId: row.id, instanceId: row.instance_id, status: row.status };
+  }
+
+  /** The newest generation in any thread of one chat (a private chat has one thread). */
+  async newestInChat(platform: string, chatId: string): Promise<GenerationOwner | undefined> {
+    const row = await this.db
+      .selectFrom("generations as g")
+      .innerJoin("threads as t", "t.id", "g.thread_id")
+      .select(["g.id", "g.instance_id", "g.status"])
+      .where("t.platform", "=", platform)
+      .where("t.chat_id", "=", chatId)
+      .orderBy("g.id", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    return row && { generationId: row.id, instanceId: row.instance_id, status: row.status };
   }
 
   async finishGeneration(id: number, status: GenerationStatus, finalText: string, timings: Record<string, number>): Promise<void> {

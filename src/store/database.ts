@@ -188,6 +188,21 @@ export interface TrainingJobsTable {
   finished_at: Timestamp | null;
 }
 
+/**
+ * A Telegram update some instance received (telegram-update-repository.ts): who claimed it, when it
+ * was handled, and where it was forwarded; ids only.
+ */
+export interface TelegramProcessedUpdatesTable {
+  bot_id: number;
+  update_id: number;
+  /** The instance that claimed it (Store.instanceId). */
+  instance_id: string;
+  /** The instance it was handed to, when another one streams the reply it is about. */
+  forwarded_to: string | null;
+  claimed_at: ColumnType<Date, Date | undefined, Date>;
+  handled_at: Timestamp | null;
+}
+
 export interface Database {
   users: UsersTable;
   threads: ThreadsTable;
@@ -201,6 +216,7 @@ export interface Database {
   adapter_files: AdapterFilesTable;
   adapter_chunks: AdapterChunksTable;
   training_jobs: TrainingJobsTable;
+  telegram_processed_updates: TelegramProcessedUpdatesTable;
 }
 
 export type SteerRow = Selectable<SteersTable>;

@@ -78,6 +78,7 @@ export const NON_PERSONAL_COLUMNS = {
   adapter_chunks: ["version"],
   training_jobs: ["id", "trigger", "singleton_key", "state", "worker_instance", "adapter_version", "notice", "error"],
   instance_heartbeats: ["instance_id", "role", "host"],
+  telegram_processed_updates: ["instance_id", "forwarded_to"],
 } as const satisfies Partial<Record<keyof Database, readonly string[]>>;
 
 /** Words an opted-out person typed into a live reply (a correction that was applied, not stored). */

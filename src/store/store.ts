@@ -14,6 +14,7 @@ import { InstanceRepository, type InstanceAbout, type InstanceAdapter } from "./
 import { readOperations, type InstanceStatus, type Operations } from "./operations.ts";
 import { AdapterBlobRepository } from "./adapter-blob-repository.ts";
 import { TrainingJobRepository } from "./training-job-repository.ts";
+import { TelegramUpdateRepository } from "./telegram-update-repository.ts";
 import { PersonalData } from "./personal-data.ts";
 import { SteerRepository } from "./steer-repository.ts";
 import { TrainingRepository } from "./training-repository.ts";
@@ -30,6 +31,8 @@ export class Store {
   readonly adapterBlobs: AdapterBlobRepository;
   /** Training jobs with their progress, readable by every instance. */
   readonly jobs: TrainingJobRepository;
+  /** Telegram updates claimed, handled and forwarded by the instances sharing one bot. */
+  readonly telegramUpdates: TelegramUpdateRepository;
   /** Where people's words live: opt-out redaction, usable steers, forget (personal-data.ts). */
   readonly personalData: PersonalData;
   /** This process among the instances sharing the database (generations record it). */
@@ -54,6 +57,7 @@ export class Store {
     this.instances = new InstanceRepository(db);
     this.adapterBlobs = new AdapterBlobRepository(db);
     this.jobs = new TrainingJobRepository(db);
+    this.telegramUpdates = new TelegramUpdateRepository(db, this.instanceId, (id) => this.instanceAlive(id));
   }
 
   /** Opens the database and applies pending migrations (steerbot migrates at every start). */

@@ -15,8 +15,21 @@ export type RunningJobRow = TrainingJobRow & { progress_age_seconds: number };
 
 export const FINAL_JOB_STATES: readonly JobState[] = ["succeeded", "failed", "cancelled", "skipped"];
 
+/** NOTIFY channel: a job became ready to take (queued, retried, handed back); waiting workers look at once. */
+export const JOB_CHANNEL = "steerbot_training_jobs";
+
 export class TrainingJobRepository {
   constructor(private readonly db: Kysely<Database>) {}
+
+  /** The same SQL in a transaction (the queue takes a job and marks it running in one). */
+  in(tx: Kysely<Database>): TrainingJobRepository {
+    return new TrainingJobRepository(tx);
+  }
+
+  /** Tells waiting workers a job is ready (sent when the transaction, if any, commits). */
+  async notifyReady(id: string): Promise<void> {
+    await sql`select pg_notify(${JOB_CHANNEL}, ${id})`.execute(this.db);
+  }
 
   /**
    * Records a new queued job. Undefined when a job with the same singleton key exists already
@@ -124,11 +137,26 @@ export class TrainingJobRepository {
    * exactly one process reports the crash to the queue: true for the one whose update matched.
    */
   async claimFromDeadWorker(id: string, deadWorker: string, error: string): Promise<boolean> {
+    return this.requeue(id, deadWorker, { error, counted: true });
+  }
+
+  /**
+   * Puts a job running on `worker` back to queued: after a crash or an error (`counted`: the
+   * attempt stays in `attempts`), or handed back by a worker that is stopping (not counted:
+   * `attempts` goes back down). True when the row was that worker's running job.
+   */
+  async requeue(id: string, worker: string, o: { error: string; counted: boolean }): Promise<boolean> {
     const r = await this.db
       .updateTable("training_jobs")
-      .set({ state: "queued", worker_instance: null, error, updated_at: new Date() })
+      .set((eb) => ({
+        state: "queued",
+        worker_instance: null,
+        error: o.error,
+        updated_at: new Date(),
+        ...(o.counted ? {} : { attempts: eb("attempts", "-", 1) }),
+      }))
       .where("id", "=", id)
-      .where("worker_instance", "=", deadWorker)
+      .where("worker_instance", "=", worker)
       .where("state", "=", "running")
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;

@@ -2,7 +2,8 @@
  * Running the native trainer (`steer-train`) as a child process.
  *
  * Owns: the command line, parsing its stdout JSON lines into typed events, keeping a tail of
- * its stderr (llama.cpp logs) for error messages, abort by signal, ending with this process
+ * its stderr (llama.cpp logs) for error messages, abort by signal (settled once the child has
+ * exited, SIGKILL after 5 s), ending with this process
  * (the trainer gets SIGTERM when its parent dies, even by SIGKILL), and turning an `error`
  * event or a non-zero exit into a {@link TrainerError}.
  */
@@ -168,8 +169,12 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerEve
       if (stderr.length > 60) stderr.shift();
     });
     child.on("error", (err) => {
-      if ((err as NodeJS.ErrnoException).name === "AbortError") reject(new TrainerError("aborted", "training was aborted"));
-      else reject(err);
+      if ((err as NodeJS.ErrnoException).name !== "AbortError") return reject(err);
+      // aborted: node sent SIGTERM; settle once the trainer has exited ("close" rejects as
+      // aborted), so that whoever stops a run knows the child is gone — SIGKILL if it lingers
+      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return reject(new TrainerError("aborted", "training was aborted"));
+      const force = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      child.once("close", () => clearTimeout(force));
     });
     child.on("close", (code, sig) => {
       const tail = stderr.join("\n");

@@ -41,6 +41,11 @@ export interface RunRequest {
   onRunCreated?: (runId: number) => void | Promise<void>;
   /** Who asked, when no actor is at hand (a queued job carries the name). */
   requestedBy?: string;
+  /**
+   * Stops the run like a cancel, for another reason than an admin's (the queue taking its job
+   * back: the worker is stopping). The run is recorded as cancelled with the reason's message.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RunOutcome extends Outcome {
@@ -171,6 +176,9 @@ export class TrainingService implements TrainingControl {
     const abort = (this.current = new AbortController());
     const onLockLost = () => abort.abort(lockLost.reason);
     lockLost.addEventListener("abort", onLockLost, { once: true });
+    const onStop = () => abort.abort(req.signal!.reason);
+    if (req.signal?.aborted) onStop();
+    else req.signal?.addEventListener("abort", onStop, { once: true });
     const logLines: string[] = [];
     let lastSaid = 0;
     try {
@@ -261,13 +269,16 @@ export class TrainingService implements TrainingControl {
       const reason = lostLock
         ? `stopped: the connection holding the training lock dropped (${(lockLost.reason as Error).message}), so another instance may start a run now`
         : cancelled
-          ? "cancelled by an admin"
+          ? req.signal?.aborted
+            ? `stopped: ${(req.signal.reason as Error)?.message ?? "the queue took the job back"}`
+            : "cancelled by an admin"
           : (e as Error).message;
       await store.training.updateRun(runId, { state: cancelled ? "cancelled" : "failed", error: reason, log_tail: logLines.slice(-50).join("\n"), finished: true });
       this.deps.log.error({ err: e, run: runId }, "training run failed");
       return { ok: false, state: cancelled ? "cancelled" : "failed", runId, notice: `Training run #${runId} ${cancelled ? "was cancelled" : `failed: ${reason}`}. The live adapter is unchanged.` };
     } finally {
       lockLost.removeEventListener("abort", onLockLost);
+      req.signal?.removeEventListener("abort", onStop);
       this.current = undefined;
       this.deps.limitGenerationThreads?.(undefined);
     }

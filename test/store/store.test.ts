@@ -29,7 +29,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.deepEqual(again.results, []);
       const tables = await store.db.introspection.getTables();
       const names = tables.map((t) => t.name).filter((n) => !n.startsWith("kysely_")).sort();
-      assert.deepEqual(names, ["adapter_chunks", "adapter_files", "adapters", "generations", "instance_adapters", "instance_heartbeats", "messages", "steers", "threads", "training_jobs", "training_runs", "users"]);
+      assert.deepEqual(names, ["adapter_chunks", "adapter_files", "adapters", "generations", "instance_adapters", "instance_heartbeats", "messages", "steers", "telegram_processed_updates", "threads", "training_jobs", "training_runs", "users"]);
     });
 
     it("stores a bot steer with token arrays and reads them back", async () => {
@@ -134,6 +134,46 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal(await status(own!.id), "streaming");
       assert.equal(await status(dead!.id), "interrupted");
       assert.equal(await status(legacy!.id), "interrupted");
+    });
+
+    it("claims a Telegram update once, takes over one whose claimer died unhandled, and prunes old rows", async () => {
+      const updates = store.telegramUpdates;
+      assert.equal(await updates.claim(42, 1), true, "the first claim");
+      assert.equal(await updates.claim(42, 1), false, "a repeat (a webhook retry)");
+      assert.equal(await updates.claim(43, 1), true, "the same update id of another bot");
+      await updates.markHandled(42, 1);
+      assert.ok((await updates.get(42, 1))!.handled_at);
+      // claimed by a process that crashed before handling it: Telegram redelivers it, and it is taken over once
+      await store.db.insertInto("telegram_processed_updates").values({ bot_id: 42, update_id: 2, instance_id: "crashed-process" }).execute();
+      assert.equal(await updates.claim(42, 2), true);
+      assert.equal((await updates.get(42, 2))!.instance_id, store.instanceId);
+      assert.equal(await updates.claim(42, 2), false);
+      // a crashed claimer's update that was handled stays handled
+      await store.db.insertInto("telegram_processed_updates").values({ bot_id: 42, update_id: 3, instance_id: "crashed-process", handled_at: new Date() }).execute();
+      assert.equal(await updates.claim(42, 3), false);
+      await store.db.updateTable("telegram_processed_updates").set({ claimed_at: new Date(Date.now() - 3 * 86_400_000) }).where("update_id", "=", 1).execute();
+      assert.equal(await updates.prune(new Date(Date.now() - 2 * 86_400_000)), 2, "both bots' update 1");
+      assert.equal(await updates.get(42, 1), undefined);
+      assert.ok(await updates.get(42, 2));
+    });
+
+    it("finds the generation, and the instance streaming it, by a platform message id as the core records them", async () => {
+      const thread = await store.conversations.upsertThread({ platform: "telegram", chatId: "-5", threadId: "-5" });
+      const other = await store.conversations.upsertThread({ platform: "discord", chatId: "-5", threadId: "-5" });
+      const gen = (threadId: number, sourceMessageId: string) =>
+        store.conversations.createGeneration({ threadId, contextMessages: [], contextText: "", modelFingerprint: "m", sourceMessageId });
+      const g1 = (await gen(thread, "-5:1"))!;
+      const g2 = (await gen(thread, "-5:3"))!;
+      const d = (await gen(other, "x"))!;
+      await store.conversations.addPlatformMessage(g1.id, "-5:2");
+      await store.conversations.addPlatformMessage(g1.id, "-5:2"); // recorded once
+      await store.conversations.addPlatformMessage(g1.id, "-5:d77");
+      await store.conversations.addPlatformMessage(d.id, "-5:4");
+      assert.deepEqual((await store.conversations.getGeneration(g1.id))!.platform_message_ids, ["-5:2", "-5:d77"]);
+      assert.deepEqual(await store.conversations.ownerOfMessage("telegram", "-5:d77"), { generationId: g1.id, instanceId: store.instanceId, status: "streaming" });
+      assert.equal(await store.conversations.ownerOfMessage("telegram", "-5:4"), undefined, "another platform's message");
+      assert.equal((await store.conversations.newestInChat("telegram", "-5"))!.generationId, g2.id);
+      assert.equal(await store.conversations.newestInChat("telegram", "-6"), undefined);
     });
 
     if (kind === "postgres") {

@@ -123,12 +123,15 @@ export function register(program: Command): void {
         if (ctx.secrets.telegramToken) {
           const { TelegramBot } = await import("../../platforms/telegram/telegram-bot.ts");
           const { telegramConfigFrom } = await import("../../platforms/telegram/telegram-config.ts");
+          const { storeInstances } = await import("../../platforms/telegram/telegram-instances.ts");
           const bot = new TelegramBot({
             token: ctx.secrets.telegramToken,
             core: app.core,
             config: telegramConfigFrom(app.config, ctx.secrets.telegramWebhookSecret),
             log: app.log,
             observer: app.metrics,
+            // several instances on one database share the bot: updates claimed once, stops routed to the reply's instance
+            instances: storeInstances(app.store),
           });
           await bot.start();
           bots.push(bot);

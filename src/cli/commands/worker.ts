@@ -8,11 +8,14 @@
  * the base model (the trainer tokenizes and the gate evaluates through it), and runs one job at
  * a time: train, evaluate, store the adapter in the database, and activate it there when it wins —
  * which makes every bot instance fetch it and swap (LISTEN/NOTIFY). `--once` exits when no job is
- * left. SIGINT/SIGTERM stop taking jobs and cancel the one running (recorded as cancelled; the
- * live adapter stays). A worker that dies without them (a crash, SIGKILL, a lost machine) has
- * its job retried once by another worker, then failed. Its heartbeat (every
- * `metrics.heartbeat_seconds`) shows on every instance's /status; with `metrics.enabled` it
- * serves its own `GET /metrics` (job durations, queue, heartbeats).
+ * left. SIGINT/SIGTERM stop taking jobs and hand the running one back to the queue: its run is
+ * stopped (the trainer child has exited before the worker does; the run is recorded as
+ * cancelled, saying why; the live adapter stays), the job is queued again for another worker —
+ * or this one after a restart — and that attempt is not counted. A second signal exits at once.
+ * A worker that dies without them (a crash, SIGKILL, a lost machine) has its job retried once by
+ * another worker, then failed. Its heartbeat (every `metrics.heartbeat_seconds`) shows on
+ * every instance's /status; with `metrics.enabled` it serves its own `GET /metrics` (job
+ * durations, queue, heartbeats).
  * Exit codes: 0 done, 2 bad setup (no DATABASE_URL), 1 could not run.
  */
 import path from "node:path";
@@ -49,6 +52,7 @@ export function register(program: Command): void {
         let engine: Engine | undefined;
         let metricsServer: { close(): Promise<void> } | undefined;
         let queue: PgBossQueue | undefined;
+        let why = "the worker stopped";
         let activator: AdapterActivator | undefined;
         try {
           await store.holdInstance({ role: "worker", runsJobs: true }, config.metrics.heartbeat_seconds);
@@ -65,20 +69,22 @@ export function register(program: Command): void {
           const training = new TrainingService({ store, config, log, activator, baseFingerprint: () => base.fingerprint(), engine: () => live.engine, adapterFile });
           queue = new PgBossQueue({ store, log, databaseUrl: secrets.databaseUrl, checkSeconds: config.training.worker_check_seconds, jobTimeoutHours: config.training.job_timeout_hours });
           const stopped = new Promise<void>((resolve) => {
-            const stop = (signal: string) => {
-              log.info({ signal }, "worker stopping: no new jobs; the running one is cancelled");
-              training.cancel();
+            const stop = (signal: NodeJS.Signals) => {
+              // without these listeners a second signal ends the process at once
+              process.off("SIGINT", stop).off("SIGTERM", stop);
+              log.info({ signal }, "worker stopping: no new jobs; the running one goes back to the queue");
+              why = `the worker stopped (${signal}) and handed the job back to the queue`;
               resolve();
             };
-            process.once("SIGINT", () => stop("SIGINT"));
-            process.once("SIGTERM", () => stop("SIGTERM"));
+            process.on("SIGINT", stop).on("SIGTERM", stop);
           });
           await queue.start({ work: metrics.timeJobs(jobRunner({ store, training, log }), store.jobs) });
           log.info({ instance: store.instanceId, database: store.location, once: !!opts.once }, "training worker ready");
           process.stderr.write(`steerbot worker: waiting for training jobs on ${store.location}${opts.once ? " (--once: exits when the queue is empty)" : ""}\n`);
           await (opts.once ? Promise.race([queue.drained(), stopped]) : stopped);
         } finally {
-          await queue?.stop().catch(() => {});
+          // hands a running job back and waits for its run (and trainer) to stop
+          await queue?.stop(why).catch((err) => log.warn({ err }, "could not stop the training queue"));
           await metricsServer?.close().catch(() => {});
           await activator?.engine.dispose().catch(() => {});
           if (engine && activator?.engine !== engine) await engine.dispose().catch(() => {});

@@ -4,7 +4,8 @@
  * Owns: building the adapter's parts and wiring them together — transport (polling or the
  * webhook server, API retries: telegram-transport.ts), update routing (telegram-update-routing.ts),
  * questions and corrections (telegram-conversation.ts), stops and accepts (telegram-stops.ts),
- * group checks (telegram-group-checks.ts), admin commands (telegram-admin-commands.ts) — and
+ * group checks (telegram-group-checks.ts), admin commands (telegram-admin-commands.ts), and with
+ * `instances` the sharing of one bot by several instances (telegram-instance-routing.ts) — and
  * start, stop and `idle()`. Handlers never wait for a generation: `core.ask`/`core.correct` run
  * in the background (tracked here), so a stop is handled while the reply is still streaming.
  * Each update, once its handlers have returned, is announced on `handled` (see
@@ -26,6 +27,8 @@ import type { TelegramCore } from "./telegram-core-port.ts";
 import type { TelegramDeps, TelegramMetrics } from "./telegram-deps.ts";
 import { DraftRegistry } from "./telegram-draft-surface.ts";
 import { GroupChecks } from "./telegram-group-checks.ts";
+import { TelegramInstanceRouting } from "./telegram-instance-routing.ts";
+import type { TelegramInstances } from "./telegram-instances.ts";
 import { TelegramNotices } from "./telegram-notices.ts";
 import { PartOffsets } from "./telegram-part-offsets.ts";
 import { PendingSends } from "./telegram-pending-sends.ts";
@@ -51,6 +54,12 @@ export interface TelegramBotOptions {
   fastPacing?: boolean;
   /** The app's metrics (src/observability): told of the same stops, 429s and handler errors as `metrics`. */
   observer?: PlatformObserver;
+  /**
+   * The database the app shares with other instances (`storeInstances(app.store)`): each update
+   * is claimed there once for all of them, and one about a reply another instance streams is
+   * handed to it. Unset: duplicates are dropped in memory only, and every reply is this bot's.
+   */
+  instances?: TelegramInstances;
 }
 
 export class TelegramBot {
@@ -68,6 +77,7 @@ export class TelegramBot {
   private readonly inflight = new Set<Promise<unknown>>();
   private runner: RunnerHandle | undefined;
   private server: http.Server | undefined;
+  private readonly routing: TelegramInstanceRouting | undefined;
 
   constructor(opts: TelegramBotOptions) {
     this.config = resolveTelegramConfig(opts.config, { fastPacing: opts.fastPacing });
@@ -100,7 +110,8 @@ export class TelegramBot {
       track: (t) => this.track(t),
     };
     const stops = new TelegramStops(this.deps);
-    installUpdateRouting(this.deps, this.handled, stops, new TelegramConversation(this.deps, stops));
+    this.routing = opts.instances ? new TelegramInstanceRouting(this.deps, opts.instances) : undefined;
+    installUpdateRouting(this.deps, this.handled, stops, new TelegramConversation(this.deps, stops), this.routing);
   }
 
   /** Connects (getMe), publishes the command menu, and starts polling or the webhook server. */
@@ -110,6 +121,8 @@ export class TelegramBot {
     await this.bot.api.setMyCommands(TELEGRAM_COMMANDS).catch((err) => this.log.warn({ err: String(err) }, "telegram: setMyCommands failed"));
     // Configured groups learn at once whether a stop reaction can reach the bot there.
     for (const chatId of this.config.checkChats) if (chatId < 0) this.track(this.deps.groups.verdict(chatId));
+    // Hear the other instances before the first update arrives.
+    await this.routing?.start();
     if (this.config.mode === "webhook") {
       this.server = await startWebhook(this.bot, this.config, this.log);
       return;
@@ -135,6 +148,7 @@ export class TelegramBot {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.idle(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
     clearTimeout(timer);
+    await this.routing?.stop();
   }
 
   /** Resolves when no reply started by this bot is streaming and no handler task is pending. */

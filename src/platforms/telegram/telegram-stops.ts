@@ -120,7 +120,8 @@ export class TelegramStops {
   }
 }
 
-function addedEmoji(old: ReactionType[], now: ReactionType[]): string[] {
+/** Emoji in `now` that were not in `old`: the reactions a person just added. */
+export function addedEmoji(old: ReactionType[], now: ReactionType[]): string[] {
   const before = new Set(old.filter((r) => r.type === "emoji").map((r) => (r as { emoji: string }).emoji));
   return now.filter((r) => r.type === "emoji" && !before.has((r as { emoji: string }).emoji)).map((r) => (r as { emoji: string }).emoji);
 }

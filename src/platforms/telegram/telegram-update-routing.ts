@@ -2,8 +2,10 @@
  * Which handler each Telegram update reaches.
  *
  * Owns: the middleware order of the bot — drop duplicate deliveries (Telegram redelivers after
- * a crash or a lost confirmation), count and log handler failures, announce each update on
- * `handled` once its handlers have returned, keep order within a chat — and the routes:
+ * a crash or a lost confirmation; in memory first, then, with a database, claimed once for every
+ * instance sharing the bot), count and log handler failures, announce each update on `handled`
+ * once its handlers have returned, keep order within a chat, hand an update about a reply
+ * another instance streams to that instance (telegram-instance-routing.ts) — and the routes:
  * reactions, draft stops and the Stop button (telegram-stops.ts), `my_chat_member` (group
  * checks), /ask and /start, the admin commands (telegram-admin-commands.ts), other text
  * (telegram-conversation.ts). Handlers only await short calls, never a generation.
@@ -16,14 +18,22 @@ import { TELEGRAM } from "./telegram-core-port.ts";
 import { RecentKeys } from "../recent-keys.ts";
 import { installAdminCommands } from "./telegram-admin-commands.ts";
 import type { TelegramConversation } from "./telegram-conversation.ts";
+import type { TelegramInstanceRouting } from "./telegram-instance-routing.ts";
 import type { TelegramDeps } from "./telegram-deps.ts";
 import { GroupChecks } from "./telegram-group-checks.ts";
 import { STOP_BUTTON_DATA } from "./telegram-reply-surface.ts";
 import type { TelegramStops } from "./telegram-stops.ts";
 
-export function installUpdateRouting(d: TelegramDeps, handled: HandledEvents, stops: TelegramStops, conversation: TelegramConversation): void {
-  const { bot, log, config } = d;
-  /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation. */
+export function installUpdateRouting(
+  d: TelegramDeps,
+  handled: HandledEvents,
+  stops: TelegramStops,
+  conversation: TelegramConversation,
+  /** Several instances on one database: claims in the database, updates handed to a reply's instance. */
+  instances?: TelegramInstanceRouting,
+): void {
+  const { bot, log, metrics, config } = d;
+  /** Recently seen update ids: Telegram redelivers after a crash or a lost confirmation (a cheap first filter before the database's claim). */
   const seenUpdates = new RecentKeys();
 
   // A safety net: the first middleware below already catches what handlers throw.
@@ -32,13 +42,14 @@ export function installUpdateRouting(d: TelegramDeps, handled: HandledEvents, st
     log.error({ update: err.ctx?.update?.update_id, err: String(err.error) }, "telegram: update handler failed");
   });
 
-  // Outermost: drop duplicate deliveries of one update (the core also dedupes by message id),
-  // count and log handler failures, and announce each update on `handled` once everything
-  // below is done with it.
+  // Outermost: drop duplicate deliveries of one update seen here (the core also dedupes by
+  // message id), count and log handler failures, wait for an update handed to another instance,
+  // and announce each update on `handled` once everything below is done with it.
   bot.use(async (ctx, next) => {
     const u = ctx.update;
     const event = { kind: Object.keys(u).find((k) => k !== "update_id") ?? "unknown", id: String(u.update_id), userId: ctx.from ? String(ctx.from.id) : undefined };
-    if (!seenUpdates.firstTime(String(u.update_id))) return handled.emit({ ...event, outcome: "duplicate" });
+    // An update another instance handed here was claimed there; remember it all the same.
+    if (!seenUpdates.firstTime(String(u.update_id)) && !instances?.isIncoming(u)) return handled.emit({ ...event, outcome: "duplicate" });
     let outcome: HandledEvent["outcome"] = "done";
     try {
       await next();
@@ -48,6 +59,9 @@ export function installUpdateRouting(d: TelegramDeps, handled: HandledEvents, st
       noteHandlerError(d, TELEGRAM);
       log.error({ update: u.update_id, err: String(err) }, "telegram: update handler failed");
     } finally {
+      // Outside the per-chat order: the chat's next updates need not wait for another instance.
+      const became = await instances?.finish(ctx).catch((err: unknown) => void log.error({ update: u.update_id, err: String(err) }, "telegram: finishing the update failed"));
+      if (became && outcome === "done") outcome = became;
       handled.emit({ ...event, outcome });
     }
   });
@@ -55,6 +69,10 @@ export function installUpdateRouting(d: TelegramDeps, handled: HandledEvents, st
   // Keep order within a chat (a stop before the correction that follows it). Handlers only
   // await short calls, never a generation, so nothing queues behind a streaming reply.
   bot.use(sequentialize((ctx: Context) => (ctx.chat ? String(ctx.chat.id) : undefined)));
+
+  // In the chat's order: claim the update for all instances (a retry another one got goes no
+  // further), and hand it to the instance streaming its reply when that is another one.
+  if (instances) bot.use(instances.middleware);
 
   bot.on("message_reaction", (ctx) => stops.onReaction(ctx));
   bot.on("stopped_message_generation", (ctx) => stops.onDraftStopped(ctx));

@@ -7,7 +7,10 @@
  * hand a job to, and pg-boss needs a PostgreSQL server it can open its own pool of connections
  * to. The same interface, job rows and runner keep the single-machine default working with no
  * extra command: a job left queued when the process stopped runs at the next start, and one
- * left running (the process died mid-run) is retried once, then failed with the reason.
+ * left running (the process died mid-run) is retried once, then failed with the reason. A job
+ * running when the process stops on purpose is cancelled by the app (`App.close`), not handed
+ * back: no other process could take it, and a bot that was stopped should not resume a run by
+ * itself at its next start.
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../../log.ts";
@@ -22,6 +25,8 @@ export class InProcessQueue implements TrainingQueue {
   private pending = 0;
   private readonly data = new Map<string, JobData>();
   private stopped = false;
+  /** Never aborted: stopping this queue does not take a job back (see the head comment). */
+  private readonly signal = new AbortController().signal;
 
   constructor(private readonly deps: { store: Store; log: Logger }) {}
 
@@ -56,7 +61,9 @@ export class InProcessQueue implements TrainingQueue {
     this.chain = this.chain
       .then(async () => {
         if (this.stopped) return;
-        await this.work!(job, this.data.get(job.id) ?? data);
+        const row = await this.deps.store.jobs.markRunning(job.id, this.deps.store.instanceId);
+        if (!row) return; // ended meanwhile (cancelled before it started)
+        await this.work!(row, this.data.get(job.id) ?? data, this.signal);
       })
       .catch((err) => this.deps.log.error({ err, job: job.id }, "training job failed"))
       .finally(() => {

@@ -2,12 +2,15 @@
  * Running one training job: what a worker (or a bot with `training.run_here`) does with a job
  * it took from the queue.
  *
- * Owns: the job's row while it runs — this process as its worker, the run's id, progress
- * (step, loss, ETA) written about twice a second where every instance reads it, a cancel asked
- * on any instance read back with each progress write, and the outcome. When another process
- * holds the training lock (a run started outside the queue) the job waits for it rather than
- * being dropped. Outcomes are also kept in this process for followers here (the loss chart is a
- * file on this machine).
+ * Owns: the job's row while it runs (the queue has marked it running for this process) — the
+ * run's id, progress (step, loss, ETA) written about twice a second where every instance reads
+ * it, a cancel asked on any instance read back with each progress write, and the outcome. When
+ * another process holds the training lock (a run started outside the queue) the job waits for
+ * it rather than being dropped. When the queue takes the job back (its signal: this process is
+ * stopping, or the job ran too long) the run is stopped — the trainer child has exited when
+ * this returns — and the handler rejects with the queue's reason, recording no end: the queue
+ * hands the job back or fails the attempt. Outcomes are also kept in this process for
+ * followers here (the loss chart is a file on this machine).
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "../../log.ts";
@@ -32,23 +35,23 @@ const BUSY_RETRY_MS = 5_000;
 
 export function jobRunner(deps: { store: Store; training: TrainingService; log: Logger }): JobHandler {
   const { store, training, log } = deps;
-  return async (job: TrainingJobRow, data: JobData) => {
-    const row = await store.jobs.markRunning(job.id, store.instanceId);
-    if (!row) return; // ended meanwhile (cancelled before it started)
-    if (row.cancel_requested) {
+  return async (job: TrainingJobRow, data: JobData, signal: AbortSignal) => {
+    if (job.cancel_requested) {
       await store.jobs.finish(job.id, { state: "cancelled", notice: "cancelled before it started" });
       return;
     }
-    log.info({ job: job.id, attempt: row.attempts, trigger: data.trigger }, "training job started");
+    log.info({ job: job.id, attempt: job.attempts, trigger: data.trigger }, "training job started");
     let lastWrite = 0;
     let writing = false;
     const started = Date.now();
     let out: RunOutcome;
     for (;;) {
+      if (signal.aborted) throw signal.reason;
       out = await training.run({
+        signal,
         trigger: data.trigger,
         actor: data.actor,
-        requestedBy: row.requested_by ?? undefined,
+        requestedBy: job.requested_by ?? undefined,
         progress: (text) => {
           log.info({ job: job.id }, text);
           localJobEvents.emit(`text:${job.id}`, text);
@@ -69,13 +72,15 @@ export function jobRunner(deps: { store: Store; training: TrainingService; log: 
             .finally(() => (writing = false));
         },
       });
+      // stopped by the queue (not by an admin): the queue says what becomes of the job
+      if (signal.aborted && (out.state === "cancelled" || out.state === "busy")) throw signal.reason;
       if (out.state !== "busy") break;
       const now = await store.jobs.get(job.id);
       if (!now || now.cancel_requested) {
         out = { ok: false, state: "cancelled", notice: "Cancelled while waiting for another training run to end." };
         break;
       }
-      await new Promise((r) => setTimeout(r, BUSY_RETRY_MS));
+      await sleep(BUSY_RETRY_MS, signal);
     }
     localOutcomes.set(job.id, out);
     await store.jobs.finish(job.id, {
@@ -87,4 +92,17 @@ export function jobRunner(deps: { store: Store; training: TrainingService; log: 
     });
     log.info({ job: job.id, state: out.state }, "training job ended");
   };
+}
+
+/** Waits ms, or less when the signal aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

@@ -25,8 +25,27 @@ export interface Enqueued {
   created: boolean;
 }
 
-/** What a process that runs jobs does with one (job-runner.ts). */
-export type JobHandler = (job: TrainingJobRow, data: JobData) => Promise<void>;
+/**
+ * What a process that runs jobs does with one (job-runner.ts). The queue has marked the row
+ * running for this process before it calls the handler (pg-boss: in the transaction that took
+ * the job). `signal` aborts when the queue takes the job back — this process is stopping (the
+ * job is handed back to the queue) or the job ran past `training.job_timeout_hours` — with a
+ * {@link JobInterrupted} as its reason: the handler then stops the run and rejects with that
+ * reason instead of recording an end; the queue records what happens next.
+ */
+export type JobHandler = (job: TrainingJobRow, data: JobData, signal: AbortSignal) => Promise<void>;
+
+/** Why the queue took a running job back from its handler (the abort reason of the handler's signal). */
+export class JobInterrupted extends Error {
+  constructor(
+    /** `stopping`: handed back, not counted as an attempt; `timeout`: a failed attempt. */
+    readonly why: "stopping" | "timeout",
+    message: string,
+  ) {
+    super(message);
+    this.name = "JobInterrupted";
+  }
+}
 
 /** What travels with a job (pg-boss job data; the in-process queue keeps it in memory). */
 export interface JobData {
@@ -43,7 +62,13 @@ export interface TrainingQueue {
   cancel(jobId: string): Promise<TrainingJobRow | undefined>;
   /** Resolves once no job is queued (the worker's --once). */
   drained(): Promise<void>;
-  stop(): Promise<void>;
+  /**
+   * Stops taking jobs and stops the queue. pg-boss: a job running here is handed back to the
+   * queue (another worker, or this one's next start, runs it; the attempt is not counted), and
+   * this resolves once its run has stopped; `why` says why, in the job's row and run. In-process:
+   * the caller cancels the run going here (the job is recorded as cancelled).
+   */
+  stop(why?: string): Promise<void>;
 }
 
 /**

@@ -396,6 +396,14 @@ export class FakeBotApi extends EventEmitter {
     return update.update_id;
   }
 
+  /**
+   * A queued update as Telegram would send it (until a getUpdates offset confirmed it): what a
+   * test posts to webhooks itself, e.g. to several instances behind a load balancer.
+   */
+  update(updateId: number): { update_id: number; [k: string]: unknown } | undefined {
+    return this.updates.find((u) => u.update_id === updateId);
+  }
+
   /** The id of the last update queued (0 before the first): the bot has seen them all once it handled 1..lastUpdateId. */
   get lastUpdateId(): number {
     return this.nextUpdateId - 1;

@@ -9,6 +9,7 @@ import { FakeBotApi, makeUser, type FakeBotApiOptions } from "../../fakes/telegr
 import { TelegramBot } from "../../../src/platforms/telegram/telegram-bot.ts";
 import type { TelegramConfig } from "../../../src/platforms/telegram/telegram-config.ts";
 import type { TelegramCore } from "../../../src/platforms/telegram/telegram-core-port.ts";
+import type { TelegramInstances } from "../../../src/platforms/telegram/telegram-instances.ts";
 import type { PlatformLog } from "../../../src/platforms/platform-log.ts";
 import type { PlatformObserver } from "../../../src/platforms/platform-metrics.ts";
 import type { HandledEvent } from "../../../src/platforms/handled-events.ts";
@@ -51,11 +52,11 @@ export const FAST: Partial<TelegramConfig> = { minEditIntervalMs: 100, chatMinIn
 
 export async function startHarness<C extends TelegramCore>(
   core: C,
-  opts: { config?: Partial<TelegramConfig>; fake?: FakeBotApiOptions; start?: boolean; fastPacing?: boolean; stopLatencyWindow?: number; maxDrafts?: number; observer?: PlatformObserver } = {},
+  opts: { config?: Partial<TelegramConfig>; fake?: FakeBotApiOptions; start?: boolean; fastPacing?: boolean; stopLatencyWindow?: number; maxDrafts?: number; instances?: TelegramInstances; observer?: PlatformObserver } = {},
 ): Promise<Harness<C>> {
   const fake = await new FakeBotApi(opts.fake).start();
   const logs: LogLine[] = [];
-  const bot = new TelegramBot({ token: fake.token, core, config: { ...FAST, ...opts.config }, log: recordingLog(logs), apiRoot: fake.apiRoot, fastPacing: opts.fastPacing ?? true, stopLatencyWindow: opts.stopLatencyWindow, maxDrafts: opts.maxDrafts, observer: opts.observer });
+  const bot = new TelegramBot({ token: fake.token, core, config: { ...FAST, ...opts.config }, log: recordingLog(logs), apiRoot: fake.apiRoot, fastPacing: opts.fastPacing ?? true, stopLatencyWindow: opts.stopLatencyWindow, maxDrafts: opts.maxDrafts, instances: opts.instances, observer: opts.observer });
   const handledEvents: HandledEvent[] = [];
   const handledIds = new Set<string>();
   bot.handled.on((e) => {

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { storeInstances } from "../../../src/platforms/telegram/telegram-instances.ts";
 import { createTestApp, type TestApp } from "../../helpers/app.ts";
 import { admin, alice, bob, norm, startHarness, type Harness } from "./harness.ts";
 import type { FakeMessage } from "../../fakes/telegram/fake-bot-api.ts";
@@ -24,8 +25,9 @@ describe("telegram + steering core on postgres", () => {
         permissions: { stop: { users: ["555"] }, steer: { users: ["555"] }, admins: { users: [String(admin.id)] }, default_trust: "pending" },
       },
     });
-    // Slow network (each send/edit takes 60 ms): the model runs ahead of what users see.
-    h = await startHarness(app.core, { fake: { latencyMs: 60 }, config: { minEditIntervalMs: 100 } });
+    // Slow network (each send/edit takes 60 ms): the model runs ahead of what users see. Wired
+    // as `steerbot start` wires it: updates claimed in the database, every reply this instance's.
+    h = await startHarness(app.core, { fake: { latencyMs: 60 }, config: { minEditIntervalMs: 100 }, instances: storeInstances(app.store) });
   });
   after(async () => {
     await h?.close();

@@ -54,7 +54,9 @@ describe("in-process training queue on PGlite", () => {
     await q.start({
       work: async (job: TrainingJobRow) => {
         ran.push(job.id);
-        await store.jobs.markRunning(job.id, store.instanceId);
+        // the queue marked it running for this process before handing it over
+        assert.equal(job.state, "running");
+        assert.equal(job.worker_instance, store.instanceId);
         await store.jobs.finish(job.id, { state: "skipped", notice: "nothing new" });
       },
     });
