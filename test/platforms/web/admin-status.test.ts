@@ -73,7 +73,7 @@ describe("studio Status page", () => {
       const steps = (await store.jobs.get(running.job.id))!.steps;
       await page.locator("#job-progress").filter({ hasText: new RegExp(`^step \\d+/${steps}$`) }).waitFor({ timeout: 10_000 });
       assert.match((await page.locator("#job-loss").textContent())!, /^\d+\.\d{4}$/);
-      assert.match((await page.locator("#job-eta").textContent())!, /^\d+ (s|min)/);
+      assert.match((await page.locator("#job-eta").textContent())!, /^\d+ (s|min|h)( \d+ (s|min))?$/);
       assert.equal(await page.locator("#job-worker").textContent(), `${self} (this instance) — bot, host ${hostname()}, pid ${process.pid}`);
       assert.match((await page.locator("#worker-heartbeat").textContent())!, /^\d s ago$/);
 
