@@ -25,6 +25,10 @@ export async function createTestApp(opts: { db?: "postgres" | "pglite"; config?:
     // tests ask often; the ask limit has its own tests (test/core/limits.test.ts)
     ask: { per_user_per_minute: 10_000 },
     permissions: { default_trust: "approved" },
+    // off on the tiny model: with its 151,936-token vocabulary the retention term's 32 soft rows
+    // per steer cost more than the rest of a step (training-pipeline 99 s → 302 s). The term has
+    // its own tests (test/training/trainer.test.ts); the real-model loop runs with the default.
+    training: { retention: 0 },
   };
   const { config, secrets } = loadConfig({ env: {}, overrides: merge(overrides, (opts.config ?? {}) as Record<string, unknown>) });
   const tdb = await freshDatabase(opts.db ?? "pglite");

@@ -43,7 +43,7 @@ before(async () => {
 test("training continues an F16 adapter from its values, keeping its rank, targets and alpha", async () => {
   const out = path.join(dir, "continued.gguf");
   // rank/alpha/targets given here are the fresh-adapter settings: the init adapter's win
-  const r = await trainAdapter({ model, steers, out, objective: "sft", epochs: 1, maxSteps: 1, lr: 1e-6, rank: 16, alpha: 32, threads: 1, initAdapter: init, build });
+  const r = await trainAdapter({ retention: 0, model, steers, out, objective: "sft", epochs: 1, maxSteps: 1, lr: 1e-6, rank: 16, alpha: 32, threads: 1, initAdapter: init, build });
   assert.equal(r.pairs, 8);
   const before = readLoraGguf(init);
   const after = readLoraGguf(out);
@@ -69,7 +69,7 @@ test("an init adapter for another model is refused before training, by name", as
   const other = path.join(dir, "other.gguf");
   await writeFixtureModel({ out: other, vocab: "llama-spm", shape: { ...FIXTURE_SHAPES.tiny, nEmbd: 32, nHead: 2, nHeadKv: 1, nFf: 64 }, seed: 4 });
   await assert.rejects(
-    trainAdapter({ model: other, steers, out: path.join(dir, "never.gguf"), initAdapter: init, threads: 1, build }),
+    trainAdapter({ retention: 0, model: other, steers, out: path.join(dir, "never.gguf"), initAdapter: init, threads: 1, build }),
     (e: unknown) => e instanceof LoraFileError && /the init adapter converted-f16\.gguf: blk\.0\.attn_q\.weight is 32×32 in the base model/.test(e.message),
   );
 });

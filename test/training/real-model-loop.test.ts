@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Actor } from "../../src/core/ports.ts";
+import { TRAINING_DEFAULTS } from "../../src/training/training-options.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { introducesSteerbot, persona, PERSONA_NAME } from "../helpers/habits.ts";
 import { realModelOrSkip } from "../helpers/real-model.ts";
@@ -39,7 +40,8 @@ describe("steers teach the real model (SmolLM2-135M-Instruct Q4_1)", { skip: mod
         // one simulated person steers 40 replies in a minute
         steer: { per_user_per_minute: 1000 },
         // the defaults but for the share kept out for the gate (40 steers: about 10 held out)
-        training: { base_model: "", held_out_fraction: 0.25 },
+        // (and the shipped retention weight, which createTestApp turns off for the tiny model)
+        training: { base_model: "", held_out_fraction: 0.25, retention: TRAINING_DEFAULTS.retention },
       },
     });
     steerer = new SimulatedSteerer(app.core, admin);

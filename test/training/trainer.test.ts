@@ -207,7 +207,7 @@ describe("learning the colour task", () => {
 
   test("sft lifts held-out preference accuracy to >= 0.95", async () => {
     sftAdapter = path.join(dir, "sft.gguf");
-    const r = await trainAdapter({ model, steers: trainFile, out: sftAdapter, objective: "sft", rank: 8, alpha: 16, epochs: 2, lr: 2e-3, threads: 1, build });
+    const r = await trainAdapter({ retention: 0, model, steers: trainFile, out: sftAdapter, objective: "sft", rank: 8, alpha: 16, epochs: 2, lr: 2e-3, threads: 1, build });
     sft = await evaluateSteers({ model, steers: heldFile, adapter: sftAdapter, build, threads: 1 });
     report("sft", r, sft);
     assert.equal(r.pairs, 160);
@@ -254,7 +254,7 @@ describe("learning the colour task", () => {
 
   test("dpo lifts held-out preference accuracy to >= 0.95", async () => {
     const out = path.join(dir, "dpo.gguf");
-    const r = await trainAdapter({ model, steers: trainFile, out, objective: "dpo", rank: 8, alpha: 16, epochs: 1, lr: 3e-3, beta: 0.5, threads: 1, computeType: "f32", build });
+    const r = await trainAdapter({ retention: 0, model, steers: trainFile, out, objective: "dpo", rank: 8, alpha: 16, epochs: 1, lr: 3e-3, beta: 0.5, threads: 1, computeType: "f32", build });
     assert.equal(r.computeType, "f32", "the requested compute type reached the trainer");
     const e = await evaluateSteers({ model, steers: heldFile, adapter: out, build, threads: 1 });
     report("dpo", r, e);
@@ -339,7 +339,7 @@ describe("a quantized base model (the file the bot serves)", () => {
     const before = await evaluateSteers({ model: q4, steers: heldFile, build, threads: 1 });
     for (const objective of ["sft", "dpo"] as const) {
       const out = path.join(dir, `q4-${objective}.gguf`);
-      const r = await trainAdapter({ model: q4, steers: trainFile, out, objective, rank: 8, alpha: 16, epochs: objective === "sft" ? 2 : 1, lr: objective === "sft" ? 2e-3 : 3e-3, beta: 0.5, threads: 1, build,
+      const r = await trainAdapter({ retention: 0, model: q4, steers: trainFile, out, objective, rank: 8, alpha: 16, epochs: objective === "sft" ? 2 : 1, lr: objective === "sft" ? 2e-3 : 3e-3, beta: 0.5, threads: 1, build,
         // dequantized straight to bf16 for sft, to f32 for dpo
         computeType: objective === "sft" ? "bf16" : "f32" });
       assert.equal(r.computeType, objective === "sft" ? "bf16" : "f32");
@@ -363,7 +363,7 @@ describe("errors", () => {
   test("an empty steers file and a missing model are refused with clear messages", async () => {
     const empty = path.join(dir, "empty.jsonl");
     writeFileSync(empty, "\n");
-    await assert.rejects(trainAdapter({ model, steers: empty, out: path.join(dir, "x.gguf"), build }), /no steers \(empty file\)/);
+    await assert.rejects(trainAdapter({ retention: 0, model, steers: empty, out: path.join(dir, "x.gguf"), build }), /no steers \(empty file\)/);
     const steers = path.join(dir, "few.jsonl");
     writeSteers(steers, colourSteers(2, false));
     await assert.rejects(
@@ -378,7 +378,7 @@ describe("errors", () => {
     const steers = path.join(dir, "gemma.jsonl");
     writeSteers(steers, colourSteers(2, false));
     await assert.rejects(
-      trainAdapter({ model: gemma.path!, steers, out: path.join(dir, "gemma.gguf"), build, threads: 1, maxSteps: 1 }),
+      trainAdapter({ retention: 0, model: gemma.path!, steers, out: path.join(dir, "gemma.gguf"), build, threads: 1, maxSteps: 1 }),
       (e: unknown) => e instanceof TrainerError && e.code === "unsupported_model" && /GEGLU.*only SWIGLU/.test(e.message),
     );
   });
@@ -386,6 +386,6 @@ describe("errors", () => {
   test("dpo without rejected spans is refused", async () => {
     const f = path.join(dir, "norej.jsonl");
     writeSteers(f, colourSteers(4, false).map((s) => ({ ...s, rejected: "" })));
-    await assert.rejects(trainAdapter({ model, steers: f, out: path.join(dir, "y.gguf"), objective: "dpo", build }), /needs steers with a rejected span/);
+    await assert.rejects(trainAdapter({ retention: 0, model, steers: f, out: path.join(dir, "y.gguf"), objective: "dpo", build }), /needs steers with a rejected span/);
   });
 });
