@@ -50,11 +50,13 @@ export const TRAINING_DEFAULTS = {
    * Weight of the retention term: cross-entropy to the base model's own distribution (its top
    * 128 tokens) on 32 random positions of each steer's prompt — the context and the accepted
    * prefix, text the steer does not object to — so the adapter changes what the steers correct
-   * and holds the rest (KL to the base, up to the base's entropy). 0 = off. 4: measured on
-   * SmolLM2-135M, the habit still goes (greedy 100% → 4%) and a neutral text's perplexity rises
-   * +9.5% instead of +28.6% at weight 0 (bench/README.md).
+   * and holds the rest (KL to the base, up to the base's entropy). 0 = off: measured on
+   * SmolLM2-135M, 4 keeps a neutral text's perplexity at +9.5% instead of +28.6% and the habit
+   * still goes in bench/learn (greedy 100% → 4%), but the real-model loop's held-out answers came
+   * out garbled in 1 and 3 of 6 over two runs ("I'm Steerboteer…"), against 0 of 6 without it
+   * (bench/README.md, "The retention term").
    */
-  retention: 4,
+  retention: 0,
   /** Steers per optimizer step. */
   gradAccum: 4,
   seed: 42,
