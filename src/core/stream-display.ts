@@ -162,24 +162,19 @@ export class StreamDisplay {
     this.timer = setTimeout(run, this.flushing ? Math.max(this.waitMs(), 1) : this.waitMs());
   }
 
-  /** One platform call, timed for `onCall` (the app's edit latency). */
-  private async timed<T>(op: "send" | "edit", call: () => Promise<T>): Promise<T> {
-    const t0 = performance.now();
-    let ok = false;
-    try {
-      const out = await call();
-      ok = true;
-      return out;
-    } finally {
-      this.opts.onCall?.(op, (performance.now() - t0) / 1000, ok);
-    }
-  }
-
   /** One round of sends/edits bringing the display up to the current text. */
   private async flush(): Promise<void> {
     if (this.frozen) return; // a round queued before a stop must not show more
     const text = this.text;
     const chunks = this.chunks(text);
+    // the platform call in flight, timed for `onCall` (the app's edit latency); measured around
+    // the bare `await`, not by wrapping the call: a wrapper's extra ticks between the platform's
+    // answer and the bookkeeping below let a stop read the length shown before the edit landed
+    let call: { op: "send" | "edit"; t0: number } | undefined;
+    const done = (ok: boolean) => {
+      if (call) this.opts.onCall?.(call.op, (performance.now() - call.t0) / 1000, ok);
+      call = undefined;
+    };
     try {
       for (let i = 0; i < chunks.length; i++) {
         const [start, end] = chunks[i]!;
@@ -187,20 +182,25 @@ export class StreamDisplay {
         const m = this.messages[i];
         if (!m) {
           if (chunk.trim() === "") break; // nothing visible to send yet
-          const id = await this.timed("send", () => this.surface.send(chunk));
+          call = { op: "send", t0: performance.now() };
+          const id = await this.surface.send(chunk);
           this.messages.push({ messageId: id, start, length: chunk.length });
           this.lastEditAt.set(id, this.now());
           this.opts.onMessage?.(id);
+          done(true);
         } else if (m.length !== chunk.length || m.start !== start) {
           const isOpen = i === chunks.length - 1;
           if (isOpen && this.now() - (this.lastEditAt.get(m.messageId) ?? 0) < this.opts.intervalMs) break; // next round
-          await this.timed("edit", () => this.surface.edit(m.messageId, chunk));
+          call = { op: "edit", t0: performance.now() };
+          await this.surface.edit(m.messageId, chunk);
           m.start = start;
           m.length = chunk.length;
           this.lastEditAt.set(m.messageId, this.now());
+          done(true);
         }
       }
     } catch (e) {
+      done(false);
       if (e instanceof SurfaceGoneError) this.gone = e;
       else this.opts.onError?.(e);
     }

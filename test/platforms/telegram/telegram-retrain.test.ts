@@ -97,7 +97,8 @@ describe("telegram /retrain on postgres", () => {
     assert.ok(progress !== notice && !progress.photo, "the first message after /retrain is the progress message");
     // On PostgreSQL /retrain goes through the job queue (pg-boss): queued first, then the run's lines.
     assert.match(progress.versions[0]!, /^Training job \S+ queued/);
-    assert.ok(progress.versions.some((v) => /Training run #\d+: \d+ steers \(\d+ held out\)/.test(v)), JSON.stringify(progress.versions));
+    // the paced edits show some of the run's lines, not each one (which depends on the timing)
+    assert.ok(progress.versions.some((v) => /^Training run #\d+: /.test(v)), JSON.stringify(progress.versions));
     assert.ok(progress.versions.length >= 2, `progress edited: ${JSON.stringify(progress.versions)}`);
     assert.ok(h.fake.callsOf("editMessageText").some((c) => c.payload.message_id === progress.message_id && !c.error));
 
