@@ -14,19 +14,11 @@ import type { Actor } from "../../src/core/ports.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 import { colourSteers } from "../training/colour-task.ts";
+import { until } from "../helpers/until.ts";
 
 const operator: Actor = { platform: "terminal", userId: "local", operator: true };
 const stranger: Actor = { platform: "telegram", userId: "12345" };
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function status(app: TestApp, actor: Actor = operator): Promise<string> {
   const out = await app.core.admin.status(actor);

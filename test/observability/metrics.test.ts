@@ -19,18 +19,10 @@ import { findSample, parsePrometheusText, sampleValue, samplesOf, type Family } 
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 import { alice, startHarness, type Harness } from "../platforms/telegram/harness.ts";
 import { colourSteers } from "../training/colour-task.ts";
+import { until } from "../helpers/until.ts";
 
 const operator: Actor = { platform: "web", userId: "local", operator: true };
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("GET /metrics of a real app", () => {
   let app: TestApp;

@@ -26,6 +26,7 @@ import { FakeBotApi, makeUser, type FakeChat } from "../../fakes/telegram/fake-b
 import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { norm } from "./harness.ts";
+import { until as poll } from "../../helpers/until.ts";
 
 const TIMEOUT = 60_000;
 const SECRET = "multi-instance-secret";
@@ -113,15 +114,7 @@ class Instance {
 }
 
 /** Waits for a condition (each read is an event of its own: the database, a process, the fake). */
-async function until<T>(what: string, read: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = TIMEOUT): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const until = <T>(what: string, read: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = TIMEOUT) => poll(what, read, timeoutMs, 25);
 
 describe("telegram: two instances behind a load balancer, one PostgreSQL", { timeout: 6 * TIMEOUT }, () => {
   let tdb: TestDatabase;

@@ -13,18 +13,10 @@ import type { Actor } from "../../../src/core/ports.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../../training/colour-task.ts";
 import { launchBrowser, startStudio, withPage, type Studio } from "./admin-harness.ts";
+import { until } from "../../helpers/until.ts";
 
 const operator: Actor = { platform: "web", userId: "local", operator: true };
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("studio Status page", () => {
   let studio: Studio;

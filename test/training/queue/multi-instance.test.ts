@@ -22,6 +22,7 @@ import { runCli } from "../../helpers/cli.ts";
 import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../colour-task.ts";
+import { until as poll } from "../../helpers/until.ts";
 
 const TIMEOUT = 120_000;
 
@@ -70,15 +71,7 @@ class Instance {
 }
 
 /** Waits for a condition read from the database or a process (each read is an event of its own). */
-async function until<T>(what: string, read: () => Promise<T | undefined | false>, timeoutMs = TIMEOUT): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = <T>(what: string, read: () => Promise<T | undefined | false>, timeoutMs = TIMEOUT) => poll(what, read, timeoutMs, 100);
 
 describe("training queue across processes on PostgreSQL", { timeout: 5 * TIMEOUT }, () => {
   let tdb: TestDatabase;

@@ -28,18 +28,11 @@ import { PgBossQueue } from "../../../src/training/queue/pg-boss-queue.ts";
 import type { JobHandler } from "../../../src/training/queue/training-queue.ts";
 import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
+import { until as poll } from "../../helpers/until.ts";
 
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
 
-async function until<T>(what: string, read: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, read: () => Promise<T | undefined | false>, timeoutMs = 20_000) => poll(what, read, timeoutMs);
 
 describe("training queue on PostgreSQL (pg-boss): hand-back, attempts, taking a job", () => {
   let tdb: TestDatabase;

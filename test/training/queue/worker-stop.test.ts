@@ -19,18 +19,11 @@ import { PgBossQueue } from "../../../src/training/queue/pg-boss-queue.ts";
 import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../colour-task.ts";
+import { until as poll } from "../../helpers/until.ts";
 
 const TIMEOUT = 120_000;
 
-async function until<T>(what: string, read: () => Promise<T | undefined | false>, timeoutMs = TIMEOUT): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, read: () => Promise<T | undefined | false>, timeoutMs = TIMEOUT) => poll(what, read, timeoutMs);
 
 /** The processes below pid (Linux /proc), with their command names. */
 function descendants(pid: number): { pid: number; comm: string }[] {
