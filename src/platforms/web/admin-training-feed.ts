@@ -108,10 +108,8 @@ export class TrainingFeed {
     const now = Date.now();
     const withChart = now - this.lastChartAt >= CHART_EVERY_MS || p.step >= p.steps;
     if (withChart) this.lastChartAt = now;
-    if (this.runId !== null) {
-      this.emit({ type: "step", runId: this.runId, step, ...(withChart ? { chart: this.chart() } : {}) });
-      return;
-    }
+    const send = () => this.emit({ type: "step", runId: this.runId, step, ...(withChart ? { chart: this.chart() } : {}) });
+    if (this.runId !== null) return send();
     // A queued job's first text comes before its run is recorded; by the first step the run
     // exists, so it is looked up once and the steps waiting on it go out in order, with it.
     this.idLookup ??= this.deps
@@ -120,8 +118,7 @@ export class TrainingFeed {
       .then((id) => {
         this.runId = id;
       });
-    const chart = withChart;
-    void this.idLookup.then(() => this.emit({ type: "step", runId: this.runId, step, ...(chart ? { chart: this.chart() } : {}) }));
+    void this.idLookup.then(send);
   }
 
   private finish(ok: boolean, notice: string): void {
