@@ -46,7 +46,14 @@ export class StreamDisplay {
   private text = "";
   private readonly messages: Shown[] = [];
   private lastEditAt = new Map<string, number>();
-  private flushing: Promise<void> | undefined;
+  /**
+   * The tail of the one chain every send and edit round runs in, so a stop that awaits it knows
+   * what landed: a round of {@link finish} outside it once let a stop read the length shown
+   * before the end of the reply's last edit, and nothing took that edit back.
+   */
+  private rounds: Promise<void> = Promise.resolve();
+  /** Counts freezes and finishes: a finish whose turn a later one took stops driving rounds. */
+  private owner = 0;
   private timer: NodeJS.Timeout | undefined;
   private frozen = false;
   private gone: SurfaceGoneError | undefined;
@@ -86,33 +93,35 @@ export class StreamDisplay {
    * the stop arrived. An edit already in flight may still land; {@link cutTo} then takes the
    * message back to the stop point, so text the person never saw stays out. Only a new
    * message sent in that instant (it cannot be unsent) moves the stop point to include it.
+   * A {@link finish} still running ends at its next round: the stop owns the display now.
    */
   async freeze(): Promise<number> {
     const stopAt = this.shownLength;
     const messagesAtStop = this.messages.length;
     this.frozen = true;
+    this.owner++;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await this.flushing;
+    await this.rounds;
     return this.messages.length > messagesAtStop ? this.shownLength : stopAt;
   }
 
   /**
    * Shows `text` completely (the end of a generation), respecting the interval; resolves when it
-   * is displayed, or when the surface is gone.
+   * is displayed, when the surface is gone, or when a later freeze or finish took the display over.
    */
   async finish(text: string): Promise<void> {
+    const me = ++this.owner;
     this.text = text;
-    this.frozen = false;
-    for (let attempt = 0; attempt < 5 && !this.gone && !this.isShown(); attempt++) {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
-      await this.flushing;
+    this.frozen = true; // no update() or scheduled round from here: this loop drives the display
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (let attempt = 0; attempt < 5 && me === this.owner && !this.gone && !this.isShown(); attempt++) {
+      await this.rounds;
       const wait = this.waitMs();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      await this.flush();
+      await this.round(() => me !== this.owner);
     }
-    this.frozen = true;
   }
 
   /** Cuts what is displayed to exactly `length` characters of the current text. */
@@ -154,17 +163,24 @@ export class StreamDisplay {
     const run = () => {
       this.timer = undefined;
       if (this.frozen) return;
-      this.flushing = (this.flushing ?? Promise.resolve()).then(() => this.flush());
-      void this.flushing.then(() => {
+      void this.round(() => this.frozen).then(() => {
         if (!this.frozen && !this.isShown()) this.schedule();
       });
     };
-    this.timer = setTimeout(run, this.flushing ? Math.max(this.waitMs(), 1) : this.waitMs());
+    this.timer = setTimeout(run, this.messages.length ? Math.max(this.waitMs(), 1) : this.waitMs());
+  }
+
+  /**
+   * Queues one round of sends/edits behind those before it; `skip` is asked when its turn
+   * comes (a streaming round queued before a stop must not show more).
+   */
+  private round(skip: () => boolean): Promise<void> {
+    this.rounds = this.rounds.then(() => (skip() ? undefined : this.flush()));
+    return this.rounds;
   }
 
   /** One round of sends/edits bringing the display up to the current text. */
   private async flush(): Promise<void> {
-    if (this.frozen) return; // a round queued before a stop must not show more
     const text = this.text;
     const chunks = this.chunks(text);
     // the platform call in flight, timed for `onCall` (the app's edit latency); measured around

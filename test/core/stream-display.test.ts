@@ -77,6 +77,26 @@ describe("stream display", () => {
     assert.equal(surface.visible, "Hello");
   });
 
+  it("a stop while the reply's last edit is on the wire (the generation ended) takes that edit back too", async () => {
+    const surface = new RecordingSurface(2000, 0, 40);
+    const d = new StreamDisplay(surface, { intervalMs: 0 });
+    await d.finish("Hello");
+    const edit = surface.edit.bind(surface);
+    let onWire!: () => void;
+    const editSent = new Promise<void>((r) => (onWire = r));
+    surface.edit = (id, text) => {
+      onWire();
+      return edit(id, text);
+    };
+    const ending = d.finish("Hello world, this was never seen"); // the model ended: the display shows all of it
+    await editSent;
+    const stopAt = await d.freeze(); // the stop came while that edit was in flight
+    assert.equal(stopAt, 5, "the stop point is what was confirmed shown when the stop came");
+    await d.cutTo(stopAt);
+    await ending;
+    assert.equal(surface.visible, "Hello", "the end's edit landed and was taken back");
+  });
+
   it("once the surface is gone, no more rounds are scheduled (no retry loop, no timer left running)", async () => {
     let sends = 0;
     let failed!: () => void;
