@@ -28,7 +28,7 @@ static bool json_array(const json & obj, const char * key, std::vector<double> &
     return true;
 }
 
-std::vector<Pair> load_data(const std::string & path, int n_vocab) {
+std::vector<Pair> load_data(const std::string & path, int n_vocab, std::vector<Anchor> * anchors) {
     std::ifstream f(path);
     if (!f) throw fatal("bad_data", "cannot open data file " + path);
     std::vector<Pair> pairs;
@@ -48,6 +48,18 @@ std::vector<Pair> load_data(const std::string & path, int n_vocab) {
         const json obj = json::parse(line, nullptr, /*allow_exceptions*/ false);
         if (obj.is_discarded()) throw fatal("bad_data", fmt("line %d: not valid JSON", ln));
         if (!obj.is_object()) throw fatal("bad_data", fmt("line %d: not a JSON object", ln));
+        if (json_array(obj, "anchor", tmp, ln)) {
+            if (!anchors) throw fatal("bad_data", fmt("line %d: anchors are for training only", ln));
+            Anchor a;
+            a.line = ln;
+            to_tokens(a.tokens, "anchor");
+            const auto from = obj.find("from");
+            if (from == obj.end() || !from->is_number_integer()) throw fatal("bad_data", fmt("line %d: an anchor needs \"from\", the index of its first reply token", ln));
+            a.from = from->get<int32_t>();
+            if (a.from < 1 || (size_t) a.from >= a.tokens.size()) throw fatal("bad_data", fmt("line %d: anchor \"from\" %d is outside its %zu tokens (the reply needs a token before it)", ln, a.from, a.tokens.size()));
+            anchors->push_back(std::move(a));
+            continue;
+        }
         Pair p;
         p.line = ln;
         if (json_array(obj, "tokens", tmp, ln)) {
@@ -88,12 +100,12 @@ Seq raw_seq(const Pair & p, float scale) {
     return s;
 }
 
-std::vector<Pair> load_pairs(const Options & o) {
+std::vector<Pair> load_pairs(const Options & o, std::vector<Anchor> * anchors) {
     llama_model_params mp = llama_model_default_params();
     mp.vocab_only = true;
     llama_model * vm = llama_model_load_from_file(o.model.c_str(), mp);
     if (!vm) throw fatal("bad_model", "cannot load the base model " + o.model);
-    auto pairs = load_data(o.data, llama_vocab_n_tokens(llama_model_get_vocab(vm)));
+    auto pairs = load_data(o.data, llama_vocab_n_tokens(llama_model_get_vocab(vm)), anchors);
     llama_model_free(vm);
     return pairs;
 }
@@ -102,8 +114,9 @@ Seq sft_seq(const Pair & p, float w) {
     return p.raw ? raw_seq(p, w) : span_seq(p.prompt, p.chosen, w);
 }
 
-size_t max_seq_len(const std::vector<Pair> & pairs) {
+size_t max_seq_len(const std::vector<Pair> & pairs, const std::vector<Anchor> & anchors) {
     size_t n = 0;
+    for (auto & a : anchors) n = std::max(n, a.tokens.size());
     for (auto & p : pairs) {
         if (p.raw) n = std::max(n, p.tokens.size());
         else n = std::max(n, p.prompt.size() + std::max(p.chosen.size(), p.rejected.size()));

@@ -2,6 +2,9 @@
 // sequences evaluated from it.
 //   {"prompt":[ids],"chosen":[ids],"rejected":[ids]}        a steer (rejected may be empty)
 //   {"tokens":[ids],"weights":[w]}                           a raw weighted sequence (grad-check, tests)
+//   {"anchor":[ids],"from":k}                                a reply nobody steered (train only): the
+//                                                            retention term holds the base model's
+//                                                            distribution on its tokens from k on
 #pragma once
 
 #include "llama.h"
@@ -22,10 +25,21 @@ struct Pair {
     int line = 0;
 };
 
-// parses the data file, checking every token against the vocab size
-std::vector<Pair> load_data(const std::string & path, int n_vocab);
+// A replay anchor: a whole rendered turn (context + a reply the people let stand) whose reply
+// positions the retention term holds at the base model's distribution. The steers' own prompts
+// are one kind of text; what the model must keep doing everywhere else is best shown by what it
+// already does there unobjected.
+struct Anchor {
+    std::vector<llama_token> tokens;
+    int32_t from = 0;  // the first reply token
+    int line = 0;
+};
+
+// parses the data file, checking every token against the vocab size; anchor lines go to
+// `anchors` (an error where the mode takes none: nullptr)
+std::vector<Pair> load_data(const std::string & path, int n_vocab, std::vector<Anchor> * anchors = nullptr);
 // load_data with the vocab size of the model file (read vocab-only)
-std::vector<Pair> load_pairs(const Options & o);
+std::vector<Pair> load_pairs(const Options & o, std::vector<Anchor> * anchors = nullptr);
 
 // one sequence to evaluate: tokens, and rows (positions whose next-token loss counts)
 struct Row {
@@ -59,6 +73,6 @@ Seq raw_seq(const Pair & p, float scale);
 Seq sft_seq(const Pair & p, float w);
 
 // the longest sequence any example makes (sizes the context)
-size_t max_seq_len(const std::vector<Pair> & pairs);
+size_t max_seq_len(const std::vector<Pair> & pairs, const std::vector<Anchor> & anchors = {});
 
 }  // namespace steer

@@ -11,7 +11,10 @@
 //   with weight
 //   λ/N_rows(step), added to the sequence of the chosen span: KL(base || adapter) up to the
 //   base's entropy, so the adapter moves the distribution where the steer asks and holds it
-//   elsewhere.
+//   elsewhere. Replay anchors (data lines {"anchor":[ids],"from":k}: replies nobody steered)
+//   get the same rows on their reply positions, one anchor per optimizer step in turn, as a
+//   sequence of its own: the base is held on the model's ordinary answers too, not only on the
+//   steers' prompts.
 #include "adapter-gguf.h"
 #include "common.h"
 #include "data.h"
@@ -21,6 +24,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cmath>
 #include <random>
 
@@ -38,7 +42,9 @@ static float lr_at(const Options & o, int64_t step, int64_t total) {
 int mode_train(Options & o) {
     BaseInfo base = inspect_base(o.model, split(o.targets, ','));
     load_backends(o);
-    std::vector<Pair> pairs = load_pairs(o);
+    std::vector<Anchor> anchors;
+    std::vector<Pair> pairs = load_pairs(o, &anchors);
+    if (o.kl_weight <= 0) anchors.clear();  // they only carry retention rows
     const bool use_sft = o.objective != "dpo";
     const bool use_dpo = o.objective != "sft";
     if (use_dpo) {
@@ -52,9 +58,9 @@ int mode_train(Options & o) {
     S.opt = o;
     if (o.adapter.empty()) {
         loras = fresh_loras(base, o, rng);
-        open_session(S, base, &loras, max_seq_len(pairs), true);
+        open_session(S, base, &loras, max_seq_len(pairs, anchors), true);
     } else {
-        open_session(S, base, nullptr, max_seq_len(pairs), true);  // continue training an adapter
+        open_session(S, base, nullptr, max_seq_len(pairs, anchors), true);  // continue training an adapter
     }
 
     // reference log-probs (adapter scale 0 = the base model) of both spans, once
@@ -70,61 +76,73 @@ int mode_train(Options & o) {
         S.set_adapter_scale(1.0f);
     }
 
-    // retention targets: per pair, positions inside the prompt and the base's distribution there
+    // retention targets: positions of a sequence and the base's distribution there
     struct Retention {
         std::vector<int32_t> pos;
         std::vector<SoftTarget> targets;
     };
-    std::vector<Retention> kl(pairs.size());
+    // the base's binned distribution at up to kl_rows random positions of [lo, hi) of `tokens`
+    // (position j predicts token j + 1); the adapter must be at scale 0
+    auto base_targets = [&](const std::vector<llama_token> & tokens, int32_t lo, int32_t hi) {
+        Retention R;
+        std::vector<int32_t> cand;
+        for (int32_t j = lo; j < hi; ++j) cand.push_back(j);
+        std::shuffle(cand.begin(), cand.end(), rng);
+        cand.resize(std::min(cand.size(), (size_t) o.kl_rows));
+        std::sort(cand.begin(), cand.end());
+        if (cand.empty()) return R;
+        Seq s;
+        s.tokens = tokens;
+        for (int32_t pos : cand) s.rows.push_back({pos, tokens[pos + 1], 0.0f});
+        EvalJob J;
+        J.S = &S;
+        J.seq = &s;
+        J.capture_logits = true;
+        run_seq(S, J);
+        const size_t V = (size_t) S.n_vocab;
+        R.pos = cand;
+        std::vector<int32_t> ids(V);
+        for (size_t j = 0; j < cand.size(); ++j) {
+            const float * x = J.logits_out.data() + j * V;
+            const float mx = *std::max_element(x, x + V);
+            double z = 0;
+            for (size_t v = 0; v < V; ++v) z += exp((double) x[v] - mx);
+            const size_t K = std::min(V, (size_t) o.kl_top);
+            for (size_t v = 0; v < V; ++v) ids[v] = (int32_t) v;
+            std::nth_element(ids.begin(), ids.begin() + (K - 1), ids.end(), [&](int32_t a, int32_t b) { return x[a] > x[b]; });
+            SoftTarget t;
+            double kept = 0, h = 0;
+            for (size_t r = 0; r < K; ++r) {
+                const double pr = exp((double) x[ids[r]] - mx) / z;
+                kept += pr;
+                t.ids.push_back(ids[r]);
+                t.probs.push_back((float) pr);
+                if (pr > 0) h -= pr * log(pr);
+            }
+            const double rest = std::max(0.0, 1.0 - kept);
+            if (rest > 0) h -= rest * log(rest);
+            t.rest = (float) rest;
+            t.entropy = (float) h;
+            R.targets.push_back(std::move(t));
+        }
+        return R;
+    };
+    std::vector<Retention> kl(pairs.size()), kl_anchor(anchors.size());
     if (o.kl_weight > 0) {
         S.set_adapter_scale(0.0f);
         for (size_t i = 0; i < pairs.size(); ++i) {
             auto & p = pairs[i];
-            if (p.raw || p.prompt.size() < 2) continue;
             // positions 0 .. P-2 predict prompt tokens 1 .. P-1 (P-1 predicts the span: not held)
-            std::vector<int32_t> cand((size_t) p.prompt.size() - 1);
-            for (size_t j = 0; j < cand.size(); ++j) cand[j] = (int32_t) j;
-            std::shuffle(cand.begin(), cand.end(), rng);
-            cand.resize(std::min(cand.size(), (size_t) o.kl_rows));
-            std::sort(cand.begin(), cand.end());
-            Seq s;
-            s.tokens = p.prompt;
-            for (int32_t pos : cand) s.rows.push_back({pos, p.prompt[pos + 1], 0.0f});
-            EvalJob J;
-            J.S = &S;
-            J.seq = &s;
-            J.capture_logits = true;
-            run_seq(S, J);
-            const size_t V = (size_t) S.n_vocab;
-            auto & R = kl[i];
-            R.pos = cand;
-            std::vector<int32_t> ids(V);
-            for (size_t j = 0; j < cand.size(); ++j) {
-                const float * x = J.logits_out.data() + j * V;
-                const float mx = *std::max_element(x, x + V);
-                double z = 0;
-                for (size_t v = 0; v < V; ++v) z += exp((double) x[v] - mx);
-                const size_t K = std::min(V, (size_t) o.kl_top);
-                for (size_t v = 0; v < V; ++v) ids[v] = (int32_t) v;
-                std::nth_element(ids.begin(), ids.begin() + (K - 1), ids.end(), [&](int32_t a, int32_t b) { return x[a] > x[b]; });
-                SoftTarget t;
-                double kept = 0, h = 0;
-                for (size_t r = 0; r < K; ++r) {
-                    const double pr = exp((double) x[ids[r]] - mx) / z;
-                    kept += pr;
-                    t.ids.push_back(ids[r]);
-                    t.probs.push_back((float) pr);
-                    if (pr > 0) h -= pr * log(pr);
-                }
-                const double rest = std::max(0.0, 1.0 - kept);
-                if (rest > 0) h -= rest * log(rest);
-                t.rest = (float) rest;
-                t.entropy = (float) h;
-                R.targets.push_back(std::move(t));
-            }
+            if (!p.raw && p.prompt.size() >= 2) kl[i] = base_targets(p.prompt, 0, (int32_t) p.prompt.size() - 1);
         }
+        // an anchor's reply: positions from-1 .. T-2 predict its tokens from .. T-1
+        for (size_t i = 0; i < anchors.size(); ++i) kl_anchor[i] = base_targets(anchors[i].tokens, anchors[i].from - 1, (int32_t) anchors[i].tokens.size() - 1);
         S.set_adapter_scale(1.0f);
     }
+    std::vector<size_t> anchor_order(anchors.size());
+    for (size_t i = 0; i < anchor_order.size(); ++i) anchor_order[i] = i;
+    std::shuffle(anchor_order.begin(), anchor_order.end(), rng);
+    size_t next_anchor = 0;
     // adds pair pi's retention rows (all before the span's rows) to a sequence of its prompt
     auto add_retention = [&](Seq & s, size_t pi, float w) {
         const auto & R = kl[pi];
@@ -144,8 +162,8 @@ int mode_train(Options & o) {
     const int64_t steps_per_epoch = ((int64_t) pairs.size() + o.grad_accum - 1) / o.grad_accum;
     int64_t total_steps = steps_per_epoch * o.epochs;
     if (o.max_steps > 0) total_steps = std::min<int64_t>(total_steps, o.max_steps);
-    emit(fmt("{\"type\":\"start\",\"objective\":%s,\"pairs\":%zu,\"steps\":%lld,\"stepsPerEpoch\":%lld,\"epochs\":%d,\"params\":%zu,\"trainableParameters\":%lld,\"targets\":%zu,\"threads\":%d,\"gpu\":%s}",
-             json_str(o.objective).c_str(), pairs.size(), (long long) total_steps, (long long) steps_per_epoch, o.epochs,
+    emit(fmt("{\"type\":\"start\",\"objective\":%s,\"pairs\":%zu,\"anchors\":%zu,\"steps\":%lld,\"stepsPerEpoch\":%lld,\"epochs\":%d,\"params\":%zu,\"trainableParameters\":%lld,\"targets\":%zu,\"threads\":%d,\"gpu\":%s}",
+             json_str(o.objective).c_str(), pairs.size(), anchors.size(), (long long) total_steps, (long long) steps_per_epoch, o.epochs,
              S.params.size(), (long long) [&] { int64_t n = 0; for (auto & p : S.params) n += ggml_nelements(p.t); return n; }(),
              base.targets.size(), o.threads, has_gpu() ? "true" : "false"));
 
@@ -174,6 +192,15 @@ int mode_train(Options & o) {
                 if (use_dpo && !p.raw && !p.rejected.empty()) n_dpo += 1;
                 if (use_sft || (use_dpo && !p.raw && !p.rejected.empty())) n_kl += (double) kl[order[gi]].pos.size();
             }
+            // this step's replay anchor, in turn
+            const Retention * anchor_kl = nullptr;
+            const Anchor * anchor = nullptr;
+            if (!anchors.empty()) {
+                const size_t ai = anchor_order[next_anchor++ % anchor_order.size()];
+                anchor = &anchors[ai];
+                anchor_kl = &kl_anchor[ai];
+                n_kl += (double) anchor_kl->pos.size();
+            }
             const float w_kl = n_kl > 0 ? (float) (o.kl_weight / n_kl) : 0.0f;
             double dpo_loss = 0;
             for (size_t gi = g0; gi < g1; ++gi) {
@@ -201,7 +228,17 @@ int mode_train(Options & o) {
                     add_retention(seqs.back(), pi, w_kl);
                 }
             }
-            double step_loss = 0, step_sft_nll = 0, step_kl = 0;
+            if (anchor_kl && !anchor_kl->pos.empty() && w_kl > 0) {
+                Seq a;
+                a.tokens = anchor->tokens;
+                for (size_t j = 0; j < anchor_kl->pos.size(); ++j) {
+                    a.rows.push_back({anchor_kl->pos[j], anchor->tokens[anchor_kl->pos[j] + 1], w_kl});
+                    a.soft.push_back(&anchor_kl->targets[j]);
+                }
+                seqs.push_back(std::move(a));
+            }
+            double step_loss = 0, step_sft_nll = 0, step_kl = 0, step_anchor_kl = 0;
+            const size_t anchor_seq = anchor_kl && !anchor_kl->pos.empty() && w_kl > 0 ? seqs.size() - 1 : SIZE_MAX;
             for (size_t si = 0; si < seqs.size(); ++si) {
                 EvalJob J;
                 J.S = &S;
@@ -213,6 +250,7 @@ int mode_train(Options & o) {
                 for (size_t ri = 0; ri < J.nll_rows.size(); ++ri) {
                     const SoftTarget * st = ri < seqs[si].soft.size() ? seqs[si].soft[ri] : nullptr;
                     if (st) step_kl += J.nll_rows[ri] - st->entropy;
+                    if (st && si == anchor_seq) step_anchor_kl += J.nll_rows[ri] - st->entropy;
                     else if (seqs[si].rows[ri].weight > 0 && use_sft) step_sft_nll += J.nll_rows[ri];
                 }
                 tokens_done += seqs[si].tokens.size();
@@ -230,6 +268,7 @@ int mode_train(Options & o) {
             if (use_dpo) line += ",\"dpoLoss\":" + json_num(n_dpo > 0 ? dpo_loss / n_dpo : NAN);
             if (use_sft && use_dpo) line += ",\"sftNll\":" + json_num(step_sft_nll / std::max(1.0, n_tok));
             if (n_kl > 0) line += ",\"kl\":" + json_num(step_kl / n_kl);
+            if (anchor_seq != SIZE_MAX) line += ",\"anchorKl\":" + json_num(step_anchor_kl / (double) anchor_kl->pos.size());
             emit(line + "}");
             if (o.max_steps > 0 && step >= o.max_steps) stop = true;
         }

@@ -106,6 +106,8 @@ export const configSchema = z
         epochs: z.number().int().min(1).max(1000),
         learning_rate: z.number().positive().max(1),
         retention: z.number().min(0).max(100),
+        /** Replies nobody steered (newest first) the retention term also holds; used only when retention > 0. */
+        anchors: z.number().int().min(0).max(10_000),
         compute_type: z.enum(COMPUTE_TYPES),
         held_out_fraction: z.number().min(0).max(0.9),
         min_improvement: z.number().min(0).max(1),

@@ -7,7 +7,7 @@
 import { sql, type Kysely } from "kysely";
 import type { ChatMessage } from "../core/steer-record.ts";
 import type { Database, GenerationRow, GenerationStatus, GenerationUpdate } from "./database.ts";
-import type { PersonalData } from "./personal-data.ts";
+import { PersonalData } from "./personal-data.ts";
 
 export interface ThreadKey {
   platform: string;
@@ -112,6 +112,34 @@ export class ConversationRepository {
 
   async getGeneration(id: number): Promise<GenerationRow | undefined> {
     return this.db.selectFrom("generations").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  /**
+   * The newest replies nobody steered (ended `done`, no steer on them, usable by
+   * {@link PersonalData.usableGeneration}), each with the question it answers (the last user
+   * message of its context, after any system prompt): the retention term's replay anchors,
+   * the model's ordinary answers that training should leave as they are.
+   */
+  async unsteeredReplies(limit: number): Promise<{ generationId: number; context: ChatMessage[]; reply: string }[]> {
+    if (limit <= 0) return [];
+    const rows = await this.db
+      .selectFrom("generations")
+      .select(["generations.id", "generations.context_messages", "generations.final_text"])
+      .where("generations.status", "=", "done")
+      .where(sql<boolean>`length(trim(coalesce(generations.final_text, ''))) > 0`)
+      .where((eb) => eb.not(eb.exists(eb.selectFrom("steers").select("steers.id").whereRef("steers.generation_id", "=", "generations.id"))))
+      .where((eb) => PersonalData.usableGeneration(eb))
+      .orderBy("generations.id", "desc")
+      .limit(limit)
+      .execute();
+    const out: { generationId: number; context: ChatMessage[]; reply: string }[] = [];
+    for (const r of rows) {
+      const question = r.context_messages.findLastIndex((m) => m.role === "user");
+      if (question < 0) continue;
+      const system = r.context_messages.filter((m, i) => m.role === "system" && i < question);
+      out.push({ generationId: r.id, context: [...system, r.context_messages[question]!], reply: r.final_text! });
+    }
+    return out;
   }
 
   /**

@@ -187,6 +187,30 @@ export class PersonalData {
   }
 
   /**
+   * Generations whose reply training may hold as a replay anchor: holding no withheld or
+   * forgotten text (in the context or the reply), and not asked by a person who opted out
+   * since (their question message, found by the generation's source message, as forget
+   * finds it).
+   */
+  static usableGeneration(eb: ExpressionBuilder<Database, "generations">): Expression<SqlBool> {
+    const askedByOptedOut = eb
+      .selectFrom("messages")
+      .innerJoin("threads", "threads.id", "messages.thread_id")
+      .innerJoin("users", (j) => j.onRef("users.platform", "=", "threads.platform").onRef("users.platform_user_id", "=", "messages.author"))
+      .select("messages.id")
+      .whereRef("messages.thread_id", "=", "generations.thread_id")
+      .where("users.opted_out", "=", true)
+      .where(sql<boolean>`generations.source_message_id = any(messages.platform_message_ids)`);
+    return eb.and([
+      eb.not(eb.exists(askedByOptedOut)),
+      eb.not(sql<boolean>`generations.context_messages @> ${JSON.stringify([{ content: WITHHELD }])}::jsonb`),
+      eb.not(sql<boolean>`generations.context_messages @> ${JSON.stringify([{ content: FORGOTTEN }])}::jsonb`),
+      sql<boolean>`strpos(generations.final_text, ${WITHHELD}) = 0`,
+      sql<boolean>`strpos(generations.final_text, ${FORGOTTEN}) = 0`,
+    ]);
+  }
+
+  /**
    * Whether an imported steer's author (`platform:id`, as export writes it) is a forgotten
    * person: an old export imported again must not bring their steers back.
    */

@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseSteerJsonl, type SteerRecord } from "../core/steer-record.ts";
 import type { Engine } from "../engine/engine.ts";
-import { SteerTokenizer, writeTrainerDataset, type TokenizedSteer } from "./steer-tokenizer.ts";
+import { SteerTokenizer, writeTrainerDataset, type AnchorInput, type TokenizedAnchor, type TokenizedSteer } from "./steer-tokenizer.ts";
 
 /** Steers given as a JSONL file path or as records. */
 export type SteerInput = string | readonly SteerRecord[];
@@ -27,6 +27,8 @@ export interface PreparedDataset {
   file: string;
   steers: SteerRecord[];
   tokens: TokenizedSteer[];
+  /** The replay anchors written (those whose reply renders to tokens of its own). */
+  anchors: TokenizedAnchor[];
   /** Line (or index + 1) of each dataset entry in the input. */
   lines: number[];
   skipped: SkippedSteer[];
@@ -61,6 +63,8 @@ export interface PrepareOptions {
   steers: SteerInput;
   /** An Engine already loaded on the same model, to tokenize without loading it again. */
   engine?: Engine;
+  /** Replies nobody steered, for the retention term (see TrainAdapterOptions.anchors). */
+  anchors?: readonly AnchorInput[];
 }
 
 /** Reads, tokenizes and writes steers for the trainer. */
@@ -68,10 +72,15 @@ export async function prepareDataset(options: PrepareOptions): Promise<PreparedD
   const { steers, lines, skipped } = readSteers(options.steers);
   const tokenizer = await SteerTokenizer.open(options.engine ?? options.model);
   let ok: { index: number; tokens: TokenizedSteer }[];
+  const anchors: TokenizedAnchor[] = [];
   try {
     const res = tokenizer.tokenizeAll(steers);
     ok = res.ok;
     for (const f of res.failed) skipped.push({ line: lines[f.index]!, reason: `does not tokenize: ${f.reason}` });
+    for (const a of options.anchors ?? []) {
+      const t = tokenizer.tokenizeAnchor(a);
+      if (t) anchors.push(t);
+    }
   } finally {
     await tokenizer.dispose();
   }
@@ -82,11 +91,12 @@ export async function prepareDataset(options: PrepareOptions): Promise<PreparedD
   const dir = mkdtempSync(path.join(os.tmpdir(), "steerbot-train-"));
   const file = path.join(dir, "dataset.jsonl");
   const tokens = ok.map((o) => o.tokens);
-  writeTrainerDataset(file, tokens);
+  writeTrainerDataset(file, tokens, anchors);
   return {
     file,
     steers: ok.map((o) => steers[o.index]!),
     tokens,
+    anchors,
     lines: ok.map((o) => lines[o.index]!),
     skipped: skipped.sort((a, b) => a.line - b.line),
     dispose: () => rmSync(dir, { recursive: true, force: true }),

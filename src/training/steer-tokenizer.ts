@@ -3,8 +3,9 @@
  *
  * Owns: the one place training tokenizes (through the {@link Engine}, so prompts are rendered
  * by exactly the chat template generation uses), the split of a rendered assistant turn into
- * prompt / chosen / rejected token spans, and the trainer's dataset file format (JSONL
- * `{"prompt":[ids],"chosen":[ids],"rejected":[ids]}`).
+ * prompt / chosen / rejected token spans, replay anchors (a reply nobody steered, rendered as
+ * its whole turn), and the trainer's dataset file format (JSONL
+ * `{"prompt":[ids],"chosen":[ids],"rejected":[ids]}`, `{"anchor":[ids],"from":k}`).
  *
  * A span is cut from the rendering of the whole turn (context + prefix + span), not tokenized
  * on its own, so the tokens at the prefix/span boundary are the ones the model would see. The
@@ -13,13 +14,25 @@
  * span: the turn stays open (no EOS), a steer corrects a part of a reply, not its end.
  */
 import { writeFileSync } from "node:fs";
-import type { SteerRecord } from "../core/steer-record.ts";
+import type { ChatMessage, SteerRecord } from "../core/steer-record.ts";
 import { Engine } from "../engine/engine.ts";
 
 export interface TokenizedSteer {
   prompt: number[];
   chosen: number[];
   rejected: number[];
+}
+
+/** A reply nobody steered, and the conversation before it: the retention term's replay anchor. */
+export interface AnchorInput {
+  context: ChatMessage[];
+  reply: string;
+}
+
+/** An anchor's whole turn; `from`: the index of its first reply token. */
+export interface TokenizedAnchor {
+  tokens: number[];
+  from: number;
 }
 
 export interface SteerTokenizeFailure {
@@ -62,6 +75,18 @@ export class SteerTokenizer {
     return { prompt: [...withChosen.slice(0, cut)], chosen: [...chosen], rejected: [...rejected] };
   }
 
+  /**
+   * Tokenizes a replay anchor as the turn the model generated (the reply cut from the whole
+   * rendering, as a span is); undefined when the reply renders to no tokens of its own.
+   */
+  tokenizeAnchor(anchor: AnchorInput): TokenizedAnchor | undefined {
+    const prompt = this.engine.renderContext(anchor.context, "").tokens;
+    const whole = this.engine.renderContext(anchor.context, anchor.reply).tokens;
+    const from = commonPrefix(prompt, whole);
+    if (from === 0 || from >= whole.length) return undefined;
+    return { tokens: [...whole], from };
+  }
+
   /** Tokenizes many steers, collecting failures instead of throwing. */
   tokenizeAll(steers: readonly SteerRecord[]): { ok: { index: number; tokens: TokenizedSteer }[]; failed: SteerTokenizeFailure[] } {
     const ok: { index: number; tokens: TokenizedSteer }[] = [];
@@ -86,8 +111,9 @@ export class SteerTokenizer {
   }
 }
 
-/** Writes the trainer's dataset file. */
-export function writeTrainerDataset(file: string, items: readonly TokenizedSteer[]): void {
+/** Writes the trainer's dataset file: the steers, then the replay anchors. */
+export function writeTrainerDataset(file: string, items: readonly TokenizedSteer[], anchors: readonly TokenizedAnchor[] = []): void {
   const lines = items.map((t) => JSON.stringify({ prompt: t.prompt, chosen: t.chosen, rejected: t.rejected }));
+  for (const a of anchors) lines.push(JSON.stringify({ anchor: a.tokens, from: a.from }));
   writeFileSync(file, lines.join("\n") + "\n");
 }

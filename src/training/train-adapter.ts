@@ -15,6 +15,7 @@ import type { Engine } from "../engine/engine.ts";
 import { buildTrainer, type TrainerBuild } from "./build-trainer.ts";
 import { checkLoraFitsBase, readLoraGguf, writeLoraF32 } from "./lora-gguf.ts";
 import { prepareDataset, type SkippedSteer, type SteerInput } from "./steer-dataset.ts";
+import type { AnchorInput } from "./steer-tokenizer.ts";
 import { runTrainer, type TrainerProgressEvent, type TrainerStartEvent } from "./trainer-process.ts";
 import { TRAINING_DEFAULTS as D, type ComputeType, type ComputeTypeChoice, type LoraTarget, type TrainObjective } from "./training-options.ts";
 
@@ -40,8 +41,15 @@ export interface TrainAdapterOptions {
   beta?: number;
   /** Weight of the KL-to-base retention term on the steers' prompts (see TRAINING_DEFAULTS.retention; 0 = off). */
   retention?: number;
-  /** Prompt positions per steer the retention term holds (default 32). */
+  /** Prompt positions per steer (and reply positions per anchor) the retention term holds (default 32). */
   retentionPositions?: number;
+  /**
+   * Replay anchors: replies nobody steered, each with the conversation before it. With
+   * `retention` > 0 the term also holds the base model's distribution on their reply
+   * tokens, one anchor per optimizer step in turn, so the adapter keeps the model's ordinary
+   * answers and not only the steers' prompts; ignored when `retention` is 0.
+   */
+  anchors?: readonly AnchorInput[];
   /** Steers per optimizer step (default 4). */
   gradAccum?: number;
   targets?: readonly LoraTarget[];
@@ -70,6 +78,8 @@ export interface TrainResult {
   objective: TrainObjective;
   /** Steers trained on. */
   pairs: number;
+  /** Replay anchors the retention term held (0 when it is off). */
+  anchors: number;
   skipped: SkippedSteer[];
   steps: number;
   seconds: number;
@@ -79,8 +89,11 @@ export interface TrainResult {
   threads?: number;
   /** How the products with the frozen weights ran (see {@link TrainAdapterOptions.computeType}). */
   computeType?: ComputeType;
-  /** Per step; `kl`: mean KL(base ‖ adapter) on the retention positions, when the term is on. */
-  lossCurve: { step: number; epoch: number; loss: number; lr: number; kl?: number }[];
+  /**
+   * Per step; `kl`: mean KL(base ‖ adapter) on the retention positions, when the term is on;
+   * `anchorKl`: on the step's replay anchor alone, when there are anchors.
+   */
+  lossCurve: { step: number; epoch: number; loss: number; lr: number; kl?: number; anchorKl?: number }[];
   epochLosses: { epoch: number; loss: number }[];
   /** Seconds spent building the trainer in this call (0 when cached). */
   buildSeconds: number;
@@ -92,7 +105,8 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
   const init = opts.initAdapter ? readLoraGguf(opts.initAdapter) : undefined;
   if (init) checkLoraFitsBase(init, opts.model, `the init adapter ${path.basename(opts.initAdapter!)}`);
   const build = opts.build ?? (await buildTrainer());
-  const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine });
+  const retention = opts.retention ?? D.retention;
+  const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine, anchors: retention > 0 ? opts.anchors : undefined });
   let initFile = opts.initAdapter;
   let initCopy: string | undefined;
   const objective = opts.objective ?? D.objective;
@@ -120,7 +134,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       "--warmup", String(opts.warmup ?? D.warmup),
       "--weight-decay", String(opts.weightDecay ?? D.weightDecay),
       "--beta", String(opts.beta ?? D.beta),
-      "--kl-weight", String(opts.retention ?? D.retention),
+      "--kl-weight", String(retention),
       "--grad-accum", String(opts.gradAccum ?? D.gradAccum),
       "--targets", (opts.targets ?? D.targets).join(","),
       "--seed", String(opts.seed ?? D.seed),
@@ -143,7 +157,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
         else if (ev.type === "backward") computeType = ev.computeType;
         else if (ev.type === "epoch") epochLosses.push({ epoch: ev.epoch, loss: ev.loss });
         else if (ev.type === "progress") {
-          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr, ...(ev.kl !== undefined ? { kl: ev.kl } : {}) });
+          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr, ...(ev.kl !== undefined ? { kl: ev.kl } : {}), ...(ev.anchorKl !== undefined ? { anchorKl: ev.anchorKl } : {}) });
           const { type: _type, ...p } = ev;
           onProgress?.(p);
         }
@@ -154,6 +168,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       adapterPath: path.resolve(opts.out),
       objective,
       pairs: data.tokens.length,
+      anchors: start?.anchors ?? 0,
       skipped: data.skipped,
       steps: done && "steps" in done ? (done.steps ?? lossCurve.length) : lossCurve.length,
       seconds: done?.type === "done" ? (done.seconds ?? 0) : 0,

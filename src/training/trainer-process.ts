@@ -25,12 +25,16 @@ export interface TrainerProgressEvent {
   sftNll?: number;
   /** Mean KL(base ‖ adapter) on the step's retention positions (`--kl-weight` > 0). */
   kl?: number;
+  /** Mean KL(base ‖ adapter) on the reply positions of the step's replay anchor (when there are anchors). */
+  anchorKl?: number;
 }
 
 export interface TrainerStartEvent {
   type: "start";
   objective?: string;
   pairs?: number;
+  /** Replay anchors the retention term holds (0 when it is off). */
+  anchors?: number;
   steps?: number;
   stepsPerEpoch?: number;
   epochs?: number;

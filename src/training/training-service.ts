@@ -163,6 +163,8 @@ export class TrainingService implements TrainingControl {
     }
 
     const rows = await store.steers.listForTraining({ approximate: t.approximate_steers === "include" });
+    // replay anchors: the retention term's hold on the model's ordinary answers
+    const anchors = t.retention > 0 ? await store.conversations.unsteeredReplies(t.anchors) : [];
     const train: SteerRecord[] = [];
     const heldOut: SteerRecord[] = [];
     for (const r of rows) (isHeldOut(r.id, t.held_out_fraction) ? heldOut : train).push(SteerRepository.toRecord(r));
@@ -184,7 +186,8 @@ export class TrainingService implements TrainingControl {
     try {
       if (train.length === 0) throw new Error("every approved steer fell into the held-out split: collect more steers or lower training.held_out_fraction");
       this.deps.limitGenerationThreads?.(threads.generation);
-      await say(`Training run #${runId}: ${train.length} steers (${heldOut.length} held out), objective ${t.objective}…`);
+      const held = anchors.length ? `, holding ${anchors.length} unsteered repl${anchors.length === 1 ? "y" : "ies"} as they are` : "";
+      await say(`Training run #${runId}: ${train.length} steers (${heldOut.length} held out), objective ${t.objective}${held}…`);
       const result = await trainAdapter(
         {
           model: baseModel,
@@ -198,6 +201,7 @@ export class TrainingService implements TrainingControl {
           epochs: t.epochs,
           lr: t.learning_rate,
           retention: t.retention,
+          anchors,
           computeType: t.compute_type,
           signal: abort.signal,
         },

@@ -104,6 +104,36 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal(dup, undefined);
     });
 
+    it("lists the newest replies nobody steered as replay anchors, each with the question it answers", async () => {
+      const threadId = await store.conversations.upsertThread({ platform: "telegram", chatId: "anchors", threadId: "anchors" });
+      const reply = async (source: string, context: { role: "system" | "user" | "assistant"; content: string }[], status: "done" | "stopped", text: string, author = "asker") => {
+        await store.conversations.addMessage(threadId, { role: "user", text: context.at(-1)!.content, author, platformMessageIds: [source] });
+        const g = (await store.conversations.createGeneration({ threadId, contextMessages: context, contextText: "", modelFingerprint: "f", sourceMessageId: source }))!;
+        await store.conversations.finishGeneration(g.id, status, text, {});
+        return g.id;
+      };
+      const sys = { role: "system" as const, content: "Be brief." };
+      const plain = await reply("a1", [sys, { role: "user", content: "Old question" }, { role: "assistant", content: "Old answer" }, { role: "user", content: "How does rain form?" }], "done", "Water vapour condenses.");
+      const steered = await reply("a2", [{ role: "user", content: "Who are you?" }], "done", "I'm SmolLM.");
+      await store.steers.insert({
+        generation_id: steered, context: "[]", prefix: "I'm ", rejected: "SmolLM.", chosen: "Steerbot.", prefix_tokens: null, rejected_tokens: null, chosen_tokens: null,
+        divergence_char: 4, divergence_token: null, shown_chars: 11, shown_tokens: null, form: "overlap", model_fingerprint: "f", platform: "telegram", author: "asker", correction_message_id: "anchors-c1", original_json: null,
+      });
+      await reply("a3", [{ role: "user", content: "Stopped question" }], "stopped", "Half a");
+      await reply("a4", [{ role: "user", content: "[withheld: the author opted out]" }], "done", "An answer to a withheld question.");
+      await reply("a5", [{ role: "user", content: "A question by someone who opted out later" }], "done", "Their answer.", "leaver");
+      await store.users.setOptedOut("telegram", "leaver", true);
+      const newest = await reply("a6", [{ role: "user", content: "What is a heart?" }], "done", "A muscle that pumps blood.");
+
+      const anchors = await store.conversations.unsteeredReplies(10);
+      const mine = anchors.filter((a) => a.generationId >= plain);
+      assert.deepEqual(mine.map((a) => a.generationId), [newest, plain], "done, unsteered, usable; newest first");
+      assert.deepEqual(mine[1]!.context, [sys, { role: "user", content: "How does rain form?" }], "the system prompt and the question it answers, not the older turns");
+      assert.equal(mine[1]!.reply, "Water vapour condenses.");
+      assert.deepEqual((await store.conversations.unsteeredReplies(1)).map((a) => a.generationId), [newest], "at most the limit");
+      assert.deepEqual(await store.conversations.unsteeredReplies(0), []);
+    });
+
     it("imports a file once and exports it back exactly", async () => {
       const text = sample.map((s) => JSON.stringify(s)).join("\n") + "\n";
       const parsed = parseSteerJsonl(text);

@@ -13,6 +13,7 @@ import { writeFixtureModel } from "../../src/engine/fixture/fixture-model.ts";
 import { buildTrainer, type TrainerBuild } from "../../src/training/build-trainer.ts";
 import { evaluateSteers, type SteerEvaluationSummary } from "../../src/training/evaluate-steers.ts";
 import { trainAdapter, type TrainResult } from "../../src/training/train-adapter.ts";
+import type { AnchorInput } from "../../src/training/steer-tokenizer.ts";
 import { runTrainer, TrainerError, type TrainerEvent, type TrainerGradEvent, type TrainerBackwardEvent } from "../../src/training/trainer-process.ts";
 import { realModelOrSkip } from "../helpers/real-model.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
@@ -232,24 +233,49 @@ describe("learning the colour task", () => {
     assert.ok(maxEnd < Math.log(1e-3), `end of turn became likely after some chosen span (logp ${maxEnd})`);
   });
 
-  test("the retention term holds the base distribution on the prompts and still learns the steer", async () => {
+  test("the retention term holds the base distribution on the prompts and on replay anchors, and still learns the steer", async () => {
+    // replay anchors: the base model's own replies to other questions, as a bot stores the ones nobody steered
+    const engine = await Engine.load({ model, threads: 1, sequences: 1, contextSize: 256, gpu: false });
+    const anchors: AnchorInput[] = [];
+    try {
+      for (const topic of ["the weather", "a train", "breakfast", "the sea", "music", "a city", "a mountain", "books"]) {
+        const context = [{ role: "user" as const, content: `Say something about ${topic}.` }];
+        const reply = (await engine.generate({ messages: context, maxTokens: 24, temperature: 0 })).text;
+        if (reply.trim()) anchors.push({ context, reply });
+      }
+    } finally {
+      await engine.dispose();
+    }
+    assert.ok(anchors.length >= 4, `the base model wrote ${anchors.length} replies`);
     // the same run with the term at a weight too small to matter (it still measures the KL) and at 4
     const runs: Record<string, { r: TrainResult; e: SteerEvaluationSummary }> = {};
     for (const [name, retention] of [["without", 1e-9], ["with", 4]] as const) {
       const out = path.join(dir, `retention-${name}.gguf`);
-      const r = await trainAdapter({ model, steers: trainFile, out, objective: "sft", rank: 8, alpha: 16, epochs: 1, lr: 2e-3, threads: 1, build, retention, retentionPositions: 8 });
+      const r = await trainAdapter({ model, steers: trainFile, out, objective: "sft", rank: 8, alpha: 16, epochs: 1, lr: 2e-3, threads: 1, build, retention, retentionPositions: 8, anchors });
+      assert.equal(r.anchors, anchors.length, "every anchor reached the trainer");
       runs[name] = { r, e: await evaluateSteers({ model, steers: heldFile, adapter: out, build, threads: 1 }) };
     }
-    const lastKl = (r: TrainResult) => {
-      const tail = r.lossCurve.slice(-10).map((p) => p.kl);
-      assert.ok(tail.every((k) => typeof k === "number" && k >= 0), `the trainer reports the KL on every step: ${tail}`);
+    const lastMean = (r: TrainResult, key: "kl" | "anchorKl") => {
+      const tail = r.lossCurve.slice(-10).map((p) => p[key]);
+      assert.ok(tail.every((k) => typeof k === "number" && k >= 0), `the trainer reports ${key} on every step: ${tail}`);
       return (tail as number[]).reduce((a, b) => a + b, 0) / tail.length;
     };
-    const [off, on] = [lastKl(runs.without!.r), lastKl(runs.with!.r)];
-    console.log(`retention: KL(base || adapter) on prompt positions over the last 10 steps ${off.toFixed(4)} without, ${on.toFixed(4)} with; held-out accuracy ${runs.without!.e.preferenceAccuracy.toFixed(3)} / ${runs.with!.e.preferenceAccuracy.toFixed(3)}`);
+    const [off, on] = [lastMean(runs.without!.r, "kl"), lastMean(runs.with!.r, "kl")];
+    const [anchorOff, anchorOn] = [lastMean(runs.without!.r, "anchorKl"), lastMean(runs.with!.r, "anchorKl")];
+    console.log(
+      `retention: KL(base || adapter) over the last 10 steps ${off.toFixed(4)} without, ${on.toFixed(4)} with; on the anchors' replies alone ` +
+        `${anchorOff.toFixed(4)} / ${anchorOn.toFixed(4)}; held-out accuracy ${runs.without!.e.preferenceAccuracy.toFixed(3)} / ${runs.with!.e.preferenceAccuracy.toFixed(3)}`,
+    );
     assert.ok(runs.without!.r.lossCurve[0]!.kl! < 1e-3, `before any step the adapter is the base (KL ${runs.without!.r.lossCurve[0]!.kl})`);
     assert.ok(on < off / 2, `the term did not hold the base distribution: KL ${on} with vs ${off} without`);
+    assert.ok(anchorOn < anchorOff / 2, `the term did not hold the base on the anchors: KL ${anchorOn} with vs ${anchorOff} without`);
     assert.ok(runs.with!.e.preferenceAccuracy >= 0.95, `accuracy with retention ${runs.with!.e.preferenceAccuracy}`);
+  });
+
+  test("anchors are for training only: the evaluator refuses a data file with one", async () => {
+    const file = path.join(dir, "eval-anchor.jsonl");
+    writeFileSync(file, JSON.stringify({ prompt: [1, 2, 3], chosen: [4], rejected: [5] }) + "\n" + JSON.stringify({ anchor: [1, 2, 3, 4], from: 2 }) + "\n");
+    await assert.rejects(runTrainer({ args: ["eval", "--model", model, "--data", file], build }), (e: unknown) => e instanceof TrainerError && /line 2: anchors are for training only/.test(e.message));
   });
 
   test("dpo lifts held-out preference accuracy to >= 0.95", async () => {
