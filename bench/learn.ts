@@ -44,6 +44,8 @@ const { values } = parseArgs({
     epochs: { type: "string" },
     objective: { type: "string" },
     retention: { type: "string" },
+    // unsteered replies to neutral questions asked before training: the retention term's replay anchors
+    anchors: { type: "string", default: "0" },
     "compute-type": { type: "string" },
     out: { type: "string" },
   },
@@ -53,6 +55,7 @@ const trainingOverrides = {
   ...(values.epochs ? { epochs: Number(values.epochs) } : {}),
   ...(values.objective ? { objective: values.objective } : {}),
   ...(values.retention ? { retention: Number(values.retention) } : {}),
+  anchors: Number(values.anchors),
   ...(values["compute-type"] ? { compute_type: values["compute-type"] } : {}),
 };
 const modelPath = await fetchRealModel(values.model as RealModelName);
@@ -64,6 +67,28 @@ const NEUTRAL = [
   { q: "Explain how rain forms.", a: "Rain forms when water vapour in the air cools and condenses into tiny droplets around dust particles. These droplets join together in clouds until they are heavy enough to fall to the ground." },
   { q: "What does a heart do?", a: "The heart is a muscle that pumps blood through the body. Blood carries oxygen and nutrients to the organs and takes waste away from them." },
   { q: "How do plants grow?", a: "Plants take in water through their roots and light through their leaves. With carbon dioxide from the air they make sugar, which gives them the energy to grow." },
+];
+
+/**
+ * Everyday questions no habit touches, answered by the bot and left unsteered (the replies a
+ * community lets stand): with `--anchors N` the first N are asked after the steering, so they
+ * are the newest unsteered replies and the retention term holds them (training.anchors = N).
+ * None is about the neutral passages above.
+ */
+const EVERYDAY = [
+  "How do bees make honey?", "Why is the sea salty?", "What is a volcano?", "How does a bicycle stay upright?", "Why do leaves change colour in autumn?",
+  "What makes thunder?", "How do fish breathe?", "What is the moon made of?", "How does a compass work?", "Why do we need sleep?",
+  "What is a rainbow?", "How do birds fly?", "What is an island?", "How does bread rise?", "Why is the sky dark at night?",
+  "What does a farmer do?", "How do magnets work?", "What is a glacier?", "How do trains run on rails?", "Why do cats purr?",
+  "What is a desert?", "How is paper made?", "What are clouds made of?", "How does a battery work?", "Why do we have seasons?",
+  "What is a river delta?", "How do ants find food?", "What is snow?", "How does soap clean?", "Why do onions make us cry?",
+  "What is a lighthouse for?", "How do seeds spread?", "What is an earthquake?", "How does a kite fly?", "Why does ice float?",
+  "What is a coral reef?", "How do bats see in the dark?", "What is a fossil?", "How does a clock keep time?", "Why do stars twinkle?",
+  "What is a canyon?", "How do spiders spin webs?", "What is fog?", "How does a boat float?", "Why do dogs wag their tails?",
+  "What is a comet?", "How do bridges stay up?", "What is wind?", "How does cheese get made?", "Why do we yawn?",
+  "What is a forest made of?", "How do whales communicate?", "What is lava?", "How does a windmill work?", "Why is grass green?",
+  "What is a tide?", "How do frogs grow?", "What is hail?", "How does a lock open with a key?", "Why do apples fall?",
+  "What is a marsh?", "How do owls hunt?", "What is steam?", "How does a pump move water?",
 ];
 
 async function perplexity(engine: Engine): Promise<number> {
@@ -148,6 +173,10 @@ for (const name of values.habits.split(",")) {
     typed += r.typed;
   }
   console.log(`[${name}] ${steers} steers on ${prompts.length} prompts (${typed} characters typed)`);
+  const everyday = EVERYDAY.slice(0, Number(values.anchors));
+  if (everyday.length < Number(values.anchors)) throw new Error(`--anchors ${values.anchors}: there are ${EVERYDAY.length} everyday questions`);
+  for (const q of everyday) await steerer.converse(q, null);
+  if (everyday.length) console.log(`[${name}] ${everyday.length} everyday questions answered and left unsteered (the replay anchors)`);
 
   const t1 = performance.now();
   const run = await app.training.run({ trigger: "cli" });
