@@ -103,12 +103,23 @@ async function perplexity(engine: Engine): Promise<number> {
 }
 
 /** Share of `prompts` whose reply breaks the habit: greedy through the bot, and sampled at T = 0.7 on its live engine. */
-async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit): Promise<{ greedy: number; sampled: number; examples: string[] }> {
+/**
+ * Whether a reply says the same thing twice: a sentence of 4 or more words that occurs again
+ * (a steer teaches a span and nothing after it; a small model may start the span over).
+ */
+function repeats(reply: string): boolean {
+  const sentences = reply.split(/(?<=[.!?])\s+|\n+/).map((x) => x.trim().toLowerCase()).filter((x) => x.split(/\s+/).length >= 4);
+  return new Set(sentences).size < sentences.length;
+}
+
+async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit): Promise<{ greedy: number; sampled: number; repeated: number; examples: string[] }> {
   let greedy = 0;
+  let repeated = 0;
   const examples: string[] = [];
   for (const q of habit.heldOut) {
     const reply = (await steerer.converse(q, null)).text;
     if (violates(habit, reply)) greedy++;
+    if (repeats(reply)) repeated++;
     if (examples.length < 4) examples.push(`${q} → ${reply}`);
   }
   let sampled = 0;
@@ -119,7 +130,7 @@ async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steere
       if (violates(habit, r.text)) sampled++;
     }
   }
-  return { greedy: greedy / habit.heldOut.length, sampled: sampled / (habit.heldOut.length * samples), examples };
+  return { greedy: greedy / habit.heldOut.length, sampled: sampled / (habit.heldOut.length * samples), repeated: repeated / habit.heldOut.length, examples };
 }
 
 interface HabitResult {
@@ -127,9 +138,9 @@ interface HabitResult {
   steeredPrompts: number;
   steers: number;
   typedChars: number;
-  /** Violation rates, and the first held-out replies (greedy) to read. */
-  before: { greedy: number; sampled: number; examples: string[] };
-  after: { greedy: number; sampled: number; examples: string[] };
+  /** Violation rates, the share of greedy replies that repeat a sentence, and the first replies. */
+  before: { greedy: number; sampled: number; repeated: number; examples: string[] };
+  after: { greedy: number; sampled: number; repeated: number; examples: string[] };
   heldOutAccuracy: { base: number; candidate: number };
   chosenLogprob: { base: number; candidate: number };
   perplexity: { base: number; adapter: number };
@@ -213,13 +224,13 @@ function pct(x: number): string {
 }
 
 console.log(`\nbench/learn on ${values.model} (${path.basename(modelPath)}), ${cpuCores()} cores, max_tokens ${maxTokens}, T=0.7 samples ${samples} per prompt`);
-console.log("| habit | steers (prompts, chars typed) | violations greedy before → after | T=0.7 before → after | held-out pref. acc. base → adapter | mean log p(chosen) base → adapter | neutral perplexity base → adapter | train s |");
-console.log("|---|---|---|---|---|---|---|---|");
+console.log("| habit | steers (prompts, chars typed) | violations greedy before → after | T=0.7 before → after | held-out pref. acc. base → adapter | mean log p(chosen) base → adapter | neutral perplexity base → adapter | greedy replies repeating a sentence | train s |");
+console.log("|---|---|---|---|---|---|---|---|---|");
 for (const r of results) {
   console.log(
     `| ${r.habit} | ${r.steers} (${r.steeredPrompts}, ${r.typedChars}) | ${pct(r.before.greedy)} → ${pct(r.after.greedy)} | ${pct(r.before.sampled)} → ${pct(r.after.sampled)} | ` +
       `${pct(r.heldOutAccuracy.base)} → ${pct(r.heldOutAccuracy.candidate)} | ${r.chosenLogprob.base.toFixed(2)} → ${r.chosenLogprob.candidate.toFixed(2)} | ` +
-      `${r.perplexity.base.toFixed(2)} → ${r.perplexity.adapter.toFixed(2)} (${(((r.perplexity.adapter - r.perplexity.base) / r.perplexity.base) * 100).toFixed(1)}%) | ${r.trainSeconds.toFixed(0)} |`,
+      `${r.perplexity.base.toFixed(2)} → ${r.perplexity.adapter.toFixed(2)} (${(((r.perplexity.adapter - r.perplexity.base) / r.perplexity.base) * 100).toFixed(1)}%) | ${pct(r.before.repeated)} → ${pct(r.after.repeated)} | ${r.trainSeconds.toFixed(0)} |`,
   );
 }
 const out = values.out ?? path.join(import.meta.dirname, "results", `learn-${values.model}.json`);

@@ -74,6 +74,7 @@ std::vector<Pair> load_data(const std::string & path, int n_vocab, std::vector<A
             if (!json_array(obj, "chosen", tmp, ln)) throw fatal("bad_data", fmt("line %d: no chosen", ln));
             to_tokens(p.chosen, "chosen");
             if (json_array(obj, "rejected", tmp, ln)) to_tokens(p.rejected, "rejected");
+            if (json_array(obj, "after", tmp, ln)) to_tokens(p.after, "after");
             if (p.prompt.empty()) throw fatal("bad_data", fmt("line %d: empty prompt", ln));
             if (p.chosen.empty()) throw fatal("bad_data", fmt("line %d: empty chosen span", ln));
         }
@@ -119,7 +120,7 @@ size_t max_seq_len(const std::vector<Pair> & pairs, const std::vector<Anchor> & 
     for (auto & a : anchors) n = std::max(n, a.tokens.size());
     for (auto & p : pairs) {
         if (p.raw) n = std::max(n, p.tokens.size());
-        else n = std::max(n, p.prompt.size() + std::max(p.chosen.size(), p.rejected.size()));
+        else n = std::max(n, p.prompt.size() + std::max(p.chosen.size() + p.after.size(), p.rejected.size()));
     }
     return n;
 }

@@ -1,6 +1,8 @@
 // steer-train: the training data (JSONL, token ids written by the TypeScript wrapper) and the
 // sequences evaluated from it.
-//   {"prompt":[ids],"chosen":[ids],"rejected":[ids]}        a steer (rejected may be empty)
+//   {"prompt":[ids],"chosen":[ids],"rejected":[ids]}        a steer (rejected may be empty; optional
+//                                                            "after":[ids], what the reply went on
+//                                                            with after the chosen span)
 //   {"tokens":[ids],"weights":[w]}                           a raw weighted sequence (grad-check, tests)
 //   {"anchor":[ids],"from":k}                                a reply nobody steered (train only): the
 //                                                            retention term holds the base model's
@@ -8,6 +10,8 @@
 #pragma once
 
 #include "llama.h"
+
+#include <cstdint>
 
 #include <string>
 #include <vector>
@@ -18,6 +22,10 @@ struct Options;
 
 struct Pair {
     std::vector<llama_token> prompt, chosen, rejected;
+    // the reply's continuation after the chosen span (the model's own words once it resumed):
+    // the retention term holds the base there, so the adapter learns the span and not to
+    // start it over
+    std::vector<llama_token> after;
     // raw weighted sequence (when `tokens` is given)
     std::vector<llama_token> tokens;
     std::vector<float> weights;
@@ -57,6 +65,9 @@ struct SoftTarget {
     std::vector<float> probs;
     float rest = 0.0f;         // 1 - sum(probs): the target mass of all other tokens together
     float entropy = 0.0f;      // over the bins: cross-entropy to it minus this is the binned KL
+    // where the row is, for the progress report: a steer's prompt, a replay anchor's reply, or
+    // the continuation after a chosen span
+    enum Kind : uint8_t { PROMPT, ANCHOR, CONTINUATION } kind = PROMPT;
 };
 struct Seq {
     std::vector<llama_token> tokens;

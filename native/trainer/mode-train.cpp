@@ -14,7 +14,9 @@
 //   elsewhere. Replay anchors (data lines {"anchor":[ids],"from":k}: replies nobody steered)
 //   get the same rows on their reply positions, one anchor per optimizer step in turn, as a
 //   sequence of its own: the base is held on the model's ordinary answers too, not only on the
-//   steers' prompts.
+//   steers' prompts. A steer's "after" tokens (what the reply went on with once resumed) get
+//   them too, appended to the chosen span's sequence: the adapter learns the span, and the base
+//   decides what follows it (not the span again).
 #include "adapter-gguf.h"
 #include "common.h"
 #include "data.h"
@@ -83,7 +85,7 @@ int mode_train(Options & o) {
     };
     // the base's binned distribution at up to kl_rows random positions of [lo, hi) of `tokens`
     // (position j predicts token j + 1); the adapter must be at scale 0
-    auto base_targets = [&](const std::vector<llama_token> & tokens, int32_t lo, int32_t hi) {
+    auto base_targets = [&](const std::vector<llama_token> & tokens, int32_t lo, int32_t hi, SoftTarget::Kind kind) {
         Retention R;
         std::vector<int32_t> cand;
         for (int32_t j = lo; j < hi; ++j) cand.push_back(j);
@@ -123,30 +125,43 @@ int mode_train(Options & o) {
             if (rest > 0) h -= rest * log(rest);
             t.rest = (float) rest;
             t.entropy = (float) h;
+            t.kind = kind;
             R.targets.push_back(std::move(t));
         }
         return R;
     };
-    std::vector<Retention> kl(pairs.size()), kl_anchor(anchors.size());
+    std::vector<Retention> kl(pairs.size()), kl_after(pairs.size()), kl_anchor(anchors.size());
     if (o.kl_weight > 0) {
         S.set_adapter_scale(0.0f);
         for (size_t i = 0; i < pairs.size(); ++i) {
             auto & p = pairs[i];
+            if (p.raw) continue;
             // positions 0 .. P-2 predict prompt tokens 1 .. P-1 (P-1 predicts the span: not held)
-            if (!p.raw && p.prompt.size() >= 2) kl[i] = base_targets(p.prompt, 0, (int32_t) p.prompt.size() - 1);
+            if (p.prompt.size() >= 2) kl[i] = base_targets(p.prompt, 0, (int32_t) p.prompt.size() - 1, SoftTarget::PROMPT);
+            // after the span: positions P+C-1 .. P+C+A-2 predict the continuation (the first one
+            // whether and how the reply goes on once the span is written)
+            if (!p.after.empty()) {
+                std::vector<llama_token> t = p.prompt;
+                t.insert(t.end(), p.chosen.begin(), p.chosen.end());
+                const int32_t lo = (int32_t) t.size() - 1;
+                t.insert(t.end(), p.after.begin(), p.after.end());
+                kl_after[i] = base_targets(t, lo, (int32_t) t.size() - 1, SoftTarget::CONTINUATION);
+            }
         }
         // an anchor's reply: positions from-1 .. T-2 predict its tokens from .. T-1
-        for (size_t i = 0; i < anchors.size(); ++i) kl_anchor[i] = base_targets(anchors[i].tokens, anchors[i].from - 1, (int32_t) anchors[i].tokens.size() - 1);
+        for (size_t i = 0; i < anchors.size(); ++i) kl_anchor[i] = base_targets(anchors[i].tokens, anchors[i].from - 1, (int32_t) anchors[i].tokens.size() - 1, SoftTarget::ANCHOR);
         S.set_adapter_scale(1.0f);
     }
     std::vector<size_t> anchor_order(anchors.size());
     for (size_t i = 0; i < anchor_order.size(); ++i) anchor_order[i] = i;
     std::shuffle(anchor_order.begin(), anchor_order.end(), rng);
     size_t next_anchor = 0;
-    // adds pair pi's retention rows (all before the span's rows) to a sequence of its prompt
+    // adds pair pi's retention rows to the sequence of its chosen span: the prompt's before the
+    // span's rows, the continuation's after them (its tokens appended to the sequence)
     auto add_retention = [&](Seq & s, size_t pi, float w) {
         const auto & R = kl[pi];
-        if (R.pos.empty() || w <= 0) return;
+        const auto & A = kl_after[pi];
+        if ((R.pos.empty() && A.pos.empty()) || w <= 0) return;
         std::vector<Row> rows;
         std::vector<const SoftTarget *> soft;
         for (size_t j = 0; j < R.pos.size(); ++j) {
@@ -155,6 +170,14 @@ int mode_train(Options & o) {
         }
         soft.resize(rows.size() + s.rows.size(), nullptr);
         rows.insert(rows.end(), s.rows.begin(), s.rows.end());
+        if (!A.pos.empty()) {
+            const auto & after = pairs[pi].after;
+            s.tokens.insert(s.tokens.end(), after.begin(), after.end());
+            for (size_t j = 0; j < A.pos.size(); ++j) {
+                rows.push_back({A.pos[j], s.tokens[A.pos[j] + 1], w});
+                soft.push_back(&A.targets[j]);
+            }
+        }
         s.rows = std::move(rows);
         s.soft = std::move(soft);
     };
@@ -190,7 +213,7 @@ int mode_train(Options & o) {
                 auto & p = pairs[order[gi]];
                 if (use_sft) n_tok += p.raw ? [&] { double s = 0; for (size_t i = 1; i < p.weights.size(); ++i) s += fabs(p.weights[i]); return s; }() : (double) p.chosen.size();
                 if (use_dpo && !p.raw && !p.rejected.empty()) n_dpo += 1;
-                if (use_sft || (use_dpo && !p.raw && !p.rejected.empty())) n_kl += (double) kl[order[gi]].pos.size();
+                if (use_sft || (use_dpo && !p.raw && !p.rejected.empty())) n_kl += (double) (kl[order[gi]].pos.size() + kl_after[order[gi]].pos.size());
             }
             // this step's replay anchor, in turn
             const Retention * anchor_kl = nullptr;
@@ -237,8 +260,9 @@ int mode_train(Options & o) {
                 }
                 seqs.push_back(std::move(a));
             }
-            double step_loss = 0, step_sft_nll = 0, step_kl = 0, step_anchor_kl = 0;
-            const size_t anchor_seq = anchor_kl && !anchor_kl->pos.empty() && w_kl > 0 ? seqs.size() - 1 : SIZE_MAX;
+            double step_loss = 0, step_sft_nll = 0, step_kl = 0;
+            double kind_kl[3] = {0, 0, 0};
+            size_t kind_rows[3] = {0, 0, 0};
             for (size_t si = 0; si < seqs.size(); ++si) {
                 EvalJob J;
                 J.S = &S;
@@ -249,9 +273,13 @@ int mode_train(Options & o) {
                 step_loss += J.loss_value;
                 for (size_t ri = 0; ri < J.nll_rows.size(); ++ri) {
                     const SoftTarget * st = ri < seqs[si].soft.size() ? seqs[si].soft[ri] : nullptr;
-                    if (st) step_kl += J.nll_rows[ri] - st->entropy;
-                    if (st && si == anchor_seq) step_anchor_kl += J.nll_rows[ri] - st->entropy;
-                    else if (seqs[si].rows[ri].weight > 0 && use_sft) step_sft_nll += J.nll_rows[ri];
+                    if (st) {
+                        step_kl += J.nll_rows[ri] - st->entropy;
+                        kind_kl[st->kind] += J.nll_rows[ri] - st->entropy;
+                        kind_rows[st->kind]++;
+                    } else if (seqs[si].rows[ri].weight > 0 && use_sft) {
+                        step_sft_nll += J.nll_rows[ri];
+                    }
                 }
                 tokens_done += seqs[si].tokens.size();
             }
@@ -268,7 +296,8 @@ int mode_train(Options & o) {
             if (use_dpo) line += ",\"dpoLoss\":" + json_num(n_dpo > 0 ? dpo_loss / n_dpo : NAN);
             if (use_sft && use_dpo) line += ",\"sftNll\":" + json_num(step_sft_nll / std::max(1.0, n_tok));
             if (n_kl > 0) line += ",\"kl\":" + json_num(step_kl / n_kl);
-            if (anchor_seq != SIZE_MAX) line += ",\"anchorKl\":" + json_num(step_anchor_kl / (double) anchor_kl->pos.size());
+            if (kind_rows[SoftTarget::ANCHOR]) line += ",\"anchorKl\":" + json_num(kind_kl[SoftTarget::ANCHOR] / (double) kind_rows[SoftTarget::ANCHOR]);
+            if (kind_rows[SoftTarget::CONTINUATION]) line += ",\"continuationKl\":" + json_num(kind_kl[SoftTarget::CONTINUATION] / (double) kind_rows[SoftTarget::CONTINUATION]);
             emit(line + "}");
             if (o.max_steps > 0 && step >= o.max_steps) stop = true;
         }

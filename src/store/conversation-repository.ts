@@ -114,6 +114,14 @@ export class ConversationRepository {
     return this.db.selectFrom("generations").selectAll().where("id", "=", id).executeTakeFirst();
   }
 
+  /** The stored reply text of each of these generations that has one (by id). */
+  async finalTexts(generationIds: readonly number[]): Promise<Map<number, string>> {
+    const ids = [...new Set(generationIds)];
+    if (ids.length === 0) return new Map();
+    const rows = await this.db.selectFrom("generations").select(["id", "final_text"]).where("id", "in", ids).where("final_text", "is not", null).execute();
+    return new Map(rows.map((r) => [r.id, r.final_text!]));
+  }
+
   /**
    * The newest replies nobody steered (ended `done`, no steer on them, usable by
    * {@link PersonalData.usableGeneration}), each with the question it answers (the last user

@@ -186,6 +186,11 @@ export class PersonalData {
     ]);
   }
 
+  /** Whether a stored text holds no withheld or forgotten words (a placeholder teaches the placeholder). */
+  static holdsNoWithheldText(text: string): boolean {
+    return !text.includes(WITHHELD) && !text.includes(FORGOTTEN);
+  }
+
   /**
    * Generations whose reply training may hold as a replay anchor: holding no withheld or
    * forgotten text (in the context or the reply), and not asked by a person who opted out

@@ -65,6 +65,8 @@ export interface PrepareOptions {
   engine?: Engine;
   /** Replies nobody steered, for the retention term (see TrainAdapterOptions.anchors). */
   anchors?: readonly AnchorInput[];
+  /** Per steer (by index in `steers` records), the reply's words after its chosen span (see TrainAdapterOptions.continuations). */
+  continuations?: readonly (string | undefined)[];
 }
 
 /** Reads, tokenizes and writes steers for the trainer. */
@@ -74,7 +76,7 @@ export async function prepareDataset(options: PrepareOptions): Promise<PreparedD
   let ok: { index: number; tokens: TokenizedSteer }[];
   const anchors: TokenizedAnchor[] = [];
   try {
-    const res = tokenizer.tokenizeAll(steers);
+    const res = tokenizer.tokenizeAll(steers, options.continuations);
     ok = res.ok;
     for (const f of res.failed) skipped.push({ line: lines[f.index]!, reason: `does not tokenize: ${f.reason}` });
     for (const a of options.anchors ?? []) {

@@ -3,7 +3,7 @@
  *
  * Owns: the one place training tokenizes (through the {@link Engine}, so prompts are rendered
  * by exactly the chat template generation uses), the split of a rendered assistant turn into
- * prompt / chosen / rejected token spans, replay anchors (a reply nobody steered, rendered as
+ * prompt / chosen / rejected (/ after) token spans, replay anchors (a reply nobody steered, rendered as
  * its whole turn), and the trainer's dataset file format (JSONL
  * `{"prompt":[ids],"chosen":[ids],"rejected":[ids]}`, `{"anchor":[ids],"from":k}`).
  *
@@ -21,7 +21,12 @@ export interface TokenizedSteer {
   prompt: number[];
   chosen: number[];
   rejected: number[];
+  /** What the reply went on with after the chosen span (at most {@link MAX_AFTER_TOKENS}); optional. */
+  after?: number[];
 }
+
+/** Tokens of a steer's continuation the trainer gets (it holds up to its retention rows of them). */
+export const MAX_AFTER_TOKENS = 32;
 
 /** A reply nobody steered, and the conversation before it: the retention term's replay anchor. */
 export interface AnchorInput {
@@ -60,8 +65,13 @@ export class SteerTokenizer {
     return new SteerTokenizer(engine, true);
   }
 
-  /** Tokenizes one steer; throws with a reason when a span yields no tokens of its own. */
-  tokenize(steer: SteerRecord): TokenizedSteer {
+  /**
+   * Tokenizes one steer; throws with a reason when a span yields no tokens of its own. `after`:
+   * the reply's words after the chosen span (see steer-continuations.ts), cut from the rendering
+   * of the whole (so the tokens at the span's end are the ones the model saw); left out when
+   * that rendering does not keep the chosen span's tokens as they are.
+   */
+  tokenize(steer: SteerRecord, after?: string): TokenizedSteer {
     const base = this.engine.renderContext(steer.context, steer.prefix).tokens;
     const withChosen = this.engine.renderContext(steer.context, steer.prefix + steer.chosen).tokens;
     const withRejected = steer.rejected ? this.engine.renderContext(steer.context, steer.prefix + steer.rejected).tokens : null;
@@ -72,7 +82,14 @@ export class SteerTokenizer {
     if (chosen.length === 0) throw new Error("the chosen span renders to no tokens (whitespace only?)");
     const rejected = withRejected ? withRejected.slice(cut) : [];
     if (withRejected && rejected.length === 0) throw new Error("the rejected span renders to no tokens");
-    return { prompt: [...withChosen.slice(0, cut)], chosen: [...chosen], rejected: [...rejected] };
+    const out: TokenizedSteer = { prompt: [...withChosen.slice(0, cut)], chosen: [...chosen], rejected: [...rejected] };
+    if (after) {
+      const whole = this.engine.renderContext(steer.context, steer.prefix + steer.chosen + after).tokens;
+      if (commonPrefix(withChosen, whole) === withChosen.length && whole.length > withChosen.length) {
+        out.after = [...whole.slice(withChosen.length, withChosen.length + MAX_AFTER_TOKENS)];
+      }
+    }
+    return out;
   }
 
   /**
@@ -87,13 +104,13 @@ export class SteerTokenizer {
     return { tokens: [...whole], from };
   }
 
-  /** Tokenizes many steers, collecting failures instead of throwing. */
-  tokenizeAll(steers: readonly SteerRecord[]): { ok: { index: number; tokens: TokenizedSteer }[]; failed: SteerTokenizeFailure[] } {
+  /** Tokenizes many steers (with their continuations by index, when given), collecting failures instead of throwing. */
+  tokenizeAll(steers: readonly SteerRecord[], after: readonly (string | undefined)[] = []): { ok: { index: number; tokens: TokenizedSteer }[]; failed: SteerTokenizeFailure[] } {
     const ok: { index: number; tokens: TokenizedSteer }[] = [];
     const failed: SteerTokenizeFailure[] = [];
     steers.forEach((steer, index) => {
       try {
-        ok.push({ index, tokens: this.tokenize(steer) });
+        ok.push({ index, tokens: this.tokenize(steer, after[index]) });
       } catch (e) {
         failed.push({ index, reason: (e as Error).message });
       }
@@ -113,7 +130,7 @@ export class SteerTokenizer {
 
 /** Writes the trainer's dataset file: the steers, then the replay anchors. */
 export function writeTrainerDataset(file: string, items: readonly TokenizedSteer[], anchors: readonly TokenizedAnchor[] = []): void {
-  const lines = items.map((t) => JSON.stringify({ prompt: t.prompt, chosen: t.chosen, rejected: t.rejected }));
+  const lines = items.map((t) => JSON.stringify({ prompt: t.prompt, chosen: t.chosen, rejected: t.rejected, ...(t.after?.length ? { after: t.after } : {}) }));
   for (const a of anchors) lines.push(JSON.stringify({ anchor: a.tokens, from: a.from }));
   writeFileSync(file, lines.join("\n") + "\n");
 }

@@ -50,6 +50,13 @@ export interface TrainAdapterOptions {
    * answers and not only the steers' prompts; ignored when `retention` is 0.
    */
   anchors?: readonly AnchorInput[];
+  /**
+   * Per steer (by index, when `steers` are records): what the reply went on with after its
+   * chosen span (src/training/steer-continuations.ts). With `retention` > 0 the term holds the
+   * base there too, so the adapter learns the span and does not start it over; ignored when
+   * `retention` is 0.
+   */
+  continuations?: readonly (string | undefined)[];
   /** Steers per optimizer step (default 4). */
   gradAccum?: number;
   targets?: readonly LoraTarget[];
@@ -91,9 +98,10 @@ export interface TrainResult {
   computeType?: ComputeType;
   /**
    * Per step; `kl`: mean KL(base ‖ adapter) on the retention positions, when the term is on;
-   * `anchorKl`: on the step's replay anchor alone, when there are anchors.
+   * `anchorKl`: on the step's replay anchor alone, when there are anchors; `continuationKl`: on
+   * the continuations after its chosen spans, when there are.
    */
-  lossCurve: { step: number; epoch: number; loss: number; lr: number; kl?: number; anchorKl?: number }[];
+  lossCurve: { step: number; epoch: number; loss: number; lr: number; kl?: number; anchorKl?: number; continuationKl?: number }[];
   epochLosses: { epoch: number; loss: number }[];
   /** Seconds spent building the trainer in this call (0 when cached). */
   buildSeconds: number;
@@ -106,7 +114,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
   if (init) checkLoraFitsBase(init, opts.model, `the init adapter ${path.basename(opts.initAdapter!)}`);
   const build = opts.build ?? (await buildTrainer());
   const retention = opts.retention ?? D.retention;
-  const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine, anchors: retention > 0 ? opts.anchors : undefined });
+  const data = await prepareDataset({ model: opts.model, steers: opts.steers, engine: opts.engine, anchors: retention > 0 ? opts.anchors : undefined, continuations: retention > 0 ? opts.continuations : undefined });
   let initFile = opts.initAdapter;
   let initCopy: string | undefined;
   const objective = opts.objective ?? D.objective;
@@ -157,7 +165,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
         else if (ev.type === "backward") computeType = ev.computeType;
         else if (ev.type === "epoch") epochLosses.push({ epoch: ev.epoch, loss: ev.loss });
         else if (ev.type === "progress") {
-          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr, ...(ev.kl !== undefined ? { kl: ev.kl } : {}), ...(ev.anchorKl !== undefined ? { anchorKl: ev.anchorKl } : {}) });
+          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr, ...(ev.kl !== undefined ? { kl: ev.kl } : {}), ...(ev.anchorKl !== undefined ? { anchorKl: ev.anchorKl } : {}), ...(ev.continuationKl !== undefined ? { continuationKl: ev.continuationKl } : {}) });
           const { type: _type, ...p } = ev;
           onProgress?.(p);
         }

@@ -27,6 +27,8 @@ export interface TrainerProgressEvent {
   kl?: number;
   /** Mean KL(base ‖ adapter) on the reply positions of the step's replay anchor (when there are anchors). */
   anchorKl?: number;
+  /** Mean KL(base ‖ adapter) on the continuations after the step's chosen spans (steers with `after` tokens). */
+  continuationKl?: number;
 }
 
 export interface TrainerStartEvent {

@@ -17,6 +17,7 @@ import type { TrainingControl } from "../core/admin-commands.ts";
 import type { Actor, Outcome, TrainingStep } from "../core/ports.ts";
 import type { SteerRecord } from "../core/steer-record.ts";
 import type { Logger } from "../log.ts";
+import { PersonalData } from "../store/personal-data.ts";
 import { SteerRepository } from "../store/steer-repository.ts";
 import type { Store } from "../store/store.ts";
 import type { AdapterRow } from "../store/database.ts";
@@ -26,6 +27,7 @@ import { AdapterNotRecordedError, AdapterRefusedError, type AdapterActivator } f
 import { evaluateSteers, type SteerEvaluationSummary } from "./evaluate-steers.ts";
 import { renderChartPng } from "./charts/render-chart.ts";
 import { lossCurveOption, pct, type GateDecision } from "./charts/training-charts.ts";
+import { steerContinuations } from "./steer-continuations.ts";
 import { trainAdapter, type TrainProgress } from "./train-adapter.ts";
 
 export type Trigger = "cron" | "command" | "cli";
@@ -163,11 +165,15 @@ export class TrainingService implements TrainingControl {
     }
 
     const rows = await store.steers.listForTraining({ approximate: t.approximate_steers === "include" });
-    // replay anchors: the retention term's hold on the model's ordinary answers
+    const trainRows = rows.filter((r) => !isHeldOut(r.id, t.held_out_fraction));
+    const train: SteerRecord[] = trainRows.map((r) => SteerRepository.toRecord(r));
+    const heldOut: SteerRecord[] = rows.filter((r) => isHeldOut(r.id, t.held_out_fraction)).map((r) => SteerRepository.toRecord(r));
+    // replay anchors, and the words after each chosen span: the retention term's hold on the
+    // model's ordinary answers and on what follows a correction
     const anchors = t.retention > 0 ? await store.conversations.unsteeredReplies(t.anchors) : [];
-    const train: SteerRecord[] = [];
-    const heldOut: SteerRecord[] = [];
-    for (const r of rows) (isHeldOut(r.id, t.held_out_fraction) ? heldOut : train).push(SteerRepository.toRecord(r));
+    const finals = t.retention > 0 ? await store.conversations.finalTexts(trainRows.flatMap((r) => (r.generation_id === null ? [] : [r.generation_id]))) : new Map<number, string>();
+    const after = steerContinuations(trainRows, finals, PersonalData.holdsNoWithheldText);
+    const continuations = trainRows.map((r) => after.get(r.id));
     const runId = await store.training.createRun({ trigger: req.trigger, requestedBy: actorName(req.actor) ?? req.requestedBy, objective: t.objective, hyperparameters: hyper });
     await req.onRunCreated?.(runId);
     await store.training.updateRun(runId, { steer_count: train.length });
@@ -202,6 +208,7 @@ export class TrainingService implements TrainingControl {
           lr: t.learning_rate,
           retention: t.retention,
           anchors,
+          continuations,
           computeType: t.compute_type,
           signal: abort.signal,
         },

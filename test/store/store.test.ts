@@ -132,6 +132,8 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.equal(mine[1]!.reply, "Water vapour condenses.");
       assert.deepEqual((await store.conversations.unsteeredReplies(1)).map((a) => a.generationId), [newest], "at most the limit");
       assert.deepEqual(await store.conversations.unsteeredReplies(0), []);
+      const finals = await store.conversations.finalTexts([plain, steered, plain, 987654]);
+      assert.deepEqual([...finals.entries()].sort(), [[plain, "Water vapour condenses."], [steered, "I'm SmolLM."]], "each stored reply text once; a missing generation gives none");
     });
 
     it("imports a file once and exports it back exactly", async () => {

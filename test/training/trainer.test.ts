@@ -188,10 +188,11 @@ describe("learning the colour task", () => {
   let sftAdapter: string;
   let sft: SteerEvaluationSummary;
 
+  const trainSteers = colourSteers(160, false);
   before(async () => {
     trainFile = path.join(dir, "train.jsonl");
     heldFile = path.join(dir, "held.jsonl");
-    writeSteers(trainFile, colourSteers(160, false));
+    writeSteers(trainFile, trainSteers);
     writeSteers(heldFile, colourSteers(40, true));
     base = await evaluateSteers({ model, steers: heldFile, build, threads: 1 });
     console.log(`base: accuracy ${base.preferenceAccuracy.toFixed(3)} margin ${base.meanMargin.toFixed(3)} chosen ${base.chosenLogprob.toFixed(3)} end ${base.endLogprob.toFixed(3)}`);
@@ -233,7 +234,7 @@ describe("learning the colour task", () => {
     assert.ok(maxEnd < Math.log(1e-3), `end of turn became likely after some chosen span (logp ${maxEnd})`);
   });
 
-  test("the retention term holds the base distribution on the prompts and on replay anchors, and still learns the steer", async () => {
+  test("the retention term holds the base distribution on the prompts, on replay anchors and after the chosen spans, and still learns the steer", async () => {
     // replay anchors: the base model's own replies to other questions, as a bot stores the ones nobody steered
     const engine = await Engine.load({ model, threads: 1, sequences: 1, contextSize: 256, gpu: false });
     const anchors: AnchorInput[] = [];
@@ -251,24 +252,29 @@ describe("learning the colour task", () => {
     const runs: Record<string, { r: TrainResult; e: SteerEvaluationSummary }> = {};
     for (const [name, retention] of [["without", 1e-9], ["with", 4]] as const) {
       const out = path.join(dir, `retention-${name}.gguf`);
-      const r = await trainAdapter({ model, steers: trainFile, out, objective: "sft", rank: 8, alpha: 16, epochs: 1, lr: 2e-3, threads: 1, build, retention, retentionPositions: 8, anchors });
+      // what each reply went on with after " blue" (the model's words once it resumed)
+      const continuations = trainSteers.map((_, i) => (i % 2 ? ", and the sky above it is clear." : ". Nothing else there is painted."));
+      const r = await trainAdapter({ model, steers: trainSteers, continuations, out, objective: "sft", rank: 8, alpha: 16, epochs: 1, lr: 2e-3, threads: 1, build, retention, retentionPositions: 8, anchors });
       assert.equal(r.anchors, anchors.length, "every anchor reached the trainer");
       runs[name] = { r, e: await evaluateSteers({ model, steers: heldFile, adapter: out, build, threads: 1 }) };
     }
-    const lastMean = (r: TrainResult, key: "kl" | "anchorKl") => {
+    const lastMean = (r: TrainResult, key: "kl" | "anchorKl" | "continuationKl") => {
       const tail = r.lossCurve.slice(-10).map((p) => p[key]);
       assert.ok(tail.every((k) => typeof k === "number" && k >= 0), `the trainer reports ${key} on every step: ${tail}`);
       return (tail as number[]).reduce((a, b) => a + b, 0) / tail.length;
     };
     const [off, on] = [lastMean(runs.without!.r, "kl"), lastMean(runs.with!.r, "kl")];
     const [anchorOff, anchorOn] = [lastMean(runs.without!.r, "anchorKl"), lastMean(runs.with!.r, "anchorKl")];
+    const [afterOff, afterOn] = [lastMean(runs.without!.r, "continuationKl"), lastMean(runs.with!.r, "continuationKl")];
     console.log(
       `retention: KL(base || adapter) over the last 10 steps ${off.toFixed(4)} without, ${on.toFixed(4)} with; on the anchors' replies alone ` +
-        `${anchorOff.toFixed(4)} / ${anchorOn.toFixed(4)}; held-out accuracy ${runs.without!.e.preferenceAccuracy.toFixed(3)} / ${runs.with!.e.preferenceAccuracy.toFixed(3)}`,
+        `${anchorOff.toFixed(4)} / ${anchorOn.toFixed(4)}; after the chosen spans ${afterOff.toFixed(4)} / ${afterOn.toFixed(4)}; ` +
+        `held-out accuracy ${runs.without!.e.preferenceAccuracy.toFixed(3)} / ${runs.with!.e.preferenceAccuracy.toFixed(3)}`,
     );
     assert.ok(runs.without!.r.lossCurve[0]!.kl! < 1e-3, `before any step the adapter is the base (KL ${runs.without!.r.lossCurve[0]!.kl})`);
     assert.ok(on < off / 2, `the term did not hold the base distribution: KL ${on} with vs ${off} without`);
     assert.ok(anchorOn < anchorOff / 2, `the term did not hold the base on the anchors: KL ${anchorOn} with vs ${anchorOff} without`);
+    assert.ok(afterOn < afterOff / 2, `the term did not hold the base after the chosen spans: KL ${afterOn} with vs ${afterOff} without`);
     assert.ok(runs.with!.e.preferenceAccuracy >= 0.95, `accuracy with retention ${runs.with!.e.preferenceAccuracy}`);
   });
 
