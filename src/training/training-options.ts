@@ -48,15 +48,17 @@ export const TRAINING_DEFAULTS = {
   beta: 0.1,
   /**
    * Weight of the retention term: cross-entropy to the base model's own distribution (its top
-   * 128 tokens) on 32 random positions of each steer's prompt — the context and the accepted
-   * prefix, text the steer does not object to — so the adapter changes what the steers correct
-   * and holds the rest (KL to the base, up to the base's entropy). 0 = off: measured on
-   * SmolLM2-135M, 4 keeps a neutral text's perplexity at +9.5% instead of +28.6% and the habit
-   * still goes in bench/learn (greedy 100% → 4%), but the real-model loop's held-out answers came
-   * out garbled in 1 and 3 of 6 over two runs ("I'm Steerboteer…"), against 0 of 6 without it
-   * (bench/README.md, "The retention term").
+   * 128 tokens) on 32 random positions of each steer's prompt (the context and the accepted
+   * prefix, text the steer does not object to), of its continuation (what the reply went on
+   * with after the chosen span) and of replay anchors (replies nobody steered), so the adapter
+   * changes what the steers correct and holds the rest (KL to the base, up to the base's
+   * entropy). 0 = off. Measured on SmolLM2-135M (bench/README.md, "Replay anchors and
+   * continuations"): with 4, 64 anchors and the continuations both habits go (persona 100% → 0%,
+   * British spelling 63% → 0%, greedy) with neutral perplexity -5.1% and -5.8% and no repeated
+   * span; at 0 perplexity rises 28.6%. The real-model loop test: 1/6 and 0/6 held-out answers
+   * with the habit left.
    */
-  retention: 0,
+  retention: 4,
   /** Steers per optimizer step. */
   gradAccum: 4,
   seed: 42,
