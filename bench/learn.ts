@@ -12,12 +12,16 @@
  * retention: perplexity of a neutral text with the adapter vs the base model.
  *
  * Run: `npx tsx bench/learn.ts [--model smollm2-135m|gemma3-270m] [--habits persona,british-spelling]
- *       [--steers N] [--samples K] [--lr X --epochs N --objective O --out FILE]` (quick: N = 40 steered prompts per habit, ≈ 10 min on 2 cores).
- * Prints a table and writes bench/results/learn-<model>.json (with a few replies before and after).
+ *       [--steers N] [--samples K] [--lr X --epochs N --objective O --retention W --anchors N --rewrites CHARS --out FILE]` (quick: N = 40 steered prompts per habit, ≈ 10 min on 2 cores).
+ * Prints a table; writes bench/results/learn-<model>.json (with a few replies before and after)
+ * and a PNG plot of it (violation rates before and after, per habit).
+ *
+ * `--rewrites CHARS`: full rewrites instead of steers (the bot's whole reply typed again with
+ * the habit fixed, one preference pair per reply) until CHARS characters are typed: steers vs
+ * rewrites at the same typing budget.
  *
  * Not yet here (see the issue): the learning curve (25/50/100/200 steers × sft/dpo/sft+dpo ×
- * seeds), steers vs full rewrites at the same typing budget, KL to the base on neutral prompts,
- * the PNG plot.
+ * seeds), KL to the base on neutral prompts.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -28,6 +32,7 @@ import { loadConfig } from "../src/config/config.ts";
 import { Engine, cpuCores } from "../src/engine/engine.ts";
 import { createLogger } from "../src/log.ts";
 import { Store } from "../src/store/store.ts";
+import { learnPlot } from "./learn-plot.ts";
 import { fetchRealModel, type RealModelName } from "../test/helpers/real-model.ts";
 import { SimulatedSteerer, type Habit } from "../test/helpers/simulated-steerer.ts";
 import { HABITS, violates } from "../test/helpers/habits.ts";
@@ -46,6 +51,8 @@ const { values } = parseArgs({
     retention: { type: "string" },
     // unsteered replies to neutral questions asked before training: the retention term's replay anchors
     anchors: { type: "string", default: "0" },
+    // full rewrites instead of steers, within this many typed characters (see rewrite())
+    rewrites: { type: "string" },
     "compute-type": { type: "string" },
     out: { type: "string" },
   },
@@ -90,6 +97,20 @@ const EVERYDAY = [
   "What is a tide?", "How do frogs grow?", "What is hail?", "How does a lock open with a key?", "Why do apples fall?",
   "What is a marsh?", "How do owls hunt?", "What is steam?", "How does a pump move water?",
 ];
+
+/**
+ * A full rewrite of a reply, as a person who corrects whole answers would type it: every
+ * violation of the habit fixed, the rest kept word for word (the whole reply is typed).
+ */
+function rewrite(habit: Habit, text: string): string {
+  let t = text;
+  let from = 0;
+  for (let v = habit.firstViolation(t, from, true); v; v = habit.firstViolation(t, from, true)) {
+    t = t.slice(0, v.at) + v.fix + t.slice(v.at + v.wrong.length);
+    from = v.at + v.fix.length;
+  }
+  return t;
+}
 
 async function perplexity(engine: Engine): Promise<number> {
   let nll = 0;
@@ -165,7 +186,8 @@ for (const name of values.habits.split(",")) {
       ask: { per_user_per_minute: 100_000 },
       permissions: { default_trust: "approved", admins: { users: ["steerer"] } },
       // the shipped training defaults, but for the held-out share the gate needs
-      training: { base_model: "", held_out_fraction: 0.25, min_new_steers: 10, ...trainingOverrides },
+      // (rewrites: a few pairs, all trained on; the adapter is then measured on the bot as it is)
+      training: { base_model: "", ...(values.rewrites === undefined ? { held_out_fraction: 0.25, min_new_steers: 10 } : { held_out_fraction: 0, min_new_steers: 1 }), ...trainingOverrides },
     },
   });
   const store = await Store.open({ dataDir: "memory://" });
@@ -177,13 +199,37 @@ for (const name of values.habits.split(",")) {
 
   let steers = 0;
   let typed = 0;
-  const prompts = habit.train.slice(0, Number(values.steers));
-  for (const q of prompts) {
-    const r = await steerer.converse(q, habit);
-    steers += r.steers;
-    typed += r.typed;
+  let prompts = habit.train.slice(0, Number(values.steers));
+  if (values.rewrites === undefined) {
+    for (const q of prompts) {
+      const r = await steerer.converse(q, habit);
+      steers += r.steers;
+      typed += r.typed;
+    }
+    console.log(`[${name}] ${steers} steers on ${prompts.length} prompts (${typed} characters typed)`);
+  } else {
+    // the bot answers; the person types the whole reply again with the habit fixed, until the
+    // typing budget is spent: one preference pair per reply (the reply rejected, the rewrite chosen)
+    const budget = Number(values.rewrites);
+    const used: string[] = [];
+    for (const q of habit.train) {
+      if (typed >= budget) break;
+      const r = await steerer.converse(q, null);
+      const fixed = rewrite(habit, r.text);
+      if (fixed === r.text) continue; // nothing to correct in this reply
+      const [gen] = await store.conversations.unsteeredReplies(1);
+      await store.steers.insert({
+        generation_id: gen!.generationId, context: "[]", prefix: "", rejected: r.text, chosen: fixed, prefix_tokens: null, rejected_tokens: null, chosen_tokens: null,
+        divergence_char: 0, divergence_token: null, shown_chars: r.text.length, shown_tokens: null, form: null, model_fingerprint: null,
+        platform: "bench", author: "steerer", correction_message_id: `${name}-rewrite-${used.length}`, trust_state: "approved", original_json: null,
+      });
+      used.push(q);
+      steers++;
+      typed += fixed.length;
+    }
+    prompts = used;
+    console.log(`[${name}] ${steers} full rewrites (${typed} characters typed, budget ${budget})`);
   }
-  console.log(`[${name}] ${steers} steers on ${prompts.length} prompts (${typed} characters typed)`);
   const everyday = EVERYDAY.slice(0, Number(values.anchors));
   if (everyday.length < Number(values.anchors)) throw new Error(`--anchors ${values.anchors}: there are ${EVERYDAY.length} everyday questions`);
   for (const q of everyday) await steerer.converse(q, null);
@@ -193,6 +239,11 @@ for (const name of values.habits.split(",")) {
   const run = await app.training.run({ trigger: "cli" });
   const trainSeconds = (performance.now() - t1) / 1000;
   console.log(`[${name}] ${run.notice}`);
+  if (values.rewrites !== undefined && run.adapterVersion && !/is now live/.test(run.notice ?? "")) {
+    // a handful of rewrites leaves the gate too few held-out pairs: measure the adapter anyway
+    const forced = await app.core.admin.adapters({ platform: "bench", userId: "steerer" }, "activate", run.adapterVersion);
+    console.log(`[${name}] activated by hand to measure it: ${forced.notice}`);
+  }
   const adapter = run.adapterVersion ? await store.training.adapter(run.adapterVersion) : undefined;
   const metrics = (adapter?.metrics ?? {}) as { base?: { preferenceAccuracy: number; chosenLogprob: number }; candidate?: { preferenceAccuracy: number; chosenLogprob: number } };
   const after = await violationRates(app, steerer, habit);
@@ -235,5 +286,8 @@ for (const r of results) {
 }
 const out = values.out ?? path.join(import.meta.dirname, "results", `learn-${values.model}.json`);
 mkdirSync(path.dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify({ model: values.model, date: new Date().toISOString(), cores: cpuCores(), maxTokens, samples, training: trainingOverrides, results }, null, 2) + "\n");
-console.log(`wrote ${out}`);
+const examples = values.rewrites === undefined ? "steers" : "rewrites";
+writeFileSync(out, JSON.stringify({ model: values.model, date: new Date().toISOString(), cores: cpuCores(), maxTokens, samples, training: trainingOverrides, examples, ...(values.rewrites !== undefined ? { rewriteBudget: Number(values.rewrites) } : {}), results }, null, 2) + "\n");
+const png = out.replace(/\.json$/, "") + ".png";
+writeFileSync(png, learnPlot(values.model, results, examples));
+console.log(`wrote ${out} and ${png}`);
