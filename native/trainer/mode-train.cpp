@@ -156,6 +156,13 @@ int mode_train(Options & o) {
     for (size_t i = 0; i < anchor_order.size(); ++i) anchor_order[i] = i;
     std::shuffle(anchor_order.begin(), anchor_order.end(), rng);
     size_t next_anchor = 0;
+    // appends R's rows (weight w, each with its target distribution) for a sequence of `tokens`
+    auto push_rows = [](const Retention & R, const std::vector<llama_token> & tokens, float w, std::vector<Row> & rows, std::vector<const SoftTarget *> & soft) {
+        for (size_t j = 0; j < R.pos.size(); ++j) {
+            rows.push_back({R.pos[j], tokens[R.pos[j] + 1], w});
+            soft.push_back(&R.targets[j]);
+        }
+    };
     // adds pair pi's retention rows to the sequence of its chosen span: the prompt's before the
     // span's rows, the continuation's after them (its tokens appended to the sequence)
     auto add_retention = [&](Seq & s, size_t pi, float w) {
@@ -164,19 +171,12 @@ int mode_train(Options & o) {
         if ((R.pos.empty() && A.pos.empty()) || w <= 0) return;
         std::vector<Row> rows;
         std::vector<const SoftTarget *> soft;
-        for (size_t j = 0; j < R.pos.size(); ++j) {
-            rows.push_back({R.pos[j], pairs[pi].prompt[R.pos[j] + 1], w});
-            soft.push_back(&R.targets[j]);
-        }
+        push_rows(R, pairs[pi].prompt, w, rows, soft);
         soft.resize(rows.size() + s.rows.size(), nullptr);
         rows.insert(rows.end(), s.rows.begin(), s.rows.end());
         if (!A.pos.empty()) {
-            const auto & after = pairs[pi].after;
-            s.tokens.insert(s.tokens.end(), after.begin(), after.end());
-            for (size_t j = 0; j < A.pos.size(); ++j) {
-                rows.push_back({A.pos[j], s.tokens[A.pos[j] + 1], w});
-                soft.push_back(&A.targets[j]);
-            }
+            s.tokens.insert(s.tokens.end(), pairs[pi].after.begin(), pairs[pi].after.end());
+            push_rows(A, s.tokens, w, rows, soft);
         }
         s.rows = std::move(rows);
         s.soft = std::move(soft);
@@ -254,10 +254,7 @@ int mode_train(Options & o) {
             if (anchor_kl && !anchor_kl->pos.empty() && w_kl > 0) {
                 Seq a;
                 a.tokens = anchor->tokens;
-                for (size_t j = 0; j < anchor_kl->pos.size(); ++j) {
-                    a.rows.push_back({anchor_kl->pos[j], anchor->tokens[anchor_kl->pos[j] + 1], w_kl});
-                    a.soft.push_back(&anchor_kl->targets[j]);
-                }
+                push_rows(*anchor_kl, a.tokens, w_kl, a.rows, a.soft);
                 seqs.push_back(std::move(a));
             }
             double step_loss = 0, step_sft_nll = 0, step_kl = 0;
