@@ -222,6 +222,17 @@ export class SteerRepository {
   }
 
   /**
+   * Where every steer on these generations cut its reply, in any trust state (a correction
+   * resumed the reply whether or not it trains): the points a training steer's continuation
+   * ends at (src/training/steer-continuations.ts).
+   */
+  async placesOn(generationIds: readonly number[]): Promise<Pick<SteerRow, "id" | "generation_id" | "ordinal" | "prefix" | "chosen">[]> {
+    const ids = [...new Set(generationIds)];
+    if (ids.length === 0) return [];
+    return this.db.selectFrom("steers").select(["id", "generation_id", "ordinal", "prefix", "chosen"]).where("generation_id", "in", ids).execute();
+  }
+
+  /**
    * The steers of one generation in order (the studio's timeline), each with whether it has
    * trained (see {@link removeOwn}).
    */

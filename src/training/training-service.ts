@@ -171,8 +171,9 @@ export class TrainingService implements TrainingControl {
     // replay anchors, and the words after each chosen span: the retention term's hold on the
     // model's ordinary answers and on what follows a correction
     const anchors = t.retention > 0 ? await store.conversations.unsteeredReplies(t.anchors) : [];
-    const finals = t.retention > 0 ? await store.conversations.finalTexts(trainRows.flatMap((r) => (r.generation_id === null ? [] : [r.generation_id]))) : new Map<number, string>();
-    const after = steerContinuations(trainRows, finals, PersonalData.holdsNoWithheldText);
+    // (cut at every steer on a reply, held out or not approved too: each is a person's correction)
+    const replies = trainRows.flatMap((r) => (r.generation_id === null ? [] : [r.generation_id]));
+    const after = t.retention > 0 ? steerContinuations(await store.steers.placesOn(replies), await store.conversations.finalTexts(replies), PersonalData.holdsNoWithheldText) : new Map<number, string>();
     const continuations = trainRows.map((r) => after.get(r.id));
     const runId = await store.training.createRun({ trigger: req.trigger, requestedBy: actorName(req.actor) ?? req.requestedBy, objective: t.objective, hyperparameters: hyper });
     await req.onRunCreated?.(runId);

@@ -134,6 +134,8 @@ for (const kind of ["postgres", "pglite"] as const) {
       assert.deepEqual(await store.conversations.unsteeredReplies(0), []);
       const finals = await store.conversations.finalTexts([plain, steered, plain, 987654]);
       assert.deepEqual([...finals.entries()].sort(), [[plain, "Water vapour condenses."], [steered, "I'm SmolLM."]], "each stored reply text once; a missing generation gives none");
+      const places = await store.steers.placesOn([steered, plain, steered]);
+      assert.deepEqual(places.map((p) => [p.generation_id, p.prefix, p.chosen]), [[steered, "I'm ", "Steerbot."]], "every steer on those replies, once");
     });
 
     it("imports a file once and exports it back exactly", async () => {
