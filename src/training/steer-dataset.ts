@@ -27,8 +27,6 @@ export interface PreparedDataset {
   file: string;
   steers: SteerRecord[];
   tokens: TokenizedSteer[];
-  /** The replay anchors written (those whose reply renders to tokens of its own). */
-  anchors: TokenizedAnchor[];
   /** Line (or index + 1) of each dataset entry in the input. */
   lines: number[];
   skipped: SkippedSteer[];
@@ -98,7 +96,6 @@ export async function prepareDataset(options: PrepareOptions): Promise<PreparedD
     file,
     steers: ok.map((o) => steers[o.index]!),
     tokens,
-    anchors,
     lines: ok.map((o) => lines[o.index]!),
     skipped: skipped.sort((a, b) => a.line - b.line),
     dispose: () => rmSync(dir, { recursive: true, force: true }),
