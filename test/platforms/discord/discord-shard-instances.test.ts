@@ -27,6 +27,7 @@ import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { FakeDiscord } from "../../fakes/discord/fake-discord.ts";
 import type { FakeChannel, FakeMessage, FakeUser } from "../../fakes/discord/fake-discord-state.ts";
+import { childEnv } from "../../helpers/child-env.ts";
 
 const TIMEOUT = 60_000;
 
@@ -91,10 +92,7 @@ describe("two instances on shards 0 and 1 of 2, one PostgreSQL (separate process
     tdb = await freshPostgres();
     store = await Store.open(tdb.target);
     const model = await tinyModelPath();
-    const clean: NodeJS.ProcessEnv = { ...process.env };
-    for (const k of Object.keys(clean)) if (k.startsWith("STEERBOT_") && k !== "STEERBOT_CACHE_DIR") delete clean[k];
-    env = {
-      ...clean,
+    env = childEnv({
       DATABASE_URL: tdb.target.databaseUrl,
       DISCORD_TOKEN: fake.token,
       FAKE_DISCORD_API: fake.apiUrl,
@@ -106,7 +104,7 @@ describe("two instances on shards 0 and 1 of 2, one PostgreSQL (separate process
       // long replies: seconds of streaming to stop in
       STEERBOT_GENERATION__MAX_TOKENS: "1500",
       STEERBOT_DISCORD__SHARD_COUNT: "2",
-    };
+    });
     const dir = (name: string) => mkdtempSync(path.join(tmpdir(), `steerbot-shard-${name}-`));
     a = new Instance({ ...env, STEERBOT_STORE__DATA_DIR: dir("a"), STEERBOT_DISCORD__SHARDS: "[0]" });
     b = new Instance({ ...env, STEERBOT_STORE__DATA_DIR: dir("b"), STEERBOT_DISCORD__SHARDS: "[1]" });

@@ -27,6 +27,7 @@ import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { norm } from "./harness.ts";
 import { until as poll } from "../../helpers/until.ts";
+import { childEnv } from "../../helpers/child-env.ts";
 
 const TIMEOUT = 60_000;
 const SECRET = "multi-instance-secret";
@@ -139,10 +140,7 @@ describe("telegram: two instances behind a load balancer, one PostgreSQL", { tim
     store = await Store.open(tdb.target);
     fake = await new FakeBotApi().start();
     const model = await tinyModelPath();
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const k of Object.keys(env)) if (k.startsWith("STEERBOT_") && k !== "STEERBOT_CACHE_DIR") delete env[k];
-    const base: NodeJS.ProcessEnv = {
-      ...env,
+    const base = childEnv({
       DATABASE_URL: tdb.target.databaseUrl,
       TELEGRAM_TOKEN: fake.token,
       TELEGRAM_WEBHOOK_SECRET: SECRET,
@@ -159,7 +157,7 @@ describe("telegram: two instances behind a load balancer, one PostgreSQL", { tim
       STEERBOT_PERMISSIONS__ADMINS__USERS: `["${admin.id}"]`,
       STEERBOT_PERMISSIONS__DEFAULT_TRUST: "approved",
       STEERBOT_TRAINING__RUN_HERE: "false",
-    };
+    });
     a = new Instance("A", { ...base, STEERBOT_STORE__DATA_DIR: mkdtempSync(path.join(tmpdir(), "steerbot-tg-a-")) });
     b = new Instance("B", { ...base, STEERBOT_STORE__DATA_DIR: mkdtempSync(path.join(tmpdir(), "steerbot-tg-b-")) });
     instances.push(a, b);

@@ -23,6 +23,7 @@ import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../colour-task.ts";
 import { until as poll } from "../../helpers/until.ts";
+import { childEnv } from "../../helpers/child-env.ts";
 
 const TIMEOUT = 120_000;
 
@@ -101,10 +102,7 @@ describe("training queue across processes on PostgreSQL", { timeout: 5 * TIMEOUT
     store = await Store.open(tdb.target);
     model = await tinyModelPath();
     await store.steers.importRecords([...colourSteers(60, false), ...colourSteers(20, true)]);
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const k of Object.keys(env)) if (k.startsWith("STEERBOT_") && k !== "STEERBOT_CACHE_DIR") delete env[k];
-    baseEnv = {
-      ...env,
+    baseEnv = childEnv({
       DATABASE_URL: tdb.target.databaseUrl,
       STEERBOT_LOG__LEVEL: "info",
       STEERBOT_MODEL__PATH: model,
@@ -125,7 +123,7 @@ describe("training queue across processes on PostgreSQL", { timeout: 5 * TIMEOUT
       STEERBOT_TRAINING__HELD_OUT_FRACTION: "0.25",
       STEERBOT_TRAINING__MIN_IMPROVEMENT: "0.05",
       STEERBOT_TRAINING__THREADS: "1",
-    };
+    });
     a = instance(dirs.a);
     b = instance(dirs.b);
     await Promise.all([a.ready, b.ready]);

@@ -60,6 +60,13 @@ describe("training queue on PostgreSQL (pg-boss): hand-back, attempts, taking a 
   const boom: JobHandler = async () => {
     throw new Error("boom");
   };
+  /** A worker whose handler holds the job until the worker stops, once it runs job `id`. */
+  const holdingWorker = async (id: string, what: string) => {
+    const q = queue();
+    await q.start({ work: waitForStop });
+    await until(what, async () => (await store.jobs.get(id))?.state === "running");
+    return q;
+  };
 
   before(async () => {
     tdb = await freshPostgres();
@@ -78,9 +85,7 @@ describe("training queue on PostgreSQL (pg-boss): hand-back, attempts, taking a 
     await producer.start();
     const { job } = await producer.enqueue({ trigger: "cli" });
 
-    const a = queue();
-    await a.start({ work: waitForStop });
-    await until("the job to run", async () => (await store.jobs.get(job.id))?.state === "running");
+    const a = await holdingWorker(job.id, "the job to run");
     assert.equal((await store.jobs.get(job.id))!.attempts, 1);
     await a.stop("the test stopped worker A");
     const back = (await store.jobs.get(job.id))!;
@@ -99,9 +104,7 @@ describe("training queue on PostgreSQL (pg-boss): hand-back, attempts, taking a 
 
     // cancelled while it runs, then its worker stops: the job ends cancelled, it is not handed on
     const second = (await producer.enqueue({ trigger: "cli" })).job;
-    const c = queue();
-    await c.start({ work: waitForStop });
-    await until("the second job to run", async () => (await store.jobs.get(second.id))?.state === "running");
+    const c = await holdingWorker(second.id, "the second job to run");
     await producer.cancel(second.id);
     await c.stop();
     assert.equal((await store.jobs.get(second.id))!.state, "cancelled");
@@ -113,9 +116,7 @@ describe("training queue on PostgreSQL (pg-boss): hand-back, attempts, taking a 
     await producer.start();
     const { job } = await producer.enqueue({ trigger: "cli" });
     // handed back once
-    const a = queue();
-    await a.start({ work: waitForStop });
-    await until("the job to run", async () => (await store.jobs.get(job.id))?.state === "running");
+    const a = await holdingWorker(job.id, "the job to run");
     await a.stop();
     assert.equal((await store.jobs.get(job.id))!.attempts, 0);
     // then the worker throws, twice

@@ -20,6 +20,7 @@ import { freshPostgres, type TestDatabase } from "../../helpers/databases.ts";
 import { tinyModelPath } from "../../helpers/tiny-model.ts";
 import { colourSteers } from "../colour-task.ts";
 import { until as poll } from "../../helpers/until.ts";
+import { childEnv } from "../../helpers/child-env.ts";
 
 const TIMEOUT = 120_000;
 
@@ -81,10 +82,7 @@ describe("steerbot worker stopped with SIGTERM mid-run", { timeout: 4 * TIMEOUT 
     store = await Store.open(tdb.target);
     const model = await tinyModelPath();
     await store.steers.importRecords([...colourSteers(40, false), ...colourSteers(12, true)]);
-    const base: NodeJS.ProcessEnv = { ...process.env };
-    for (const k of Object.keys(base)) if (k.startsWith("STEERBOT_") && k !== "STEERBOT_CACHE_DIR") delete base[k];
-    env = {
-      ...base,
+    env = childEnv({
       DATABASE_URL: tdb.target.databaseUrl,
       STEERBOT_LOG__LEVEL: "info",
       STEERBOT_MODEL__PATH: model,
@@ -100,7 +98,7 @@ describe("steerbot worker stopped with SIGTERM mid-run", { timeout: 4 * TIMEOUT 
       STEERBOT_TRAINING__ALPHA: "8",
       STEERBOT_TRAINING__HELD_OUT_FRACTION: "0.25",
       STEERBOT_TRAINING__THREADS: "1",
-    };
+    });
   });
 
   after(async () => {
