@@ -109,6 +109,8 @@ export const configSchema = z
         /** Replies nobody steered (newest first) the retention term also holds; used only when retention > 0. */
         anchors: z.number().int().min(0).max(10_000),
         compute_type: z.enum(COMPUTE_TYPES),
+        /** The trainer's random seed (adapter initialisation, steer order, retention positions). */
+        seed: z.number().int().min(0).max(2_147_483_647),
         held_out_fraction: z.number().min(0).max(0.9),
         min_improvement: z.number().min(0).max(1),
         approximate_steers: z.enum(APPROXIMATE_STEERS),

@@ -154,7 +154,7 @@ export class TrainingService implements TrainingControl {
     const engine = this.deps.engine();
     const baseModel = await this.baseModelPath();
     const threads = threadBudget(cpuCores(), t.threads);
-    const hyper = { rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, heldOutFraction: t.held_out_fraction, baseModel, threads: threads.trainer };
+    const hyper = { rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, heldOutFraction: t.held_out_fraction, seed: t.seed, baseModel, threads: threads.trainer };
     const since = await store.training.lastSucceededAt();
     const fresh = await store.steers.countApprovedSince(since);
     if (fresh < t.min_new_steers) {
@@ -211,6 +211,7 @@ export class TrainingService implements TrainingControl {
           anchors,
           continuations,
           computeType: t.compute_type,
+          seed: t.seed,
           signal: abort.signal,
         },
         (p) => {

@@ -16,7 +16,7 @@ describe("training defaults", () => {
     // the file itself: a local.yaml on this machine must not decide the test
     const t = parse(readFileSync(path.join(projectRoot, "config/default.yaml"), "utf8")).training;
     assert.deepEqual(
-      { objective: t.objective, rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, retention: t.retention, computeType: t.compute_type, approximateSteers: t.approximate_steers },
+      { objective: t.objective, rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, retention: t.retention, computeType: t.compute_type, approximateSteers: t.approximate_steers, seed: t.seed },
       {
         objective: TRAINING_DEFAULTS.objective,
         rank: TRAINING_DEFAULTS.rank,
@@ -26,6 +26,7 @@ describe("training defaults", () => {
         retention: TRAINING_DEFAULTS.retention,
         computeType: TRAINING_DEFAULTS.computeType,
         approximateSteers: TRAINING_DEFAULTS.approximateSteers,
+        seed: TRAINING_DEFAULTS.seed,
       },
     );
   });
