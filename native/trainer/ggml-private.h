@@ -44,6 +44,27 @@ inline void make_mul_mat_node(ggml_tensor * node, ggml_tensor * a, ggml_tensor *
     node->src[1] = b;
 }
 
+// Turns `node` into MUL(a, b) (a SILU_BACK of the same shape: gelu-backward.cpp); MUL has no op_params.
+inline void make_mul_node(ggml_tensor * node, ggml_tensor * a, ggml_tensor * b) {
+    memset(node->op_params, 0, sizeof(node->op_params));
+    node->op = GGML_OP_MUL;
+    node->src[0] = a;
+    node->src[1] = b;
+}
+
+// Relabels a UNARY node as another unary op, or a GLU node as another gated op, keeping its
+// sources and (for GLU) its `swapped` flag: where ggml_unary_impl and ggml_glu_impl keep the op.
+inline void relabel_unary(ggml_tensor * node, ggml_unary_op op) {
+    GGML_ASSERT(node->op == GGML_OP_UNARY);
+    ggml_set_op_params_i32(node, 0, (int32_t) op);
+    GGML_ASSERT(ggml_get_unary_op(node) == op);
+}
+inline void relabel_glu(ggml_tensor * node, ggml_glu_op op) {
+    GGML_ASSERT(node->op == GGML_OP_GLU);
+    ggml_set_op_params_i32(node, 0, (int32_t) op);
+    GGML_ASSERT(ggml_get_glu_op(node) == op);
+}
+
 // Points a contiguous model weight at other data of another type with one element per block
 // (F32 -> BF16), in place: every graph built afterwards reads the new data.
 inline void retype_weight(ggml_tensor * w, ggml_type type, void * data, ggml_backend_buffer_t buffer) {

@@ -1,6 +1,8 @@
 // steer-train: the loss graphs and their evaluation (see loss.h).
 #include "loss.h"
 
+#include "gelu-backward.h"
+
 #include "common.h"
 #include "frozen-weights.h"
 #include "llama-steer.h"
@@ -20,8 +22,9 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
     const int64_t k = logits->ne[1];
     const size_t gsize = ggml_graph_size(gf);
     // room for the loss, the backward graph, and the rewritten graph with its copies (rewrite_out_prods)
+    // (and restore_gelu's graph, for a GELU model)
     ggml_init_params ip = {(gsize * 2 + 8192) * ggml_tensor_overhead() + ggml_graph_overhead_custom(gsize, true) +
-                               ggml_graph_overhead_custom(gsize + 4096, false) + (1 << 16), nullptr, true};
+                               2 * ggml_graph_overhead_custom(gsize + 4096, false) + (1 << 16), nullptr, true};
     J.uctx = ggml_init(ip);
     ggml_context * c = J.uctx;
 
@@ -89,6 +92,7 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
     ggml_build_forward_expand(gb, J.loss);
     prepare_weights(S, gf, J.backward);
     if (!J.backward) {
+        if (S.trainable) gb = exact_gelu(c, gb);
         if (S.amx) amx_rewrite(S, gb);
         return gb;
     }
@@ -107,15 +111,11 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
         fprintf(stderr, "steer-train: %d of %zu adapter tensors are in the graph\n", n_found, S.params.size());
         return nullptr;
     }
-    // ggml aborts the process on an op it has no backward pass for; the one real models hit is a
-    // gated FFN other than SwiGLU (Gemma's GEGLU): refuse it with a clear error instead
-    for (int i = 0; i < n_nodes; ++i) {
-        ggml_tensor * node = ggml_graph_node(gb, i);
-        if (node->op == GGML_OP_GLU && ggml_get_glu_op(node) != GGML_GLU_OP_SWIGLU) {
-            J.unsupported = ggml_glu_op_name(ggml_get_glu_op(node));
-            return nullptr;
-        }
-    }
+    // ggml aborts the process on an op it has no backward pass for: GELU layers (Gemma's GEGLU)
+    // get theirs through a relabelling (gelu-backward.h); any other such gated FFN is refused
+    // with a clear error instead
+    const GeluRelabelling gelu = relabel_gelu(gb, J.unsupported);
+    if (!J.unsupported.empty()) return nullptr;
     ggml_build_backward_expand(c, gb, accs.data());
 
     if (J.step) {
@@ -128,6 +128,8 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
             ggml_build_forward_expand(gb, ggml_opt_step_adamw(c, p.t, g, p.m, p.v, J.adamw_params));
         }
     }
+
+    gb = restore_gelu(c, gb, gelu);
 
     int n_rewritten = 0, n_amx = 0;
     if (S.amx) n_amx = amx_rewrite(S, gb);
@@ -256,7 +258,7 @@ void run_seq(Session & S, EvalJob & J) {
     if (J.uctx) { ggml_free(J.uctx); J.uctx = nullptr; }
     if (!J.unsupported.empty())
         throw fatal("unsupported_model", "this model's feed-forward layers use " + J.unsupported +
-                                             ", which ggml cannot train through yet (only SWIGLU has a backward pass): LoRA training needs a SwiGLU model (Llama, Qwen, SmolLM, Mistral, Phi-3 ...)");
+                                             ", which ggml cannot train through yet (SWIGLU and split GEGLU have a backward pass): LoRA training needs a SwiGLU or GELU model (Llama, Qwen, SmolLM, Mistral, Phi-3, Gemma 3 ...)");
     if (rc != 0) throw fatal("internal", fmt("graph evaluation failed (%d)", rc));
     if (J.step) {
         S.opt_iter++;

@@ -21,7 +21,7 @@ void usage() {
         "         --beta B --sft-weight W --kl-weight K --kl-rows N --kl-top N\n"
         "         --grad-accum N --seed N --threads N --gpu-layers N\n"
         "         --max-steps N --all-outputs --cached-kv --generic-loss --out-prod-backward\n"
-        "         --compute-type auto|f32|bf16|amx --eps E --backend-dir DIR --verbose\n");
+        "         --compute-type auto|f32|bf16|amx --eps E --check-layers L,L --backend-dir DIR --verbose\n");
 }
 
 Options parse_args(int argc, char ** argv) {
@@ -59,6 +59,7 @@ Options parse_args(int argc, char ** argv) {
         else if (a == "--gpu-layers") o.gpu_layers = std::stoi(next());
         else if (a == "--max-steps") o.max_steps = std::stoi(next());
         else if (a == "--eps") o.eps = std::stof(next());
+        else if (a == "--check-layers") o.check_layers = next();
         else if (a == "--init-b-std") o.init_b_std = std::stof(next());
         else if (a == "--all-outputs") o.all_outputs = true;
         else if (a == "--cached-kv") o.cached_kv = true;

@@ -39,6 +39,7 @@ struct Options {
     std::string compute_type = "auto";  // auto|f32|bf16|amx: type of the frozen matrices' products while training
     // grad-check
     float eps = 1e-2f;
+    std::string check_layers;  // grad-check: only these layers' adapters (comma list; "" = all)
     float init_b_std = 0.0f;  // grad-check: random B so A gets gradients too
     int max_steps = 0;
 };
