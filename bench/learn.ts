@@ -11,17 +11,25 @@
  * bot after the swap, plus held-out preference accuracy, whether log p(chosen) rose, and
  * retention: perplexity of a neutral text with the adapter vs the base model.
  *
- * Run: `npx tsx bench/learn.ts [--model smollm2-135m|gemma3-270m] [--habits persona,british-spelling]
- *       [--steers N] [--samples K] [--lr X --epochs N --objective O --retention W --anchors N --rewrites CHARS --out FILE]` (quick: N = 40 steered prompts per habit, ≈ 10 min on 2 cores).
+ * bot after the swap, plus KL to the base on neutral prompts (sampled from the base at T = 1).
+ *
+ * Run: `npx tsx bench/learn.ts [--model smollm2-135m|gemma3-270m] [--habits persona,british-spelling,list-bullets]
+ *       [--steers N] [--held-out N | --full] [--curve 25,50,100,200] [--samples K]
+ *       [--lr X --epochs N --objective O --retention W --anchors N --seed N --rewrites CHARS --out FILE]`
+ * Quick mode (the default): 40 steered prompts and 24 of the held-out prompts per habit (≈ 10 min
+ * a habit on 2 cores). `--full`: every held-out prompt (100+ per habit) and 200 steered prompts.
  * Prints a table; writes bench/results/learn-<model>.json (with a few replies before and after)
  * and a PNG plot of it (violation rates before and after, per habit).
+ *
+ * `--curve 25,50,100,200`: a learning curve. The steers are collected from the base model (the
+ * adapter is rolled back while steering) until the next count is reached, then the pipeline
+ * trains on all collected so far and the bot is measured with that adapter (activated by hand
+ * where the gate kept the previous one: the curve measures every point).
  *
  * `--rewrites CHARS`: full rewrites instead of steers (the bot's whole reply typed again with
  * the habit fixed, one preference pair per reply) until CHARS characters are typed: steers vs
  * rewrites at the same typing budget.
  *
- * Not yet here (see the issue): the learning curve (25/50/100/200 steers × sft/dpo/sft+dpo ×
- * seeds), KL to the base on neutral prompts.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -32,7 +40,7 @@ import { loadConfig } from "../src/config/config.ts";
 import { Engine, cpuCores } from "../src/engine/engine.ts";
 import { createLogger } from "../src/log.ts";
 import { Store } from "../src/store/store.ts";
-import { learnPlot } from "./learn-plot.ts";
+import { learnCurvePlot, learnPlot } from "./learn-plot.ts";
 import { fetchRealModel, type RealModelName } from "../test/helpers/real-model.ts";
 import { SimulatedSteerer, type Habit } from "../test/helpers/simulated-steerer.ts";
 import { HABITS, violates } from "../test/helpers/habits.ts";
@@ -40,8 +48,12 @@ import { HABITS, violates } from "../test/helpers/habits.ts";
 const { values } = parseArgs({
   options: {
     model: { type: "string", default: "smollm2-135m" },
-    habits: { type: "string", default: "persona,british-spelling" },
-    steers: { type: "string", default: "40" },
+    habits: { type: "string", default: "persona,british-spelling,list-bullets" },
+    steers: { type: "string" },
+    "held-out": { type: "string", default: "24" },
+    full: { type: "boolean", default: false },
+    curve: { type: "string" },
+    seed: { type: "string" },
     samples: { type: "string", default: "2" },
     "max-tokens": { type: "string", default: "48" },
     // training settings to compare against the defaults (config/default.yaml) in a sweep
@@ -49,8 +61,8 @@ const { values } = parseArgs({
     epochs: { type: "string" },
     objective: { type: "string" },
     retention: { type: "string" },
-    // unsteered replies to neutral questions asked before training: the retention term's replay anchors
-    anchors: { type: "string", default: "0" },
+    // unsteered replies to everyday questions asked before training: the retention term's replay anchors (training.anchors, 64 as shipped)
+    anchors: { type: "string", default: "64" },
     // full rewrites instead of steers, within this many typed characters (see rewrite())
     rewrites: { type: "string" },
     "compute-type": { type: "string" },
@@ -63,11 +75,22 @@ const trainingOverrides = {
   ...(values.objective ? { objective: values.objective } : {}),
   ...(values.retention ? { retention: Number(values.retention) } : {}),
   anchors: Number(values.anchors),
+  ...(values.seed ? { seed: Number(values.seed) } : {}),
   ...(values["compute-type"] ? { compute_type: values["compute-type"] } : {}),
 };
 const modelPath = await fetchRealModel(values.model as RealModelName);
 const maxTokens = Number(values["max-tokens"]);
 const samples = Number(values.samples);
+const steeredPrompts = Number(values.steers ?? (values.full ? 200 : 40));
+const curve = values.curve?.split(",").map(Number);
+if (curve && (curve.some((n) => !(n > 0)) || curve.some((n, i) => i > 0 && n <= curve[i - 1]!))) throw new Error(`--curve ${values.curve}: rising steer counts, e.g. 25,50,100,200`);
+if (curve && values.rewrites !== undefined) throw new Error("--curve is for steers; --rewrites measures one budget");
+
+/** `n` of `list` spread evenly over it (prompts are frames × subjects: every frame, many subjects). */
+function spread<T>(list: readonly T[], n: number): T[] {
+  if (n >= list.length) return [...list];
+  return Array.from({ length: n }, (_, i) => list[Math.floor((i * list.length) / n)]!);
+}
 
 // a neutral passage no habit touches (retention: its perplexity must not rise)
 const NEUTRAL = [
@@ -112,6 +135,36 @@ function rewrite(habit: Habit, text: string): string {
   return t;
 }
 
+/** Neutral questions for the KL to the base: none is a habit's, an anchor's or a passage's above. */
+const KL_PROMPTS = [
+  "What is a library for?", "How do tides work?", "Why do people keep diaries?", "What does a carpenter make?", "How does a telescope work?", "What is a museum?",
+  "Why do birds migrate?", "How is glass made?", "What is a harbour?", "How do plants drink water?", "What does a pilot do?", "Why do we cook food?",
+  "How does a refrigerator keep food cold?", "What is a mountain?", "Why do people learn history?", "How do submarines dive?",
+];
+
+/**
+ * KL(base ‖ adapter) per token on neutral questions, estimated by sampling: replies drawn from
+ * the base at T = 1 (no top-k/top-p), KL ≈ mean of log p_base(y) − log p_adapter(y) over their
+ * tokens. 0 when the adapter left these answers alone.
+ */
+async function klToBase(base: Engine, tuned: Engine): Promise<number> {
+  let diff = 0;
+  let n = 0;
+  for (const q of KL_PROMPTS) {
+    const messages = [{ role: "user" as const, content: q }];
+    for (let s = 0; s < 2; s++) {
+      const y = await base.generate({ messages, maxTokens: 32, temperature: 1, topK: 0, topP: 1, minP: 0, seed: 7 + s });
+      const spanTokens = y.tokens.map((t) => t.id);
+      if (spanTokens.length === 0) continue;
+      const p = await base.scoreSpan({ messages, span: y.text, spanTokens });
+      const r = await tuned.scoreSpan({ messages, span: y.text, spanTokens });
+      diff += p.logprob - r.logprob;
+      n += spanTokens.length;
+    }
+  }
+  return diff / n;
+}
+
 async function perplexity(engine: Engine): Promise<number> {
   let nll = 0;
   let n = 0;
@@ -133,11 +186,11 @@ function repeats(reply: string): boolean {
   return new Set(sentences).size < sentences.length;
 }
 
-async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit): Promise<{ greedy: number; sampled: number; repeated: number; examples: string[] }> {
+async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit, prompts: readonly string[]): Promise<{ greedy: number; sampled: number; repeated: number; examples: string[] }> {
   let greedy = 0;
   let repeated = 0;
   const examples: string[] = [];
-  for (const q of habit.heldOut) {
+  for (const q of prompts) {
     const reply = (await steerer.converse(q, null)).text;
     if (violates(habit, reply)) greedy++;
     if (repeats(reply)) repeated++;
@@ -145,17 +198,19 @@ async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steere
   }
   let sampled = 0;
   const engine = app.core.currentEngine;
-  for (const q of habit.heldOut) {
+  for (const q of prompts) {
     for (let s = 0; s < samples; s++) {
       const r = await engine.generate({ messages: [{ role: "user", content: q }], maxTokens, temperature: 0.7, seed: 1000 + s });
       if (violates(habit, r.text)) sampled++;
     }
   }
-  return { greedy: greedy / habit.heldOut.length, sampled: sampled / (habit.heldOut.length * samples), repeated: repeated / habit.heldOut.length, examples };
+  return { greedy: greedy / prompts.length, sampled: sampled / (prompts.length * samples), repeated: repeated / prompts.length, examples };
 }
 
 interface HabitResult {
   habit: string;
+  /** Held-out prompts the rates are measured on. */
+  heldOutPrompts: number;
   steeredPrompts: number;
   steers: number;
   typedChars: number;
@@ -165,7 +220,10 @@ interface HabitResult {
   heldOutAccuracy: { base: number; candidate: number };
   chosenLogprob: { base: number; candidate: number };
   perplexity: { base: number; adapter: number };
+  /** KL(base ‖ adapter) in nats per token on neutral questions ({@link klToBase}). */
+  klToBase: number;
   trainSeconds: number;
+  /** Whether the gate put the adapter live (else it was activated by hand to be measured). */
   activated: boolean;
   notice: string;
 }
@@ -174,6 +232,7 @@ const results: HabitResult[] = [];
 for (const name of values.habits.split(",")) {
   const habit = HABITS[name];
   if (!habit) throw new Error(`unknown habit ${name}; known: ${Object.keys(HABITS).join(", ")}`);
+  const heldOut = values.full ? [...habit.heldOut] : spread(habit.heldOut, Number(values["held-out"]));
   const dir = mkdtempSync(path.join(os.tmpdir(), `steerbot-learn-${name}-`));
   const { config, secrets } = loadConfig({
     env: {},
@@ -192,80 +251,101 @@ for (const name of values.habits.split(",")) {
   });
   const store = await Store.open({ dataDir: "memory://" });
   const app = await createApp({ config, secrets, log: createLogger("warn"), store });
-  const steerer = new SimulatedSteerer(app.core, { platform: "bench", userId: "steerer" }, { idPrefix: name });
+  const admin = { platform: "bench", userId: "steerer" };
+  const steerer = new SimulatedSteerer(app.core, admin, { idPrefix: name });
+  const base = await Engine.load({ model: modelPath, gpu: false, sequences: 1 });
+  const basePerplexity = await perplexity(base);
   const t0 = performance.now();
-  const before = await violationRates(app, steerer, habit);
-  console.log(`[${name}] held-out violation rate before: greedy ${pct(before.greedy)}, T=0.7 ${pct(before.sampled)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  const before = await violationRates(app, steerer, habit, heldOut);
+  console.log(`[${name}] held-out violation rate before (${heldOut.length} prompts): greedy ${pct(before.greedy)}, T=0.7 ${pct(before.sampled)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 
   let steers = 0;
   let typed = 0;
-  let prompts = habit.train.slice(0, Number(values.steers));
-  if (values.rewrites === undefined) {
-    for (const q of prompts) {
-      const r = await steerer.converse(q, habit);
-      steers += r.steers;
-      typed += r.typed;
+  let asked = 0;
+  const steered: string[] = [];
+  // one training point per count of steers (the curve), or one after `steeredPrompts` prompts
+  for (const target of curve ?? [Number.POSITIVE_INFINITY]) {
+    if (values.rewrites === undefined) {
+      while (asked < habit.train.length && (curve ? steers < target : asked < steeredPrompts)) {
+        const q = habit.train[asked++]!;
+        const r = await steerer.converse(q, habit);
+        if (r.steers > 0) steered.push(q);
+        steers += r.steers;
+        typed += r.typed;
+      }
+      if (curve && steers < target) console.log(`[${name}] the ${habit.train.length} training prompts gave ${steers} steers, fewer than ${target}`);
+      console.log(`[${name}] ${steers} steers on ${steered.length} of ${asked} prompts asked (${typed} characters typed)`);
+    } else {
+      // the bot answers; the person types the whole reply again with the habit fixed, until the
+      // typing budget is spent: one preference pair per reply (the reply rejected, the rewrite chosen)
+      const budget = Number(values.rewrites);
+      for (const q of habit.train) {
+        if (typed >= budget) break;
+        const r = await steerer.converse(q, null);
+        const fixed = rewrite(habit, r.text);
+        if (fixed === r.text) continue; // nothing to correct in this reply
+        const [gen] = await store.conversations.unsteeredReplies(1);
+        await store.steers.insert({
+          generation_id: gen!.generationId, context: "[]", prefix: "", rejected: r.text, chosen: fixed, prefix_tokens: null, rejected_tokens: null, chosen_tokens: null,
+          divergence_char: 0, divergence_token: null, shown_chars: r.text.length, shown_tokens: null, form: null, model_fingerprint: null,
+          platform: "bench", author: "steerer", correction_message_id: `${name}-rewrite-${steered.length}`, trust_state: "approved", original_json: null,
+        });
+        steered.push(q);
+        steers++;
+        typed += fixed.length;
+      }
+      console.log(`[${name}] ${steers} full rewrites (${typed} characters typed, budget ${budget})`);
     }
-    console.log(`[${name}] ${steers} steers on ${prompts.length} prompts (${typed} characters typed)`);
-  } else {
-    // the bot answers; the person types the whole reply again with the habit fixed, until the
-    // typing budget is spent: one preference pair per reply (the reply rejected, the rewrite chosen)
-    const budget = Number(values.rewrites);
-    const used: string[] = [];
-    for (const q of habit.train) {
-      if (typed >= budget) break;
-      const r = await steerer.converse(q, null);
-      const fixed = rewrite(habit, r.text);
-      if (fixed === r.text) continue; // nothing to correct in this reply
-      const [gen] = await store.conversations.unsteeredReplies(1);
-      await store.steers.insert({
-        generation_id: gen!.generationId, context: "[]", prefix: "", rejected: r.text, chosen: fixed, prefix_tokens: null, rejected_tokens: null, chosen_tokens: null,
-        divergence_char: 0, divergence_token: null, shown_chars: r.text.length, shown_tokens: null, form: null, model_fingerprint: null,
-        platform: "bench", author: "steerer", correction_message_id: `${name}-rewrite-${used.length}`, trust_state: "approved", original_json: null,
-      });
-      used.push(q);
-      steers++;
-      typed += fixed.length;
-    }
-    prompts = used;
-    console.log(`[${name}] ${steers} full rewrites (${typed} characters typed, budget ${budget})`);
-  }
-  const everyday = EVERYDAY.slice(0, Number(values.anchors));
-  if (everyday.length < Number(values.anchors)) throw new Error(`--anchors ${values.anchors}: there are ${EVERYDAY.length} everyday questions`);
-  for (const q of everyday) await steerer.converse(q, null);
-  if (everyday.length) console.log(`[${name}] ${everyday.length} everyday questions answered and left unsteered (the replay anchors)`);
+    // the newest unsteered replies are the replay anchors: asked after this point's steering
+    // (so the held-out replies measured before are never among them)
+    const everyday = EVERYDAY.slice(0, Number(values.anchors));
+    if (everyday.length < Number(values.anchors)) throw new Error(`--anchors ${values.anchors}: there are ${EVERYDAY.length} everyday questions`);
+    for (const q of everyday) await steerer.converse(q, null);
+    if (everyday.length) console.log(`[${name}] ${everyday.length} everyday questions answered and left unsteered (the replay anchors)`);
 
-  const t1 = performance.now();
-  const run = await app.training.run({ trigger: "cli" });
-  const trainSeconds = (performance.now() - t1) / 1000;
-  console.log(`[${name}] ${run.notice}`);
-  if (values.rewrites !== undefined && run.adapterVersion && !/is now live/.test(run.notice ?? "")) {
-    // a handful of rewrites leaves the gate too few held-out pairs: measure the adapter anyway
-    const forced = await app.core.admin.adapters({ platform: "bench", userId: "steerer" }, "activate", run.adapterVersion);
-    console.log(`[${name}] activated by hand to measure it: ${forced.notice}`);
+    const t1 = performance.now();
+    const run = await app.training.run({ trigger: "cli" });
+    const trainSeconds = (performance.now() - t1) / 1000;
+    console.log(`[${name}] ${run.notice}`);
+    const activated = /is now live/.test(run.notice ?? "");
+    if (run.adapterVersion && !activated) {
+      // a handful of rewrites leaves the gate too few held-out pairs, and on a curve the gate may
+      // keep the previous point's adapter: measure this one anyway
+      const forced = await app.core.admin.adapters(admin, "activate", run.adapterVersion);
+      console.log(`[${name}] activated by hand to measure it: ${forced.notice}`);
+    }
+    const adapter = run.adapterVersion ? await store.training.adapter(run.adapterVersion) : undefined;
+    const metrics = (adapter?.metrics ?? {}) as { base?: { preferenceAccuracy: number; chosenLogprob: number }; candidate?: { preferenceAccuracy: number; chosenLogprob: number } };
+    const after = await violationRates(app, steerer, habit, heldOut);
+    const tuned = adapter ? await Engine.load({ model: modelPath, gpu: false, sequences: 1, lora: adapter.file_path }) : base;
+    const adapterPerplexity = await perplexity(tuned);
+    const kl = tuned === base ? 0 : await klToBase(base, tuned);
+    if (tuned !== base) await tuned.dispose();
+    results.push({
+      habit: name,
+      heldOutPrompts: heldOut.length,
+      steeredPrompts: steered.length,
+      steers,
+      typedChars: typed,
+      before,
+      after,
+      heldOutAccuracy: { base: metrics.base?.preferenceAccuracy ?? Number.NaN, candidate: metrics.candidate?.preferenceAccuracy ?? Number.NaN },
+      chosenLogprob: { base: metrics.base?.chosenLogprob ?? Number.NaN, candidate: metrics.candidate?.chosenLogprob ?? Number.NaN },
+      perplexity: { base: basePerplexity, adapter: adapterPerplexity },
+      klToBase: kl,
+      trainSeconds,
+      activated,
+      notice: run.notice ?? "",
+    });
+    console.log(`[${name}] ${steers} steers: greedy ${pct(before.greedy)} → ${pct(after.greedy)}, T=0.7 ${pct(before.sampled)} → ${pct(after.sampled)}, KL to base ${kl.toFixed(3)} nats/token`);
+    if (curve) {
+      // the next steers come from the base model, as the first ones did
+      for (let i = 0; i <= results.length && (await app.training.describeActive()) !== "none (base model)"; i++) await app.core.admin.adapters(admin, "rollback");
+      if ((await app.training.describeActive()) !== "none (base model)") throw new Error("could not roll back to the base model to collect the next steers");
+    }
+    if (curve && steers < target) break;
   }
-  const adapter = run.adapterVersion ? await store.training.adapter(run.adapterVersion) : undefined;
-  const metrics = (adapter?.metrics ?? {}) as { base?: { preferenceAccuracy: number; chosenLogprob: number }; candidate?: { preferenceAccuracy: number; chosenLogprob: number } };
-  const after = await violationRates(app, steerer, habit);
-  const base = await Engine.load({ model: modelPath, gpu: false, sequences: 1 });
-  const tuned = adapter ? await Engine.load({ model: modelPath, gpu: false, sequences: 1, lora: adapter.file_path }) : base;
-  const ppl = { base: await perplexity(base), adapter: await perplexity(tuned) };
-  if (tuned !== base) await tuned.dispose();
   await base.dispose();
-  results.push({
-    habit: name,
-    steeredPrompts: prompts.length,
-    steers,
-    typedChars: typed,
-    before,
-    after,
-    heldOutAccuracy: { base: metrics.base?.preferenceAccuracy ?? Number.NaN, candidate: metrics.candidate?.preferenceAccuracy ?? Number.NaN },
-    chosenLogprob: { base: metrics.base?.chosenLogprob ?? Number.NaN, candidate: metrics.candidate?.chosenLogprob ?? Number.NaN },
-    perplexity: ppl,
-    trainSeconds,
-    activated: run.state === "succeeded" && (run as { activated?: boolean }).activated === true,
-    notice: run.notice ?? "",
-  });
   await app.close();
   await store.close();
 }
@@ -275,19 +355,19 @@ function pct(x: number): string {
 }
 
 console.log(`\nbench/learn on ${values.model} (${path.basename(modelPath)}), ${cpuCores()} cores, max_tokens ${maxTokens}, T=0.7 samples ${samples} per prompt`);
-console.log("| habit | steers (prompts, chars typed) | violations greedy before → after | T=0.7 before → after | held-out pref. acc. base → adapter | mean log p(chosen) base → adapter | neutral perplexity base → adapter | greedy replies repeating a sentence | train s |");
-console.log("|---|---|---|---|---|---|---|---|---|");
+console.log("| habit | steers (prompts, chars typed) | held-out prompts | violations greedy before → after | T=0.7 before → after | held-out pref. acc. base → adapter | mean log p(chosen) base → adapter | neutral perplexity base → adapter | KL to base (nats/token) | greedy replies repeating a sentence | train s |");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|");
 for (const r of results) {
   console.log(
-    `| ${r.habit} | ${r.steers} (${r.steeredPrompts}, ${r.typedChars}) | ${pct(r.before.greedy)} → ${pct(r.after.greedy)} | ${pct(r.before.sampled)} → ${pct(r.after.sampled)} | ` +
+    `| ${r.habit} | ${r.steers} (${r.steeredPrompts}, ${r.typedChars}) | ${r.heldOutPrompts} | ${pct(r.before.greedy)} → ${pct(r.after.greedy)} | ${pct(r.before.sampled)} → ${pct(r.after.sampled)} | ` +
       `${pct(r.heldOutAccuracy.base)} → ${pct(r.heldOutAccuracy.candidate)} | ${r.chosenLogprob.base.toFixed(2)} → ${r.chosenLogprob.candidate.toFixed(2)} | ` +
-      `${r.perplexity.base.toFixed(2)} → ${r.perplexity.adapter.toFixed(2)} (${(((r.perplexity.adapter - r.perplexity.base) / r.perplexity.base) * 100).toFixed(1)}%) | ${pct(r.before.repeated)} → ${pct(r.after.repeated)} | ${r.trainSeconds.toFixed(0)} |`,
+      `${r.perplexity.base.toFixed(2)} → ${r.perplexity.adapter.toFixed(2)} (${(((r.perplexity.adapter - r.perplexity.base) / r.perplexity.base) * 100).toFixed(1)}%) | ${r.klToBase.toFixed(3)} | ${pct(r.before.repeated)} → ${pct(r.after.repeated)} | ${r.trainSeconds.toFixed(0)} |`,
   );
 }
 const out = values.out ?? path.join(import.meta.dirname, "results", `learn-${values.model}.json`);
 mkdirSync(path.dirname(out), { recursive: true });
 const examples = values.rewrites === undefined ? "steers" : "rewrites";
-writeFileSync(out, JSON.stringify({ model: values.model, date: new Date().toISOString(), cores: cpuCores(), maxTokens, samples, training: trainingOverrides, examples, ...(values.rewrites !== undefined ? { rewriteBudget: Number(values.rewrites) } : {}), results }, null, 2) + "\n");
+writeFileSync(out, JSON.stringify({ model: values.model, date: new Date().toISOString(), cores: cpuCores(), maxTokens, samples, training: trainingOverrides, examples, ...(curve ? { curve } : {}), ...(values.rewrites !== undefined ? { rewriteBudget: Number(values.rewrites) } : {}), results }, null, 2) + "\n");
 const png = out.replace(/\.json$/, "") + ".png";
-writeFileSync(png, learnPlot(values.model, results, examples));
+writeFileSync(png, curve ? learnCurvePlot(values.model, results, values.objective ?? "") : learnPlot(values.model, results, examples));
 console.log(`wrote ${out} and ${png}`);
