@@ -129,15 +129,19 @@ const LIST_HELD_OUT = cross(
   ],
 );
 
-/** A numbered item's marker ("1.", "12.") at the start of a line, once the space after it shows. */
+/**
+ * A numbered item's marker ("1.", "12.") at the start of a line, once the space after it shows
+ * (`ended`: also at the very end, where a stop leaves it: the stored stop point drops the space).
+ */
 const NUMBERED = /(^|\n)[ \t]*(\d+\.)(?=[ \t])/g;
+const NUMBERED_ENDED = /(^|\n)[ \t]*(\d+\.)(?=[ \t]|$)/g;
 
 export const listBullets: Habit = {
   name: "list-bullets",
   train: LIST_TRAIN,
   heldOut: LIST_HELD_OUT,
-  firstViolation(text: string, from: number): Violation | null {
-    for (const m of text.matchAll(NUMBERED)) {
+  firstViolation(text: string, from: number, ended = false): Violation | null {
+    for (const m of text.matchAll(ended ? NUMBERED_ENDED : NUMBERED)) {
       const at = m.index! + m[0].length - m[2]!.length;
       if (at >= from) return { at, wrong: m[2]!, fix: "-" };
     }
