@@ -9,9 +9,8 @@
  * the habit; the product's own pipeline trains on those steers (`train --from-db`: held-out gate,
  * activation, hot-swap) on the served quantized file; and the same measurements are taken on the
  * bot after the swap, plus held-out preference accuracy, whether log p(chosen) rose, and
- * retention: perplexity of a neutral text with the adapter vs the base model.
- *
- * bot after the swap, plus KL to the base on neutral prompts (sampled from the base at T = 1).
+ * retention: perplexity of a neutral text with the adapter vs the base model, and KL to the base
+ * on neutral prompts (sampled from the base at T = 1).
  *
  * Run: `npx tsx bench/learn.ts [--model smollm2-135m|gemma3-270m] [--habits persona,british-spelling,list-bullets]
  *       [--steers N] [--held-out N | --full] [--curve 25,50,100,200] [--samples K]
@@ -307,7 +306,7 @@ for (const name of values.habits.split(",")) {
     const run = await app.training.run({ trigger: "cli" });
     const trainSeconds = (performance.now() - t1) / 1000;
     console.log(`[${name}] ${run.notice}`);
-    const activated = /is now live/.test(run.notice ?? "");
+    const activated = run.activated === true;
     if (run.adapterVersion && !activated) {
       // a handful of rewrites leaves the gate too few held-out pairs, and on a curve the gate may
       // keep the previous point's adapter: measure this one anyway
