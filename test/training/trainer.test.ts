@@ -76,9 +76,10 @@ function assertGradients(grads: TrainerGradEvent[]): void {
   console.log(table.join("\n"));
 }
 
+/** Grad-check weights: prompt positions 0, a "chosen" stretch 1, a tail 0. */
+const weights = (n: number) => Array.from({ length: n }, (_, i) => (i >= 12 && i < 20 ? 1 : 0));
+
 describe("weighted loss gradients", () => {
-  // prompt positions weight 0, a "chosen" stretch weight 1, a tail weight 0
-  const weights = (n: number) => Array.from({ length: n }, (_, i) => (i >= 12 && i < 20 ? 1 : 0));
 
   test("analytic LoRA gradients match finite differences on all 7 projections, accumulators reset", async () => {
     const data = rawDataset(path.join(dir, "gc.jsonl"), [
@@ -408,14 +409,15 @@ describe("errors", () => {
     // ggml has no backward pass for GEGLU: gelu-backward.cpp gives it one; without it this model was refused
     const gemma = await realModelOrSkip("gemma3-270m");
     if (gemma.skip) return t.skip(gemma.skip);
-    const data = rawDataset(path.join(dir, "gc-gemma.jsonl"), [{ tokens: seqTokens(3, 24), weights: Array.from({ length: 24 }, (_, i) => (i >= 12 && i < 20 ? 1 : 0)) }]);
+    const data = rawDataset(path.join(dir, "gc-gemma.jsonl"), [{ tokens: seqTokens(3, 24), weights: weights(24) }]);
     // a local (sliding-window) layer and the last, global one
     assertGradients((await gradCheck(data, ["--check-layers", "0,17", "--eps", "1e-3"], gemma.path!)).grads);
     // the shipped objective and learning rate on the colour task; the adapter serves on the same file
     const steers = path.join(dir, "gemma.jsonl");
     const held = path.join(dir, "gemma-held.jsonl");
     writeSteers(steers, colourSteers(12, false));
-    writeSteers(held, colourSteers(8, true));
+    const heldSteers = colourSteers(8, true);
+    writeSteers(held, heldSteers);
     const out = path.join(dir, "gemma.gguf");
     const before = await evaluateSteers({ model: gemma.path!, steers: held, build, threads: 1 });
     const r = await trainAdapter({ retention: 0, model: gemma.path!, steers, out, build, threads: 1, epochs: 2 });
@@ -426,7 +428,7 @@ describe("errors", () => {
     const tuned = await Engine.load({ model: gemma.path!, threads: 1, sequences: 1, contextSize: 256, gpu: false, lora: out });
     try {
       let picks = 0;
-      for (const s of colourSteers(8, true)) if ((await tuned.generate({ messages: s.context, assistantPrefix: s.prefix, maxTokens: 1, temperature: 0 })).text === CHOSEN) picks++;
+      for (const s of heldSteers) if ((await tuned.generate({ messages: s.context, assistantPrefix: s.prefix, maxTokens: 1, temperature: 0 })).text === CHOSEN) picks++;
       assert.ok(picks >= 7, `the adapter on Gemma's Q4_K_M file picked "${CHOSEN}" ${picks}/8`);
     } finally {
       await tuned.dispose();
