@@ -94,6 +94,7 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
     if (!J.backward) {
         if (S.trainable) gb = exact_gelu(c, gb);
         if (S.amx) amx_rewrite(S, gb);
+        small_products_rewrite(S, gb);
         return gb;
     }
 
@@ -133,6 +134,7 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
 
     int n_rewritten = 0, n_amx = 0;
     if (S.amx) n_amx = amx_rewrite(S, gb);
+    const int n_small = small_products_rewrite(S, gb);
     if (!S.opt.out_prod_backward && !S.on_gpu) gb = rewrite_out_prods(S, c, gb, n_rewritten);
     if (!S.backward_reported) {
         S.backward_reported = true;
@@ -141,8 +143,8 @@ static ggml_cgraph * job_build(void * ud, ggml_cgraph * gf, ggml_tensor * logits
         for (auto & [w, m] : S.amx_bwd) bytes += m.bytes;
         int n_left = 0;
         for (int i = 0; i < ggml_graph_n_nodes(gb); ++i) n_left += ggml_graph_node(gb, i)->op == GGML_OP_OUT_PROD;
-        emit(fmt("{\"type\":\"backward\",\"matmuls\":%d,\"amxProducts\":%d,\"outProds\":%d,\"transposedBytes\":%zu,\"computeType\":\"%s\"}",
-                 n_rewritten, n_amx, n_left, bytes, S.amx ? "amx" : S.bf16 ? "bf16" : "f32"));
+        emit(fmt("{\"type\":\"backward\",\"matmuls\":%d,\"amxProducts\":%d,\"smallProducts\":%d,\"outProds\":%d,\"transposedBytes\":%zu,\"computeType\":\"%s\"}",
+                 n_rewritten, n_amx, n_small, n_left, bytes, S.amx ? "amx" : S.bf16 ? "bf16" : "f32"));
     }
     return gb;
 }

@@ -22,6 +22,7 @@
 #include "data.h"
 #include "loss.h"
 #include "modes.h"
+#include "profile.h"
 #include "session.h"
 
 #include <algorithm>
@@ -308,6 +309,7 @@ int mode_train(Options & o) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     emit(fmt("{\"type\":\"done\",\"out\":%s,\"steps\":%lld,\"seconds\":%s,\"tokensPerSecond\":%s}", json_str(o.out).c_str(), (long long) step,
              json_num(secs).c_str(), json_num(tokens_done / std::max(1e-9, secs)).c_str()));
+    if (o.profile) profile_report(40);
     return 0;
 }
 

@@ -21,7 +21,7 @@ void usage() {
         "         --beta B --sft-weight W --kl-weight K --kl-rows N --kl-top N\n"
         "         --grad-accum N --seed N --threads N --gpu-layers N\n"
         "         --max-steps N --all-outputs --cached-kv --generic-loss --out-prod-backward\n"
-        "         --compute-type auto|f32|bf16|amx --eps E --check-layers L,L --backend-dir DIR --verbose\n");
+        "         --compute-type auto|f32|bf16|amx --eps E --check-layers L,L --backend-dir DIR --verbose --profile\n");
 }
 
 Options parse_args(int argc, char ** argv) {
@@ -67,6 +67,7 @@ Options parse_args(int argc, char ** argv) {
         else if (a == "--out-prod-backward") o.out_prod_backward = true;
         else if (a == "--compute-type") o.compute_type = next();
         else if (a == "--verbose") g_verbose = true;
+        else if (a == "--profile") o.profile = true;
         else if (a == "--help" || a == "-h") { usage(); exit(0); }
         else throw fatal("usage", "unknown option " + a);
     }

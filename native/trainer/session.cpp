@@ -3,6 +3,7 @@
 
 #include "common.h"
 #include "llama-steer.h"
+#include "profile.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -90,6 +91,7 @@ void open_session(Session & S, const BaseInfo & base, const std::vector<HostLora
     cp.type_k = GGML_TYPE_F32;
     cp.type_v = GGML_TYPE_F32;
     cp.no_perf = true;
+    if (o.profile) cp.cb_eval = profile_eval_cb;
     S.ctx = llama_init_from_model(S.model, cp);
     if (!S.ctx) throw fatal("internal", "cannot create a llama context");
     S.set_adapter_scale(1.0f);

@@ -13,6 +13,7 @@
 
 #include "common.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -29,6 +30,14 @@ namespace steer {
 bool cpu_has_avx512_bf16() {
 #if defined(__x86_64__)
     return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+bool cpu_has_avx512f() {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512f");
 #else
     return false;
 #endif
@@ -234,6 +243,88 @@ __attribute__((target("amx-tile,amx-bf16"))) double tiles_bf16_amx(int64_t iters
 }
 #else
 bool amx_bf16_available() { return false; }
+#endif
+
+#if defined(__x86_64__)
+// dst[i, j] = Σ_k A(i, k)·B(k, j), every operand by element strides, dst contiguous in i.
+// Output tiles of 16 i (one vector) × 16 j (16 accumulators), split among the threads in
+// i-major order; per k one vector of A and 16 broadcasts of B. A block whose 16 i are not
+// contiguous is first packed [K][16] (once per block and thread).
+namespace {
+struct SmallGemm {
+    const float * a; int64_t a_i, a_k;
+    const float * b; int64_t b_k, b_j;
+    float * d; int64_t d_j;
+    int64_t I, J, K;
+};
+
+__attribute__((target("avx512f")))
+void small_gemm(const SmallGemm & g, int ith, int nth) {
+    const int64_t nib = (g.I + 15) / 16, njb = (g.J + 15) / 16, ntiles = nib * njb;
+    const int64_t t0 = ntiles * ith / nth, t1 = ntiles * (ith + 1) / nth;
+    thread_local std::vector<float> pack;
+    int64_t packed = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+        const int64_t ib = t / njb, jb = t % njb;
+        const int64_t i0 = ib * 16, ni = std::min<int64_t>(16, g.I - i0);
+        const __mmask16 mask = (__mmask16) ((1u << ni) - 1);
+        const float * ap = g.a + i0 * g.a_i;
+        int64_t ap_k = g.a_k;
+        if (g.a_i != 1) {
+            if (packed != ib) {
+                pack.assign((size_t) g.K * 16, 0.0f);
+                for (int64_t k = 0; k < g.K; ++k)
+                    for (int64_t l = 0; l < ni; ++l) pack[k * 16 + l] = g.a[(i0 + l) * g.a_i + k * g.a_k];
+                packed = ib;
+            }
+            ap = pack.data();
+            ap_k = 16;
+        }
+        const int64_t j0 = jb * 16, nj = std::min<int64_t>(16, g.J - j0);
+        // fully unrolled, so that the 16 accumulators live in registers
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int jj = 0; jj < 16; ++jj) acc[jj] = _mm512_setzero_ps();
+        if (nj == 16) {
+            const int64_t bj = g.b_j;
+            for (int64_t k = 0; k < g.K; ++k) {
+                const __m512 av = _mm512_maskz_loadu_ps(mask, ap + k * ap_k);
+                const float * bk = g.b + k * g.b_k + j0 * bj;
+#pragma GCC unroll 16
+                for (int jj = 0; jj < 16; ++jj) acc[jj] = _mm512_fmadd_ps(av, _mm512_set1_ps(bk[jj * bj]), acc[jj]);
+            }
+#pragma GCC unroll 16
+            for (int jj = 0; jj < 16; ++jj) _mm512_mask_storeu_ps(g.d + (j0 + jj) * g.d_j + i0, mask, acc[jj]);
+            continue;
+        } else {
+            for (int64_t k = 0; k < g.K; ++k) {
+                const __m512 av = _mm512_maskz_loadu_ps(mask, ap + k * ap_k);
+                const float * bk = g.b + k * g.b_k + j0 * g.b_j;
+                for (int jj = 0; jj < nj; ++jj) acc[jj] = _mm512_fmadd_ps(av, _mm512_set1_ps(bk[jj * g.b_j]), acc[jj]);
+            }
+        }
+        for (int64_t jj = 0; jj < nj; ++jj) _mm512_mask_storeu_ps(g.d + (j0 + jj) * g.d_j + i0, mask, acc[jj]);
+    }
+}
+
+int64_t stride(const ggml_tensor * t, int dim) { return (int64_t) (t->nb[dim] / sizeof(float)); }
+}  // namespace
+
+__attribute__((target("avx512f"))) void small_mul_mat(ggml_tensor * dst, int ith, int nth, void *) {
+    const ggml_tensor * a = dst->src[0];
+    const ggml_tensor * b = dst->src[1];
+    small_gemm({(const float *) a->data, stride(a, 1), stride(a, 0), (const float *) b->data, stride(b, 0), stride(b, 1),
+                (float *) dst->data, stride(dst, 1), dst->ne[0], dst->ne[1], a->ne[0]},
+               ith, nth);
+}
+
+__attribute__((target("avx512f"))) void small_out_prod(ggml_tensor * dst, int ith, int nth, void *) {
+    const ggml_tensor * a = dst->src[0];
+    const ggml_tensor * b = dst->src[1];
+    small_gemm({(const float *) a->data, stride(a, 0), stride(a, 1), (const float *) b->data, stride(b, 1), stride(b, 0),
+                (float *) dst->data, stride(dst, 1), dst->ne[0], dst->ne[1], a->ne[1]},
+               ith, nth);
+}
 #endif
 
 }  // namespace steer

@@ -14,6 +14,7 @@
 namespace steer {
 
 bool cpu_has_avx512_bf16();
+bool cpu_has_avx512f();
 // AMX-BF16 is there and the kernel grants the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)
 bool amx_bf16_available();
 
@@ -56,6 +57,16 @@ void amx_pack_weight(AmxMatrix & fwd, AmxMatrix & bwd, const float * w, int64_t 
 // (rows of K contiguous F32 values, any row stride)
 __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16,avx512bw,avx512vl")))
 void amx_gemm(ggml_tensor * dst, int ith, int nth, void * ud);
+
+// GGML_OP_CUSTOM kernels (no userdata) for F32 products with a small side: the adapter's
+// (rank-sized) products and their gradients, which ggml's GEMM runs as dot products of rank
+// length (one horizontal sum per output) and which, as MUL_MATs, need transposed copies of
+// [n, T] activations. Both sources are read through their strides (transposed views too);
+// the output is contiguous. 2-D only.
+//   small_mul_mat:  dst[i, j] = Σ_k src0[k, i]·src1[k, j]   (MUL_MAT's semantics)
+//   small_out_prod: dst[i, j] = Σ_k src0[i, k]·src1[j, k]   (OUT_PROD's semantics)
+__attribute__((target("avx512f"))) void small_mul_mat(ggml_tensor * dst, int ith, int nth, void * ud);
+__attribute__((target("avx512f"))) void small_out_prod(ggml_tensor * dst, int ith, int nth, void * ud);
 
 // peak: `iters` iterations of independent chains on one thread (FLOPs per iteration: mode-peak.cpp)
 __attribute__((target("avx512f"))) double fma_f32_avx512(int64_t iters);

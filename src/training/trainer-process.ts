@@ -96,6 +96,8 @@ export interface TrainerBackwardEvent {
   outProds: number;
   /** Products with frozen matrices run on the AMX tile unit (compute type `amx`). */
   amxProducts: number;
+  /** F32 products with a small side (the adapter's rank) run by the trainer's own AVX-512 kernel (0 without AVX-512). */
+  smallProducts: number;
   /** Bytes of those transposed copies. */
   transposedBytes: number;
   computeType: ComputeType;

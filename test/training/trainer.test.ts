@@ -4,7 +4,7 @@
  * node-llama-cpp, and all of it on a quantized (Q4_0) file of the model too.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -18,6 +18,15 @@ import { runTrainer, TrainerError, type TrainerEvent, type TrainerGradEvent, typ
 import { realModelOrSkip } from "../helpers/real-model.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 import { CHOSEN, colourSteers, writeSteers } from "./colour-task.ts";
+
+/** The small-product kernel (x86-kernels.cpp) runs where the CPU has AVX-512. */
+const HAS_AVX512F = (() => {
+  try {
+    return /^flags\s*:.*\bavx512f\b/m.test(readFileSync("/proc/cpuinfo", "utf8"));
+  } catch {
+    return false;
+  }
+})();
 
 let model: string;
 let build: TrainerBuild;
@@ -101,7 +110,7 @@ describe("weighted loss gradients", () => {
     assertGradients(soft.grads);
   });
 
-  test("gradients through frozen weights as products with transposed copies equal ggml's OUT_PROD", async () => {
+  test("gradients through frozen weights as products with transposed copies, and the adapter's own products in the small-product kernel, equal ggml's OUT_PROD and GEMM", async () => {
     const data = rawDataset(path.join(dir, "gc-op.jsonl"), [{ tokens: seqTokens(4, 24), weights: weights(24) }]);
     const fast = await gradCheck(data);
     const slow = await gradCheck(data, ["--out-prod-backward"]);
@@ -109,6 +118,9 @@ describe("weighted loss gradients", () => {
     assert.ok((fast.backward?.matmuls ?? 0) >= 7 + 1, `rewritten products: ${fast.backward?.matmuls}`);
     assert.ok((fast.backward?.transposedBytes ?? 0) > 0);
     assert.equal(slow.backward?.matmuls, 0);
+    // the adapter's products and their gradients (rank 4: partial vectors; 24 tokens: a partial tile)
+    if (HAS_AVX512F) assert.ok((fast.backward?.smallProducts ?? 0) >= 2 * 7 * 4, `small products: ${fast.backward?.smallProducts}`);
+    assert.equal(slow.backward?.smallProducts, 0);
     assert.equal(fast.grads.length, slow.grads.length);
     for (let i = 0; i < fast.grads.length; i++) {
       const [f, s] = [fast.grads[i]!, slow.grads[i]!];

@@ -93,7 +93,7 @@ struct llama_steer_access {
             const auto gparams = lctx.graph_params(res, ubatch, mctx.get(), LLM_GRAPH_TYPE_DEFAULT);
             res->reset();
             ggml_backend_sched_reset(lctx.sched.get());
-            ggml_backend_sched_set_eval_callback(lctx.sched.get(), nullptr, nullptr);
+            ggml_backend_sched_set_eval_callback(lctx.sched.get(), lctx.cparams.cb_eval, lctx.cparams.cb_eval_user_data);
 
             ggml_cgraph * gf = lctx.model.build_graph(gparams);
             if (!gf || !res->get_logits()) {
