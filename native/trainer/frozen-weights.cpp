@@ -212,7 +212,13 @@ static bool is_f32_2d(const ggml_tensor * t) {
 
 int small_products_rewrite(Session & S, ggml_cgraph * g) {
 #if defined(__x86_64__)
-    if (S.on_gpu || S.opt.out_prod_backward || !cpu_has_avx512f()) return 0;
+    const std::string & isa = S.opt.small_products;
+    if (S.on_gpu || S.opt.out_prod_backward || isa == "off") return 0;
+    const bool avx512 = (isa == "auto" || isa == "avx512") && cpu_has_avx512f();
+    const bool avx2 = !avx512 && (isa == "auto" || isa == "avx2") && cpu_has_avx2_fma();
+    if (!avx512 && !avx2) return 0;
+    const ggml_custom_op_t mul_mat = avx512 ? small_mul_mat_avx512 : small_mul_mat_avx2;
+    const ggml_custom_op_t out_prod = avx512 ? small_out_prod_avx512 : small_out_prod_avx2;
     const int64_t small = 64;
     int n = 0;
     for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
@@ -224,10 +230,10 @@ int small_products_rewrite(Session & S, ggml_cgraph * g) {
         if (node->op == GGML_OP_MUL_MAT) {
             // K is the contracted dimension; a large K is GEMM's strength
             if (a->ne[0] > small) continue;
-            make_custom_node(node, b, small_mul_mat, GGML_N_TASKS_MAX, nullptr);
+            make_custom_node(node, b, mul_mat, GGML_N_TASKS_MAX, nullptr);
         } else {
             if (S.transposed.count(a) || std::min({node->ne[0], node->ne[1], a->ne[1]}) > small) continue;
-            make_custom_node(node, b, small_out_prod, GGML_N_TASKS_MAX, nullptr);
+            make_custom_node(node, b, out_prod, GGML_N_TASKS_MAX, nullptr);
         }
         ++n;
     }

@@ -19,10 +19,10 @@ void prepare_weights(Session & S, ggml_cgraph * gf, bool backward);
 int amx_rewrite(Session & S, ggml_cgraph * g);
 
 // Turns the F32 products with a small side (≤ 64: the adapter's rank), forward and gradient,
-// into x86-kernels.cpp's small-product nodes, in place, on CPUs with AVX-512 (ggml's GEMM runs
-// them as rank-length dot products, and as MUL_MATs their gradients need transposed copies of
-// the activations). Not with --out-prod-backward (upstream's ops, for comparison). Returns how
-// many.
+// into x86-kernels.cpp's small-product nodes, in place, on CPUs with AVX-512 or AVX2 (ggml's
+// GEMM runs them as rank-length dot products, and as MUL_MATs their gradients need transposed
+// copies of the activations). Not with --out-prod-backward or --small-products off (upstream's
+// ops, for comparison). Returns how many.
 int small_products_rewrite(Session & S, ggml_cgraph * g);
 
 // Returns a new graph with the OUT_PROD nodes of gb rewritten as MUL_MAT and the copies they

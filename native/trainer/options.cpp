@@ -1,6 +1,8 @@
 // steer-train: parsing and checking the command line (see options.h).
 #include "options.h"
 
+#include "x86-kernels.h"
+
 #include "common.h"
 
 #include <algorithm>
@@ -21,7 +23,7 @@ void usage() {
         "         --beta B --sft-weight W --kl-weight K --kl-rows N --kl-top N\n"
         "         --grad-accum N --seed N --threads N --gpu-layers N\n"
         "         --max-steps N --all-outputs --cached-kv --generic-loss --out-prod-backward\n"
-        "         --compute-type auto|f32|bf16|amx --eps E --check-layers L,L --backend-dir DIR --verbose --profile\n");
+        "         --compute-type auto|f32|bf16|amx --small-products auto|avx512|avx2|off --eps E --check-layers L,L --backend-dir DIR --verbose --profile\n");
 }
 
 Options parse_args(int argc, char ** argv) {
@@ -66,6 +68,7 @@ Options parse_args(int argc, char ** argv) {
         else if (a == "--generic-loss") o.generic_loss = true;
         else if (a == "--out-prod-backward") o.out_prod_backward = true;
         else if (a == "--compute-type") o.compute_type = next();
+        else if (a == "--small-products") o.small_products = next();
         else if (a == "--verbose") g_verbose = true;
         else if (a == "--profile") o.profile = true;
         else if (a == "--help" || a == "-h") { usage(); exit(0); }
@@ -78,6 +81,10 @@ Options parse_args(int argc, char ** argv) {
     if (o.objective != "sft" && o.objective != "dpo" && o.objective != "sft+dpo") throw fatal("usage", "--objective must be sft, dpo or sft+dpo");
     if (o.compute_type != "auto" && o.compute_type != "f32" && o.compute_type != "bf16" && o.compute_type != "amx")
         throw fatal("usage", "--compute-type must be auto, f32, bf16 or amx");
+    if (o.small_products != "auto" && o.small_products != "avx512" && o.small_products != "avx2" && o.small_products != "off")
+        throw fatal("usage", "--small-products must be auto, avx512, avx2 or off");
+    if (o.small_products == "avx512" && !cpu_has_avx512f()) throw fatal("usage", "--small-products avx512 needs a CPU with AVX-512F");
+    if (o.small_products == "avx2" && !cpu_has_avx2_fma()) throw fatal("usage", "--small-products avx2 needs a CPU with AVX2 and FMA");
     if (o.schedule != "cosine" && o.schedule != "linear" && o.schedule != "constant") throw fatal("usage", "--schedule must be cosine, linear or constant");
     if (o.rank < 1 || o.epochs < 1 || o.grad_accum < 1 || !(o.lr > 0)) throw fatal("usage", "rank, epochs, grad-accum and lr must be positive");
     if (!(o.kl_weight >= 0) || o.kl_rows < 1 || o.kl_top < 1) throw fatal("usage", "--kl-weight must be >= 0, --kl-rows and --kl-top positive");

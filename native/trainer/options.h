@@ -36,6 +36,9 @@ struct Options {
     bool cached_kv = false;          // read K/V back from the cache as upstream does (no gradient through K/V)
     bool generic_loss = false;       // never use the fused cross-entropy path
     bool out_prod_backward = false;  // keep ggml's OUT_PROD for gradients through frozen weights (slow on CPU; less memory)
+    // the kernel for the adapter's rank-sized products (x86-kernels.h): auto = the widest the CPU
+    // has; off = ggml's GEMM (as --out-prod-backward also does)
+    std::string small_products = "auto";
     bool profile = false;            // time every graph node (profile.h); slower
     std::string compute_type = "auto";  // auto|f32|bf16|amx: type of the frozen matrices' products while training
     // grad-check

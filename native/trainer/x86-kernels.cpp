@@ -43,6 +43,14 @@ bool cpu_has_avx512f() {
 #endif
 }
 
+bool cpu_has_avx2_fma() {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
 AmxMatrix::~AmxMatrix() { if (tiles) munmap(tiles, bytes); }
 
 void SpinBarrier::wait(int n) {
@@ -247,9 +255,11 @@ bool amx_bf16_available() { return false; }
 
 #if defined(__x86_64__)
 // dst[i, j] = Σ_k A(i, k)·B(k, j), every operand by element strides, dst contiguous in i.
-// Output tiles of 16 i (one vector) × 16 j (16 accumulators), split among the threads in
-// i-major order; per k one vector of A and 16 broadcasts of B. A block whose 16 i are not
-// contiguous is first packed [K][16] (once per block and thread).
+// Output tiles of one vector of i (16 lanes with AVX-512, 8 with AVX2) × NJ j (NJ accumulators:
+// 16, or 12 of AVX2's 16 registers), split among the threads in i-major order; per k one vector
+// of A and NJ broadcasts of B. A block whose i are not contiguous is first packed [K][lanes]
+// (once per block and thread). The loops over j are unrolled completely, so that the
+// accumulators live in registers.
 namespace {
 struct SmallGemm {
     const float * a; int64_t a_i, a_k;
@@ -258,73 +268,117 @@ struct SmallGemm {
     int64_t I, J, K;
 };
 
+// the A block of tile row ib: its own memory when its lanes are contiguous, else packed
+inline const float * a_block(const SmallGemm & g, int64_t ib, int lanes, int64_t ni, std::vector<float> & pack, int64_t & packed, int64_t & ap_k) {
+    const int64_t i0 = ib * lanes;
+    if (g.a_i == 1) { ap_k = g.a_k; return g.a + i0; }
+    if (packed != ib) {
+        pack.assign((size_t) g.K * lanes, 0.0f);
+        for (int64_t k = 0; k < g.K; ++k)
+            for (int64_t l = 0; l < ni; ++l) pack[k * lanes + l] = g.a[(i0 + l) * g.a_i + k * g.a_k];
+        packed = ib;
+    }
+    ap_k = lanes;
+    return pack.data();
+}
+
 __attribute__((target("avx512f")))
-void small_gemm(const SmallGemm & g, int ith, int nth) {
-    const int64_t nib = (g.I + 15) / 16, njb = (g.J + 15) / 16, ntiles = nib * njb;
+void small_gemm_avx512(const SmallGemm & g, int ith, int nth) {
+    constexpr int L = 16, NJ = 16;
+    const int64_t nib = (g.I + L - 1) / L, njb = (g.J + NJ - 1) / NJ, ntiles = nib * njb;
     const int64_t t0 = ntiles * ith / nth, t1 = ntiles * (ith + 1) / nth;
     thread_local std::vector<float> pack;
     int64_t packed = -1;
     for (int64_t t = t0; t < t1; ++t) {
         const int64_t ib = t / njb, jb = t % njb;
-        const int64_t i0 = ib * 16, ni = std::min<int64_t>(16, g.I - i0);
+        const int64_t i0 = ib * L, ni = std::min<int64_t>(L, g.I - i0);
         const __mmask16 mask = (__mmask16) ((1u << ni) - 1);
-        const float * ap = g.a + i0 * g.a_i;
-        int64_t ap_k = g.a_k;
-        if (g.a_i != 1) {
-            if (packed != ib) {
-                pack.assign((size_t) g.K * 16, 0.0f);
-                for (int64_t k = 0; k < g.K; ++k)
-                    for (int64_t l = 0; l < ni; ++l) pack[k * 16 + l] = g.a[(i0 + l) * g.a_i + k * g.a_k];
-                packed = ib;
-            }
-            ap = pack.data();
-            ap_k = 16;
-        }
-        const int64_t j0 = jb * 16, nj = std::min<int64_t>(16, g.J - j0);
-        // fully unrolled, so that the 16 accumulators live in registers
-        __m512 acc[16];
+        int64_t ap_k;
+        const float * ap = a_block(g, ib, L, ni, pack, packed, ap_k);
+        const int64_t j0 = jb * NJ, nj = std::min<int64_t>(NJ, g.J - j0), bj = g.b_j;
+        __m512 acc[NJ];
 #pragma GCC unroll 16
-        for (int jj = 0; jj < 16; ++jj) acc[jj] = _mm512_setzero_ps();
-        if (nj == 16) {
-            const int64_t bj = g.b_j;
+        for (int jj = 0; jj < NJ; ++jj) acc[jj] = _mm512_setzero_ps();
+        if (nj == NJ) {
             for (int64_t k = 0; k < g.K; ++k) {
                 const __m512 av = _mm512_maskz_loadu_ps(mask, ap + k * ap_k);
                 const float * bk = g.b + k * g.b_k + j0 * bj;
 #pragma GCC unroll 16
-                for (int jj = 0; jj < 16; ++jj) acc[jj] = _mm512_fmadd_ps(av, _mm512_set1_ps(bk[jj * bj]), acc[jj]);
+                for (int jj = 0; jj < NJ; ++jj) acc[jj] = _mm512_fmadd_ps(av, _mm512_set1_ps(bk[jj * bj]), acc[jj]);
             }
-#pragma GCC unroll 16
-            for (int jj = 0; jj < 16; ++jj) _mm512_mask_storeu_ps(g.d + (j0 + jj) * g.d_j + i0, mask, acc[jj]);
-            continue;
         } else {
             for (int64_t k = 0; k < g.K; ++k) {
                 const __m512 av = _mm512_maskz_loadu_ps(mask, ap + k * ap_k);
-                const float * bk = g.b + k * g.b_k + j0 * g.b_j;
-                for (int jj = 0; jj < nj; ++jj) acc[jj] = _mm512_fmadd_ps(av, _mm512_set1_ps(bk[jj * g.b_j]), acc[jj]);
+                const float * bk = g.b + k * g.b_k + j0 * bj;
+                for (int jj = 0; jj < nj; ++jj) acc[jj] = _mm512_fmadd_ps(av, _mm512_set1_ps(bk[jj * bj]), acc[jj]);
             }
         }
-        for (int64_t jj = 0; jj < nj; ++jj) _mm512_mask_storeu_ps(g.d + (j0 + jj) * g.d_j + i0, mask, acc[jj]);
+#pragma GCC unroll 16
+        for (int jj = 0; jj < NJ; ++jj)
+            if (jj < nj) _mm512_mask_storeu_ps(g.d + (j0 + jj) * g.d_j + i0, mask, acc[jj]);
+    }
+}
+
+__attribute__((target("avx2,fma")))
+void small_gemm_avx2(const SmallGemm & g, int ith, int nth) {
+    constexpr int L = 8, NJ = 12;
+    const int64_t nib = (g.I + L - 1) / L, njb = (g.J + NJ - 1) / NJ, ntiles = nib * njb;
+    const int64_t t0 = ntiles * ith / nth, t1 = ntiles * (ith + 1) / nth;
+    thread_local std::vector<float> pack;
+    int64_t packed = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+        const int64_t ib = t / njb, jb = t % njb;
+        const int64_t i0 = ib * L, ni = std::min<int64_t>(L, g.I - i0);
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int) ni), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        int64_t ap_k;
+        const float * ap = a_block(g, ib, L, ni, pack, packed, ap_k);
+        const int64_t j0 = jb * NJ, nj = std::min<int64_t>(NJ, g.J - j0), bj = g.b_j;
+        __m256 acc[NJ];
+#pragma GCC unroll 12
+        for (int jj = 0; jj < NJ; ++jj) acc[jj] = _mm256_setzero_ps();
+        if (nj == NJ) {
+            for (int64_t k = 0; k < g.K; ++k) {
+                const __m256 av = _mm256_maskload_ps(ap + k * ap_k, mask);
+                const float * bk = g.b + k * g.b_k + j0 * bj;
+#pragma GCC unroll 12
+                for (int jj = 0; jj < NJ; ++jj) acc[jj] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(bk + jj * bj), acc[jj]);
+            }
+        } else {
+            for (int64_t k = 0; k < g.K; ++k) {
+                const __m256 av = _mm256_maskload_ps(ap + k * ap_k, mask);
+                const float * bk = g.b + k * g.b_k + j0 * bj;
+                for (int jj = 0; jj < nj; ++jj) acc[jj] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(bk + jj * bj), acc[jj]);
+            }
+        }
+#pragma GCC unroll 12
+        for (int jj = 0; jj < NJ; ++jj)
+            if (jj < nj) _mm256_maskstore_ps(g.d + (j0 + jj) * g.d_j + i0, mask, acc[jj]);
     }
 }
 
 int64_t stride(const ggml_tensor * t, int dim) { return (int64_t) (t->nb[dim] / sizeof(float)); }
+
+// MUL_MAT: dst[i, j] = Σ_k src0[k, i]·src1[k, j]
+SmallGemm mul_mat_operands(ggml_tensor * dst) {
+    const ggml_tensor * a = dst->src[0];
+    const ggml_tensor * b = dst->src[1];
+    return {(const float *) a->data, stride(a, 1), stride(a, 0), (const float *) b->data, stride(b, 0), stride(b, 1),
+            (float *) dst->data, stride(dst, 1), dst->ne[0], dst->ne[1], a->ne[0]};
+}
+
+// OUT_PROD: dst[i, j] = Σ_k src0[i, k]·src1[j, k]
+SmallGemm out_prod_operands(ggml_tensor * dst) {
+    const ggml_tensor * a = dst->src[0];
+    const ggml_tensor * b = dst->src[1];
+    return {(const float *) a->data, stride(a, 0), stride(a, 1), (const float *) b->data, stride(b, 1), stride(b, 0),
+            (float *) dst->data, stride(dst, 1), dst->ne[0], dst->ne[1], a->ne[1]};
+}
 }  // namespace
 
-__attribute__((target("avx512f"))) void small_mul_mat(ggml_tensor * dst, int ith, int nth, void *) {
-    const ggml_tensor * a = dst->src[0];
-    const ggml_tensor * b = dst->src[1];
-    small_gemm({(const float *) a->data, stride(a, 1), stride(a, 0), (const float *) b->data, stride(b, 0), stride(b, 1),
-                (float *) dst->data, stride(dst, 1), dst->ne[0], dst->ne[1], a->ne[0]},
-               ith, nth);
-}
-
-__attribute__((target("avx512f"))) void small_out_prod(ggml_tensor * dst, int ith, int nth, void *) {
-    const ggml_tensor * a = dst->src[0];
-    const ggml_tensor * b = dst->src[1];
-    small_gemm({(const float *) a->data, stride(a, 0), stride(a, 1), (const float *) b->data, stride(b, 1), stride(b, 0),
-                (float *) dst->data, stride(dst, 1), dst->ne[0], dst->ne[1], a->ne[1]},
-               ith, nth);
-}
+void small_mul_mat_avx512(ggml_tensor * dst, int ith, int nth, void *) { small_gemm_avx512(mul_mat_operands(dst), ith, nth); }
+void small_out_prod_avx512(ggml_tensor * dst, int ith, int nth, void *) { small_gemm_avx512(out_prod_operands(dst), ith, nth); }
+void small_mul_mat_avx2(ggml_tensor * dst, int ith, int nth, void *) { small_gemm_avx2(mul_mat_operands(dst), ith, nth); }
+void small_out_prod_avx2(ggml_tensor * dst, int ith, int nth, void *) { small_gemm_avx2(out_prod_operands(dst), ith, nth); }
 #endif
 
 }  // namespace steer

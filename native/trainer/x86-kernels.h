@@ -15,6 +15,7 @@ namespace steer {
 
 bool cpu_has_avx512_bf16();
 bool cpu_has_avx512f();
+bool cpu_has_avx2_fma();
 // AMX-BF16 is there and the kernel grants the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)
 bool amx_bf16_available();
 
@@ -62,11 +63,13 @@ void amx_gemm(ggml_tensor * dst, int ith, int nth, void * ud);
 // (rank-sized) products and their gradients, which ggml's GEMM runs as dot products of rank
 // length (one horizontal sum per output) and which, as MUL_MATs, need transposed copies of
 // [n, T] activations. Both sources are read through their strides (transposed views too);
-// the output is contiguous. 2-D only.
-//   small_mul_mat:  dst[i, j] = Σ_k src0[k, i]·src1[k, j]   (MUL_MAT's semantics)
-//   small_out_prod: dst[i, j] = Σ_k src0[i, k]·src1[j, k]   (OUT_PROD's semantics)
-__attribute__((target("avx512f"))) void small_mul_mat(ggml_tensor * dst, int ith, int nth, void * ud);
-__attribute__((target("avx512f"))) void small_out_prod(ggml_tensor * dst, int ith, int nth, void * ud);
+// the output is contiguous. 2-D only. One variant per instruction set (AVX-512F, AVX2+FMA).
+//   small_mul_mat_*:  dst[i, j] = Σ_k src0[k, i]·src1[k, j]   (MUL_MAT's semantics)
+//   small_out_prod_*: dst[i, j] = Σ_k src0[i, k]·src1[j, k]   (OUT_PROD's semantics)
+void small_mul_mat_avx512(ggml_tensor * dst, int ith, int nth, void * ud);
+void small_out_prod_avx512(ggml_tensor * dst, int ith, int nth, void * ud);
+void small_mul_mat_avx2(ggml_tensor * dst, int ith, int nth, void * ud);
+void small_out_prod_avx2(ggml_tensor * dst, int ith, int nth, void * ud);
 
 // peak: `iters` iterations of independent chains on one thread (FLOPs per iteration: mode-peak.cpp)
 __attribute__((target("avx512f"))) double fma_f32_avx512(int64_t iters);

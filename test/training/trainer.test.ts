@@ -19,14 +19,16 @@ import { realModelOrSkip } from "../helpers/real-model.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 import { CHOSEN, colourSteers, writeSteers } from "./colour-task.ts";
 
-/** The small-product kernel (x86-kernels.cpp) runs where the CPU has AVX-512. */
-const HAS_AVX512F = (() => {
+/** The CPU's instruction-set flags: the small-product kernel (x86-kernels.cpp) has an AVX-512 and an AVX2 variant. */
+const CPU_FLAGS = (() => {
   try {
-    return /^flags\s*:.*\bavx512f\b/m.test(readFileSync("/proc/cpuinfo", "utf8"));
+    return /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim().split(/\s+/) ?? [];
   } catch {
-    return false;
+    return [];
   }
 })();
+const HAS_AVX512F = CPU_FLAGS.includes("avx512f");
+const HAS_AVX2_FMA = CPU_FLAGS.includes("avx2") && CPU_FLAGS.includes("fma");
 
 let model: string;
 let build: TrainerBuild;
@@ -119,15 +121,27 @@ describe("weighted loss gradients", () => {
     assert.ok((fast.backward?.transposedBytes ?? 0) > 0);
     assert.equal(slow.backward?.matmuls, 0);
     // the adapter's products and their gradients (rank 4: partial vectors; 24 tokens: a partial tile)
-    if (HAS_AVX512F) assert.ok((fast.backward?.smallProducts ?? 0) >= 2 * 7 * 4, `small products: ${fast.backward?.smallProducts}`);
+    if (HAS_AVX512F || HAS_AVX2_FMA) assert.ok((fast.backward?.smallProducts ?? 0) >= 2 * 7 * 4, `small products: ${fast.backward?.smallProducts}`);
     assert.equal(slow.backward?.smallProducts, 0);
-    assert.equal(fast.grads.length, slow.grads.length);
-    for (let i = 0; i < fast.grads.length; i++) {
-      const [f, s] = [fast.grads[i]!, slow.grads[i]!];
-      assert.equal(f.name, s.name);
-      assert.ok(Math.abs(f.norm - s.norm) <= 1e-5 * (1 + s.norm), `${f.name}: |g| ${f.norm} vs out_prod ${s.norm}`);
-      assert.ok(Math.abs(f.analytic - s.analytic) <= 1e-5 * (1 + Math.abs(s.analytic)), `${f.name}: ${f.analytic} vs out_prod ${s.analytic}`);
+    const same = (label: string, f: TrainerGradEvent[], s: TrainerGradEvent[]) => {
+      assert.equal(f.length, s.length);
+      for (let i = 0; i < f.length; i++) {
+        const [a, b] = [f[i]!, s[i]!];
+        assert.equal(a.name, b.name);
+        assert.ok(Math.abs(a.norm - b.norm) <= 1e-5 * (1 + b.norm), `${label} ${a.name}: |g| ${a.norm} vs out_prod ${b.norm}`);
+        assert.ok(Math.abs(a.analytic - b.analytic) <= 1e-5 * (1 + Math.abs(b.analytic)), `${label} ${a.name}: ${a.analytic} vs out_prod ${b.analytic}`);
+      }
+    };
+    same("auto", fast.grads, slow.grads);
+    // the AVX2 variant (the widest on CPUs without AVX-512), forced where the CPU has both
+    if (HAS_AVX2_FMA && HAS_AVX512F) {
+      const avx2 = await gradCheck(data, ["--small-products", "avx2"]);
+      assert.equal(avx2.backward?.smallProducts, fast.backward?.smallProducts);
+      same("avx2", avx2.grads, slow.grads);
     }
+    const off = await gradCheck(data, ["--small-products", "off"]);
+    assert.equal(off.backward?.smallProducts, 0);
+    same("off", off.grads, slow.grads);
   });
 
   test("bf16 frozen weights (training's default on CPUs with AVX512-BF16) give gradients close to f32", async () => {
