@@ -206,44 +206,6 @@ int amx_rewrite(Session & S, ggml_cgraph * g) {
 #endif
 }
 
-static bool is_f32_2d(const ggml_tensor * t) {
-    return t->type == GGML_TYPE_F32 && t->ne[2] == 1 && t->ne[3] == 1 && t->nb[0] % sizeof(float) == 0 && t->nb[1] % sizeof(float) == 0;
-}
-
-int small_products_rewrite(Session & S, ggml_cgraph * g) {
-#if defined(__x86_64__)
-    const std::string & isa = S.opt.small_products;
-    if (S.on_gpu || S.opt.out_prod_backward || isa == "off") return 0;
-    const bool avx512 = (isa == "auto" || isa == "avx512") && cpu_has_avx512f();
-    const bool avx2 = !avx512 && (isa == "auto" || isa == "avx2") && cpu_has_avx2_fma();
-    if (!avx512 && !avx2) return 0;
-    const ggml_custom_op_t mul_mat = avx512 ? small_mul_mat_avx512 : small_mul_mat_avx2;
-    const ggml_custom_op_t out_prod = avx512 ? small_out_prod_avx512 : small_out_prod_avx2;
-    const int64_t small = 64;
-    int n = 0;
-    for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
-        ggml_tensor * node = ggml_graph_node(g, i);
-        if (node->op != GGML_OP_MUL_MAT && node->op != GGML_OP_OUT_PROD) continue;
-        ggml_tensor * a = node->src[0];
-        ggml_tensor * b = node->src[1];
-        if (!is_f32_2d(node) || !ggml_is_contiguous(node) || !is_f32_2d(a) || !is_f32_2d(b)) continue;
-        if (node->op == GGML_OP_MUL_MAT) {
-            // K is the contracted dimension; a large K is GEMM's strength
-            if (a->ne[0] > small) continue;
-            make_custom_node(node, b, mul_mat, GGML_N_TASKS_MAX, nullptr);
-        } else {
-            if (S.transposed.count(a) || std::min({node->ne[0], node->ne[1], a->ne[1]}) > small) continue;
-            make_custom_node(node, b, out_prod, GGML_N_TASKS_MAX, nullptr);
-        }
-        ++n;
-    }
-    return n;
-#else
-    (void) S; (void) g;
-    return 0;
-#endif
-}
-
 // OUT_PROD(a, b) is dst[i, j] = Σ_k a[i, k]·b[j, k]; as a product with the contracted index
 // first, that is MUL_MAT(aᵀ, bᵀ). Gradients bring OUT_PROD in three shapes, all slow on the CPU
 // (axpys of ne0 elements: for a LoRA B gradient ne0 is the rank, 16):

@@ -18,13 +18,6 @@ void prepare_weights(Session & S, ggml_cgraph * gf, bool backward);
 // the gradient OUT_PROD(W, transpose(dy)). Returns how many.
 int amx_rewrite(Session & S, ggml_cgraph * g);
 
-// Turns the F32 products with a small side (≤ 64: the adapter's rank), forward and gradient,
-// into x86-kernels.cpp's small-product nodes, in place, on CPUs with AVX-512 or AVX2 (ggml's
-// GEMM runs them as rank-length dot products, and as MUL_MATs their gradients need transposed
-// copies of the activations). Not with --out-prod-backward or --small-products off (upstream's
-// ops, for comparison). Returns how many.
-int small_products_rewrite(Session & S, ggml_cgraph * g);
-
 // Returns a new graph with the OUT_PROD nodes of gb rewritten as MUL_MAT and the copies they
 // need, in order; `rewritten` counts them.
 ggml_cgraph * rewrite_out_prods(Session & S, ggml_context * c, ggml_cgraph * gb, int & rewritten);

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "frozen-weights.h"
+#include "small-products.h"
 #include "llama-steer.h"
 
 #include "ggml-backend.h"
