@@ -84,6 +84,12 @@ export async function createApp(opts: AppOptions): Promise<App> {
     const interrupted = await store.conversations.markInterrupted();
     if (interrupted) log.info({ interrupted }, "marked generations left streaming by processes that ended as interrupted");
     engine = await loadEngine();
+    const format = engine.chatFormat();
+    if (!format.fromFileTemplate)
+      log.warn(
+        { model: config.model.path, format: format.wrapper },
+        "the model file has no chat template (tokenizer.chat_template), so prompts use node-llama-cpp's guess of its format; if it is a base (pretrained) model rather than an instruction-tuned one, its replies will continue the text instead of answering",
+      );
   } catch (e) {
     if (!opts.store) await store.close();
     throw e;

@@ -360,6 +360,17 @@ export class Engine {
     this.llama.maxThreads = limit === undefined ? Math.max(this.threads, cpuCores()) : Math.max(1, Math.floor(limit));
   }
 
+  /**
+   * How prompts are formatted: node-llama-cpp's chat wrapper, and whether the file carries a chat
+   * template (`tokenizer.chat_template`). Without one the format is a guess from the model's
+   * name and architecture, and a file without one is often a base (pretrained) model, which
+   * continues text instead of answering: worth a warning at start.
+   */
+  chatFormat(): { wrapper: string; fromFileTemplate: boolean } {
+    const template = this.model.fileInfo.metadata?.tokenizer?.chat_template;
+    return { wrapper: this.chatWrapper.wrapperName, fromFileTemplate: typeof template === "string" && template.length > 0 };
+  }
+
   /** sha256 of the model file: identifies the base model of stored steers and adapters. */
   fingerprint(): Promise<string> {
     return fileSha256(this.modelPath);

@@ -3,6 +3,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { Engine, defaultThreads, type GeneratedToken } from "../../src/engine/engine.ts";
 import { ModelUnavailableError } from "../../src/engine/model-file.ts";
+import { writeFixtureModel } from "../../src/engine/fixture/fixture-model.ts";
 import type { ChatMessage } from "../../src/core/steer-record.ts";
 import { tinyModelPath } from "../helpers/tiny-model.ts";
 
@@ -193,6 +194,27 @@ test("fingerprint is the model file's sha256", async () => {
   const expected = createHash("sha256").update(readFileSync(engine.modelPath)).digest("hex");
   assert.equal(await engine.fingerprint(), expected);
   assert.equal(await engine.fingerprint(), expected);
+});
+
+test("chatFormat says whether the prompt format comes from the file's chat template or is node-llama-cpp's guess (a base model's file has none)", async () => {
+  assert.deepEqual(engine.chatFormat().fromFileTemplate, true);
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const os = await import("node:os");
+  const dir = mkdtempSync(path.join(os.tmpdir(), "steerbot-no-template-"));
+  try {
+    const out = path.join(dir, "base.gguf");
+    await writeFixtureModel({ out, shape: "tiny", seed: 5, chatTemplate: null });
+    const base = await Engine.load({ model: out, gpu: false, sequences: 1, contextSize: 256, threads: 1 });
+    try {
+      const format = base.chatFormat();
+      assert.equal(format.fromFileTemplate, false);
+      assert.ok(format.wrapper.length > 0, "some format is still chosen");
+    } finally {
+      await base.dispose();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("a missing model file gives a clear error naming the path", async () => {
