@@ -33,9 +33,9 @@ int mode_peak(const Options & o) {
     std::string isa = "none";
 #if defined(__x86_64__)
     for (int rep = 0; rep < 3; ++rep) {  // best of three: the first wakes the clocks up
-        if (__builtin_cpu_supports("avx512f")) { f32 = std::max(f32, measure_peak(o.threads, fma_f32_avx512, 12 * 32)); isa = "avx512"; }
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { f32 = std::max(f32, measure_peak(o.threads, fma_f32_avx2, 12 * 16)); isa = "avx2"; }
-        if (__builtin_cpu_supports("avx512bf16")) bf16 = std::max(bf16, measure_peak(o.threads, dp_bf16_avx512, 12 * 64));
+        if (cpu_has_avx512f()) { f32 = std::max(f32, measure_peak(o.threads, fma_f32_avx512, 12 * 32)); isa = "avx512"; }
+        else if (cpu_has_avx2_fma()) { f32 = std::max(f32, measure_peak(o.threads, fma_f32_avx2, 12 * 16)); isa = "avx2"; }
+        if (cpu_has_avx512_bf16()) bf16 = std::max(bf16, measure_peak(o.threads, dp_bf16_avx512, 12 * 64));
         // 4 tile products of 16x32 by 32x16 per iteration of iters/8
         if (amx_bf16_available()) amx = std::max(amx, measure_peak(o.threads, tiles_bf16_amx, 4.0 * 16 * 16 * 32 * 2 / 8));
     }

@@ -27,29 +27,15 @@
 
 namespace steer {
 
-bool cpu_has_avx512_bf16() {
 #if defined(__x86_64__)
-    return __builtin_cpu_supports("avx512bf16");
+bool cpu_has_avx512_bf16() { return __builtin_cpu_supports("avx512bf16"); }
+bool cpu_has_avx512f() { return __builtin_cpu_supports("avx512f"); }
+bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #else
-    return false;
+bool cpu_has_avx512_bf16() { return false; }
+bool cpu_has_avx512f() { return false; }
+bool cpu_has_avx2_fma() { return false; }
 #endif
-}
-
-bool cpu_has_avx512f() {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return false;
-#endif
-}
-
-bool cpu_has_avx2_fma() {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
-}
 
 AmxMatrix::~AmxMatrix() { if (tiles) munmap(tiles, bytes); }
 

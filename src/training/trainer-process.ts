@@ -96,7 +96,7 @@ export interface TrainerBackwardEvent {
   outProds: number;
   /** Products with frozen matrices run on the AMX tile unit (compute type `amx`). */
   amxProducts: number;
-  /** F32 products with a small side (the adapter's rank) run by the trainer's own AVX-512 kernel (0 without AVX-512). */
+  /** F32 products with a small side (the adapter's rank) run by the trainer's own kernel (AVX-512 or AVX2; 0 without either, or with --small-products off). */
   smallProducts: number;
   /** Bytes of those transposed copies. */
   transposedBytes: number;

@@ -197,7 +197,7 @@ test("fingerprint is the model file's sha256", async () => {
 });
 
 test("chatFormat says whether the prompt format comes from the file's chat template or is node-llama-cpp's guess (a base model's file has none)", async () => {
-  assert.deepEqual(engine.chatFormat().fromFileTemplate, true);
+  assert.equal(engine.chatFormat().fromFileTemplate, true);
   const { mkdtempSync, rmSync } = await import("node:fs");
   const os = await import("node:os");
   const dir = mkdtempSync(path.join(os.tmpdir(), "steerbot-no-template-"));
