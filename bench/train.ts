@@ -5,7 +5,7 @@
  * same window length, same threads, one after the other in one run.
  *
  * Run: `npx tsx bench/train.ts [--shape qwen2-0.5b|tiny] [--ctx 256] [--windows 8] [--threads N]
- *       [--rank 16] [--targets q,k,v,o,gate,up,down] [--compute-type auto|f32|bf16] [--skip-finetune]
+ *       [--rank 16] [--targets q,k,v,o,gate,up,down] [--compute-type auto|f32|bf16] [--small-products auto|avx512|avx2|off] [--skip-finetune]
  *       [--skip-peft] [--peft-dtype f32|bf16]`
  *
  * Reports tokens/s of both (training loop only, model load excluded) over the whole run and in
@@ -52,6 +52,8 @@ const { values } = parseArgs({
     rank: { type: "string", default: "16" },
     targets: { type: "string", default: "q,k,v,o,gate,up,down" },
     "compute-type": { type: "string", default: "auto" },
+    // the trainer's kernel for the adapter's small products (native/trainer/README.md): `off` times upstream's ops
+    "small-products": { type: "string", default: "auto" },
     "skip-finetune": { type: "boolean", default: false },
     "skip-peft": { type: "boolean", default: false },
     "peft-dtype": { type: "string" },
@@ -239,7 +241,7 @@ try {
       "train", "--model", modelPath, "--data", dataFile, "--out", path.join(work, "lora.gguf"),
       "--objective", "sft", "--rank", values.rank!, "--alpha", String(2 * Number(values.rank)), "--targets", values.targets!,
       "--epochs", "1", "--grad-accum", "1", "--lr", "1e-4", "--threads", String(threads), "--backend-dir", build.ggmlLibDir,
-      "--compute-type", computeType,
+      "--compute-type", computeType, "--small-products", values["small-products"]!,
     ]);
     if (r.code !== 0) throw new Error(`steer-train failed:\n${r.stdout}\n${r.stderr.slice(-3000)}`);
     const events = r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
