@@ -184,12 +184,16 @@ export function listFiles(dir: string, base = dir): string[] {
   return out.sort();
 }
 
-/** Hash of everything under native/trainer (sources, CMakeLists, patches). */
-export function trainerSourceHash(extra: string[] = []): string {
+/**
+ * Hash of what the build reads under native/trainer (sources, CMakeLists, patches). Markdown is
+ * left out: a README edit must not throw away a cached build (a CPU build takes minutes).
+ */
+export function trainerSourceHash(extra: string[] = [], dir = TRAINER_DIR): string {
   const h = createHash("sha256");
-  for (const rel of listFiles(TRAINER_DIR)) {
+  for (const rel of listFiles(dir)) {
+    if (rel.endsWith(".md")) continue;
     h.update(rel + "\0");
-    h.update(readFileSync(path.join(TRAINER_DIR, rel)));
+    h.update(readFileSync(path.join(dir, rel)));
     h.update("\0");
   }
   for (const e of extra) h.update(e + "\0");

@@ -26,6 +26,21 @@ test("the cache key follows the native sources and the variant", () => {
   assert.notEqual(trainerSourceHash(["cpu"]), trainerSourceHash(["cuda"]));
 });
 
+test("the cache key follows source edits and ignores documentation edits", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "steerbot-trainer-src-"));
+  try {
+    writeFileSync(path.join(dir, "kernel.cpp"), "int f() { return 1; }\n");
+    writeFileSync(path.join(dir, "README.md"), "# trainer\n");
+    const first = trainerSourceHash([], dir);
+    writeFileSync(path.join(dir, "README.md"), "# trainer\n\nNew figures.\n");
+    assert.equal(trainerSourceHash([], dir), first, "a README edit keeps the cached build");
+    writeFileSync(path.join(dir, "kernel.cpp"), "int f() { return 2; }\n");
+    assert.notEqual(trainerSourceHash([], dir), first, "a source edit rebuilds");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("variant: explicit choice wins, env STEERBOT_TRAINER_BACKEND next", () => {
   assert.equal(chooseVariant("cpu"), "cpu");
   assert.equal(chooseVariant("cuda"), "cuda");
