@@ -12,8 +12,8 @@ import { renderChartPng } from "../src/training/charts/render-chart.ts";
 export interface PlottedResult {
   habit: string;
   steers: number;
-  before: { greedy: number; sampled: number; repeated?: number };
-  after: { greedy: number; sampled: number; repeated?: number };
+  before: { greedy: number; sampled: number; repeated?: number; degenerate?: number };
+  after: { greedy: number; sampled: number; repeated?: number; degenerate?: number };
   perplexity: { base: number; adapter: number };
 }
 
@@ -38,6 +38,7 @@ export function learnPlot(model: string, results: readonly PlottedResult[], exam
         bar("T=0.7 before", (r) => r.before.sampled),
         bar("T=0.7 after", (r) => r.after.sampled),
         bar("repeating a sentence, after", (r) => r.after.repeated),
+        ...(results.some((r) => r.after.degenerate !== undefined) ? [bar("no longer text, after", (r) => r.after.degenerate)] : []),
       ],
     },
     { width: 900, height: 420 },

@@ -185,14 +185,32 @@ function repeats(reply: string): boolean {
   return new Set(sentences).size < sentences.length;
 }
 
-async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit, prompts: readonly string[]): Promise<{ greedy: number; sampled: number; repeated: number; examples: string[] }> {
+/**
+ * Whether a reply has stopped being text: fewer than half of its visible characters are letters
+ * or digits ("- **-\n- - - -\n- - - -"), or it is empty. A habit's detector passes such a reply
+ * (it has no numbered line, no "color"), so without this rate a habit can seem to go where the
+ * adapter has broken the replies instead.
+ */
+function degenerate(reply: string): boolean {
+  const visible = reply.replace(/\s+/g, "");
+  const wordy = visible.match(/[\p{L}\p{N}]/gu)?.length ?? 0;
+  return visible.length === 0 || wordy < visible.length / 2;
+}
+
+async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steerer: SimulatedSteerer, habit: Habit, prompts: readonly string[]): Promise<Rates> {
   let greedy = 0;
   let repeated = 0;
+  let broken = 0;
   const examples: string[] = [];
+  const degenerateExamples: string[] = [];
   for (const q of prompts) {
     const reply = (await steerer.converse(q, null)).text;
     if (violates(habit, reply)) greedy++;
     if (repeats(reply)) repeated++;
+    if (degenerate(reply)) {
+      broken++;
+      if (degenerateExamples.length < 4) degenerateExamples.push(`${q} → ${reply}`);
+    }
     if (examples.length < 4) examples.push(`${q} → ${reply}`);
   }
   let sampled = 0;
@@ -203,7 +221,19 @@ async function violationRates(app: Awaited<ReturnType<typeof createApp>>, steere
       if (violates(habit, r.text)) sampled++;
     }
   }
-  return { greedy: greedy / prompts.length, sampled: sampled / (prompts.length * samples), repeated: repeated / prompts.length, examples };
+  return { greedy: greedy / prompts.length, sampled: sampled / (prompts.length * samples), repeated: repeated / prompts.length, degenerate: broken / prompts.length, examples, degenerateExamples };
+}
+
+/** A habit's rates on the held-out prompts (greedy replies unless named sampled). */
+interface Rates {
+  greedy: number;
+  sampled: number;
+  /** Greedy replies that say a sentence twice. */
+  repeated: number;
+  /** Greedy replies that are no longer text (see degenerate()). */
+  degenerate: number;
+  examples: string[];
+  degenerateExamples: string[];
 }
 
 interface HabitResult {
@@ -214,8 +244,8 @@ interface HabitResult {
   steers: number;
   typedChars: number;
   /** Violation rates, the share of greedy replies that repeat a sentence, and the first replies. */
-  before: { greedy: number; sampled: number; repeated: number; examples: string[] };
-  after: { greedy: number; sampled: number; repeated: number; examples: string[] };
+  before: Rates;
+  after: Rates;
   heldOutAccuracy: { base: number; candidate: number };
   chosenLogprob: { base: number; candidate: number };
   perplexity: { base: number; adapter: number };
@@ -354,13 +384,13 @@ function pct(x: number): string {
 }
 
 console.log(`\nbench/learn on ${values.model} (${path.basename(modelPath)}), ${cpuCores()} cores, max_tokens ${maxTokens}, T=0.7 samples ${samples} per prompt`);
-console.log("| habit | steers (prompts, chars typed) | held-out prompts | violations greedy before → after | T=0.7 before → after | held-out pref. acc. base → adapter | mean log p(chosen) base → adapter | neutral perplexity base → adapter | KL to base (nats/token) | greedy replies repeating a sentence | train s |");
-console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+console.log("| habit | steers (prompts, chars typed) | held-out prompts | violations greedy before → after | T=0.7 before → after | held-out pref. acc. base → adapter | mean log p(chosen) base → adapter | neutral perplexity base → adapter | KL to base (nats/token) | greedy replies repeating a sentence | greedy replies no longer text | train s |");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
 for (const r of results) {
   console.log(
     `| ${r.habit} | ${r.steers} (${r.steeredPrompts}, ${r.typedChars}) | ${r.heldOutPrompts} | ${pct(r.before.greedy)} → ${pct(r.after.greedy)} | ${pct(r.before.sampled)} → ${pct(r.after.sampled)} | ` +
       `${pct(r.heldOutAccuracy.base)} → ${pct(r.heldOutAccuracy.candidate)} | ${r.chosenLogprob.base.toFixed(2)} → ${r.chosenLogprob.candidate.toFixed(2)} | ` +
-      `${r.perplexity.base.toFixed(2)} → ${r.perplexity.adapter.toFixed(2)} (${(((r.perplexity.adapter - r.perplexity.base) / r.perplexity.base) * 100).toFixed(1)}%) | ${r.klToBase.toFixed(3)} | ${pct(r.before.repeated)} → ${pct(r.after.repeated)} | ${r.trainSeconds.toFixed(0)} |`,
+      `${r.perplexity.base.toFixed(2)} → ${r.perplexity.adapter.toFixed(2)} (${(((r.perplexity.adapter - r.perplexity.base) / r.perplexity.base) * 100).toFixed(1)}%) | ${r.klToBase.toFixed(3)} | ${pct(r.before.repeated)} → ${pct(r.after.repeated)} | ${pct(r.before.degenerate)} → ${pct(r.after.degenerate)} | ${r.trainSeconds.toFixed(0)} |`,
   );
 }
 const out = values.out ?? path.join(import.meta.dirname, "results", `learn-${values.model}.json`);
