@@ -243,7 +243,7 @@ interface HabitResult {
   steeredPrompts: number;
   steers: number;
   typedChars: number;
-  /** Violation rates, the share of greedy replies that repeat a sentence, and the first replies. */
+  /** Violation rates, the shares of greedy replies that repeat a sentence or are no longer text, and the first replies (see Rates). */
   before: Rates;
   after: Rates;
   heldOutAccuracy: { base: number; candidate: number };
