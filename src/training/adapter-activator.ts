@@ -85,8 +85,6 @@ export interface AdapterActivatorDeps {
 export class AdapterActivator {
   /** The adapter live in this process (null: the base model). */
   liveVersion: string | null = null;
-  /** The adapter the last requested swap goes to (a NOTIFY for it must not swap again). */
-  private target: string | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private live: Engine;
   /**
@@ -154,20 +152,31 @@ export class AdapterActivator {
    * that can fail; putting a loaded engine live cannot.
    */
   swapTo(version: string | null, record?: () => Promise<void>): Promise<void> {
-    this.target = version;
-    const run = this.queue.then(() => this.doSwap(version, record));
-    this.queue = run.catch(() => {
-      if (this.target === version) this.target = this.liveVersion; // refused: what is live stays the target
-    });
-    return run;
+    return this.enqueue(() => this.doSwap(version, record));
   }
 
-  /** Brings this process in line with the database's active adapter (after NOTIFY or at start). */
-  async sync(): Promise<void> {
-    const active = await this.deps.store.training.activeAdapter(await this.deps.baseFingerprint());
-    const want = active?.version ?? null;
-    if (want !== this.target) await this.swapTo(want);
-    else await this.recordLive();
+  /**
+   * Brings this process in line with the database's active adapter (after NOTIFY or at start).
+   *
+   * The database is read inside the swap queue, not when the notice arrives. Why: a notice can
+   * arrive late, after a newer local swap was queued but before it recorded itself; read then,
+   * the database still names the older adapter and this process would swap back to it, ending
+   * on an adapter the database no longer calls active. Read in turn, it sees every swap queued before.
+   */
+  sync(): Promise<void> {
+    return this.enqueue(async () => {
+      const active = await this.deps.store.training.activeAdapter(await this.deps.baseFingerprint());
+      const want = active?.version ?? null;
+      if (want !== this.liveVersion) await this.doSwap(want);
+      else await this.recordLive();
+    });
+  }
+
+  /** Runs `job` after every swap queued before it; one failing does not stop the next. */
+  private enqueue(job: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(job);
+    this.queue = run.catch(() => {});
+    return run;
   }
 
   /** Writes what this process serves now where every instance's admin can read it (best effort). */
