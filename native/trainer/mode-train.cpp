@@ -12,11 +12,17 @@
 //   λ/N_rows(step), added to the sequence of the chosen span: KL(base || adapter) up to the
 //   base's entropy, so the adapter moves the distribution where the steer asks and holds it
 //   elsewhere. Replay anchors (data lines {"anchor":[ids],"from":k}: replies nobody steered)
-//   get the same rows on their reply positions, one anchor per optimizer step in turn, as a
+//   get the same rows on their reply positions, in turn, ceil(anchors / steps) per optimizer
+//   step (at least one; every anchor is used in a run however few its steps), each as a
 //   sequence of its own: the base is held on the model's ordinary answers too, not only on the
 //   steers' prompts. A steer's "after" tokens (what the reply went on with once resumed) get
 //   them too, appended to the chosen span's sequence: the adapter learns the span, and the base
 //   decides what follows it (not the span again).
+//   --learned-at P < 1: a pair whose chosen span the adapter already writes with geometric-mean
+//   token probability >= P (measured in the forward pass DPO makes anyway; one extra forward
+//   pass for SFT alone) is held back in that step: only its retention rows train. Why: a
+//   one-token steer is learned in a few steps, and pushing it further (SFT towards 1, DPO
+//   without bound) moves the same token up everywhere else too.
 #include "adapter-gguf.h"
 #include "common.h"
 #include "data.h"
@@ -157,6 +163,7 @@ int mode_train(Options & o) {
     for (size_t i = 0; i < anchor_order.size(); ++i) anchor_order[i] = i;
     std::shuffle(anchor_order.begin(), anchor_order.end(), rng);
     size_t next_anchor = 0;
+    std::vector<char> anchor_used(anchors.size(), 0);
     // appends R's rows (weight w, each with its target distribution) for a sequence of `tokens`
     auto push_rows = [](const Retention & R, const std::vector<llama_token> & tokens, float w, std::vector<Row> & rows, std::vector<const SoftTarget *> & soft) {
         for (size_t j = 0; j < R.pos.size(); ++j) {
@@ -183,9 +190,16 @@ int mode_train(Options & o) {
         s.soft = std::move(soft);
     };
 
+    // whether the adapter already writes a span of n tokens with log-prob logp well enough (--learned-at)
+    const double learned_nll = -std::log((double) o.learned_at);
+    auto learned = [&](double logp, size_t n) { return o.learned_at < 1.0f && n > 0 && -logp / (double) n <= learned_nll; };
+
     const int64_t steps_per_epoch = ((int64_t) pairs.size() + o.grad_accum - 1) / o.grad_accum;
     int64_t total_steps = steps_per_epoch * o.epochs;
     if (o.max_steps > 0) total_steps = std::min<int64_t>(total_steps, o.max_steps);
+    // replay anchors per step: enough that a run uses every anchor at least once (a few short
+    // steers make few steps, and one anchor a step would hold the base on a handful of replies)
+    const size_t anchors_per_step = anchors.empty() ? 0 : std::max<size_t>(1, (anchors.size() + (size_t) total_steps - 1) / (size_t) std::max<int64_t>(1, total_steps));
     emit(fmt("{\"type\":\"start\",\"objective\":%s,\"pairs\":%zu,\"anchors\":%zu,\"steps\":%lld,\"stepsPerEpoch\":%lld,\"epochs\":%d,\"params\":%zu,\"trainableParameters\":%lld,\"targets\":%zu,\"threads\":%d,\"gpu\":%s}",
              json_str(o.objective).c_str(), pairs.size(), anchors.size(), (long long) total_steps, (long long) steps_per_epoch, o.epochs,
              S.params.size(), (long long) [&] { int64_t n = 0; for (auto & p : S.params) n += ggml_nelements(p.t); return n; }(),
@@ -216,21 +230,30 @@ int mode_train(Options & o) {
                 if (use_dpo && !p.raw && !p.rejected.empty()) n_dpo += 1;
                 if (use_sft || (use_dpo && !p.raw && !p.rejected.empty())) n_kl += (double) (kl[order[gi]].pos.size() + kl_after[order[gi]].pos.size());
             }
-            // this step's replay anchor, in turn
-            const Retention * anchor_kl = nullptr;
-            const Anchor * anchor = nullptr;
-            if (!anchors.empty()) {
+            // this step's replay anchors, in turn
+            std::vector<size_t> step_anchors;
+            for (size_t k = 0; k < anchors_per_step; ++k) {
                 const size_t ai = anchor_order[next_anchor++ % anchor_order.size()];
-                anchor = &anchors[ai];
-                anchor_kl = &kl_anchor[ai];
-                n_kl += (double) anchor_kl->pos.size();
+                step_anchors.push_back(ai);
+                n_kl += (double) kl_anchor[ai].pos.size();
             }
             const float w_kl = n_kl > 0 ? (float) (o.kl_weight / n_kl) : 0.0f;
             double dpo_loss = 0;
+            int held = 0;             // learned pairs this step holds back (--learned-at)
+            double held_sft_nll = 0;  // their chosen spans' NLL (in no row)
             for (size_t gi = g0; gi < g1; ++gi) {
                 const size_t pi = order[gi];
                 auto & p = pairs[pi];
                 float w_sft = use_sft && n_tok > 0 ? (float) (o.sft_weight / n_tok) : 0.0f;
+                // a learned pair: its retention rows alone train (none: nothing of it this step)
+                auto hold = [&](double lc) {
+                    ++held;
+                    if (use_sft) held_sft_nll -= lc;
+                    Seq s = span_seq(p.prompt, p.chosen, 0.0f);
+                    s.rows.clear();
+                    add_retention(s, pi, w_kl);
+                    if (!s.rows.empty()) seqs.push_back(std::move(s));
+                };
                 if (use_dpo && !p.raw && !p.rejected.empty()) {
                     // Δ with the current adapter (recomputed every step: one extra forward pass per sequence)
                     Seq c = span_seq(p.prompt, p.chosen, 1.0f);
@@ -241,6 +264,10 @@ int mode_train(Options & o) {
                     const double delta = (lc - ref_c[pi]) - (lr - ref_r[pi]);
                     const double sig = 1.0 / (1.0 + exp(o.beta * delta));  // σ(−βΔ)
                     dpo_loss += -log(std::max(1e-30, 1.0 - sig));           // −log σ(βΔ)
+                    if (learned(lc, p.chosen.size())) {
+                        hold(lc);
+                        continue;
+                    }
                     const float w_dpo = (float) (o.beta * sig / n_dpo);
                     for (auto & row : c.rows) row.weight = w_sft + w_dpo;
                     for (auto & row : r.rows) row.weight = -w_dpo;
@@ -248,17 +275,27 @@ int mode_train(Options & o) {
                     seqs.push_back(std::move(c));
                     seqs.push_back(std::move(r));
                 } else if (w_sft > 0) {
+                    double lc = 0;
+                    if (!p.raw && o.learned_at < 1.0f) {
+                        for (float v : forward_nll(S, span_seq(p.prompt, p.chosen, 1.0f))) lc -= v;
+                        if (learned(lc, p.chosen.size())) {
+                            hold(lc);
+                            continue;
+                        }
+                    }
                     seqs.push_back(sft_seq(p, w_sft));
                     add_retention(seqs.back(), pi, w_kl);
                 }
             }
-            if (anchor_kl && !anchor_kl->pos.empty() && w_kl > 0) {
+            for (size_t ai : step_anchors) {
+                if (kl_anchor[ai].pos.empty() || w_kl <= 0) continue;
                 Seq a;
-                a.tokens = anchor->tokens;
-                push_rows(*anchor_kl, a.tokens, w_kl, a.rows, a.soft);
+                a.tokens = anchors[ai].tokens;
+                push_rows(kl_anchor[ai], a.tokens, w_kl, a.rows, a.soft);
                 seqs.push_back(std::move(a));
+                anchor_used[ai] = 1;
             }
-            double step_loss = 0, step_sft_nll = 0, step_kl = 0;
+            double step_loss = 0, step_sft_nll = held_sft_nll, step_kl = 0;
             double kind_kl[3] = {0, 0, 0};
             size_t kind_rows[3] = {0, 0, 0};
             for (size_t si = 0; si < seqs.size(); ++si) {
@@ -275,7 +312,7 @@ int mode_train(Options & o) {
                         step_kl += J.nll_rows[ri] - st->entropy;
                         kind_kl[st->kind] += J.nll_rows[ri] - st->entropy;
                         kind_rows[st->kind]++;
-                    } else if (seqs[si].rows[ri].weight > 0 && use_sft) {
+                    } else if (!std::signbit(seqs[si].rows[ri].weight) && use_sft) {  // a chosen token (rejected ones weigh -w_dpo, possibly -0), held ones included
                         step_sft_nll += J.nll_rows[ri];
                     }
                 }
@@ -293,6 +330,7 @@ int mode_train(Options & o) {
                                    json_num(tokens_done / std::max(1e-9, secs)).c_str(), json_num(eta).c_str());
             if (use_dpo) line += ",\"dpoLoss\":" + json_num(n_dpo > 0 ? dpo_loss / n_dpo : NAN);
             if (use_sft && use_dpo) line += ",\"sftNll\":" + json_num(step_sft_nll / std::max(1.0, n_tok));
+            if (o.learned_at < 1.0f) line += fmt(",\"held\":%d", held);
             if (n_kl > 0) line += ",\"kl\":" + json_num(step_kl / n_kl);
             if (kind_rows[SoftTarget::ANCHOR]) line += ",\"anchorKl\":" + json_num(kind_kl[SoftTarget::ANCHOR] / (double) kind_rows[SoftTarget::ANCHOR]);
             if (kind_rows[SoftTarget::CONTINUATION]) line += ",\"continuationKl\":" + json_num(kind_kl[SoftTarget::CONTINUATION] / (double) kind_rows[SoftTarget::CONTINUATION]);
@@ -307,8 +345,9 @@ int mode_train(Options & o) {
     write_adapter(o.out, base.arch, o.alpha, trained,
                   {{"steerbot.objective", o.objective}, {"steerbot.targets", o.targets}, {"steerbot.base", o.model}});
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-    emit(fmt("{\"type\":\"done\",\"out\":%s,\"steps\":%lld,\"seconds\":%s,\"tokensPerSecond\":%s}", json_str(o.out).c_str(), (long long) step,
-             json_num(secs).c_str(), json_num(tokens_done / std::max(1e-9, secs)).c_str()));
+    emit(fmt("{\"type\":\"done\",\"out\":%s,\"steps\":%lld,\"seconds\":%s,\"tokensPerSecond\":%s,\"anchorsUsed\":%lld}", json_str(o.out).c_str(), (long long) step,
+             json_num(secs).c_str(), json_num(tokens_done / std::max(1e-9, secs)).c_str(),
+             (long long) std::count(anchor_used.begin(), anchor_used.end(), (char) 1)));
     if (o.profile) profile_report(40);
     return 0;
 }

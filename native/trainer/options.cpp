@@ -20,7 +20,7 @@ void usage() {
         "       steer-train peak --threads N   (measured F32 FMA / BF16 dot-product / AMX-BF16 tile GFLOP/s)\n"
         "options: --objective sft|dpo|sft+dpo --rank R --alpha A --targets q,k,v,o,gate,up,down\n"
         "         --epochs N --lr X --schedule cosine|linear|constant --warmup F --weight-decay W\n"
-        "         --beta B --sft-weight W --kl-weight K --kl-rows N --kl-top N\n"
+        "         --beta B --sft-weight W --learned-at P --kl-weight K --kl-rows N --kl-top N\n"
         "         --grad-accum N --seed N --threads N --gpu-layers N\n"
         "         --max-steps N --all-outputs --cached-kv --generic-loss --out-prod-backward\n"
         "         --compute-type auto|f32|bf16|amx --small-products auto|avx512|avx2|off --eps E --check-layers L,L --backend-dir DIR --verbose --profile\n");
@@ -52,6 +52,7 @@ Options parse_args(int argc, char ** argv) {
         else if (a == "--weight-decay") o.weight_decay = std::stof(next());
         else if (a == "--beta") o.beta = std::stof(next());
         else if (a == "--sft-weight") o.sft_weight = std::stof(next());
+        else if (a == "--learned-at") o.learned_at = std::stof(next());
         else if (a == "--kl-weight") o.kl_weight = std::stof(next());
         else if (a == "--kl-rows") o.kl_rows = std::stoi(next());
         else if (a == "--kl-top") o.kl_top = std::stoi(next());
@@ -87,6 +88,7 @@ Options parse_args(int argc, char ** argv) {
     if (o.small_products == "avx2" && !cpu_has_avx2_fma()) throw fatal("usage", "--small-products avx2 needs a CPU with AVX2 and FMA");
     if (o.schedule != "cosine" && o.schedule != "linear" && o.schedule != "constant") throw fatal("usage", "--schedule must be cosine, linear or constant");
     if (o.rank < 1 || o.epochs < 1 || o.grad_accum < 1 || !(o.lr > 0)) throw fatal("usage", "rank, epochs, grad-accum and lr must be positive");
+    if (!(o.learned_at > 0 && o.learned_at <= 1)) throw fatal("usage", "--learned-at must be in (0, 1]");
     if (!(o.kl_weight >= 0) || o.kl_rows < 1 || o.kl_top < 1) throw fatal("usage", "--kl-weight must be >= 0, --kl-rows and --kl-top positive");
     if (o.threads <= 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
     return o;

@@ -23,6 +23,9 @@ struct Options {
     float weight_decay = 0.0f;
     float beta = 0.1f;      // DPO beta
     float sft_weight = 1.0f;  // sft+dpo: weight of the SFT term
+    // SFT on a span stops while the adapter already writes it with at least this geometric-mean
+    // token probability (1: never stops)
+    float learned_at = 1.0f;
     // retention: KL(base || adapter) on positions inside each steer's prompt (its context and the
     // accepted prefix, text the steer says nothing against), against the base's top-k distribution
     float kl_weight = 0.0f;   // 0: off

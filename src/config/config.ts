@@ -106,6 +106,8 @@ export const configSchema = z
         epochs: z.number().int().min(1).max(1000),
         learning_rate: z.number().positive().max(1),
         retention: z.number().min(0).max(100),
+        /** A steer is not pushed further in a step where the adapter writes its chosen span with this mean token probability (1 = always pushed). */
+        learned_at: z.number().gt(0).max(1),
         /** Replies nobody steered (newest first) the retention term also holds; used only when retention > 0. */
         anchors: z.number().int().min(0).max(10_000),
         compute_type: z.enum(COMPUTE_TYPES),

@@ -41,12 +41,14 @@ export interface TrainAdapterOptions {
   beta?: number;
   /** Weight of the KL-to-base retention term on the steers' prompts (see TRAINING_DEFAULTS.retention; 0 = off). */
   retention?: number;
+  /** A steer whose chosen span the adapter writes with this mean token probability rests in that step (see TRAINING_DEFAULTS.learnedAt; 1 = never). */
+  learnedAt?: number;
   /** Prompt positions per steer (and reply positions per anchor) the retention term holds (default 32). */
   retentionPositions?: number;
   /**
    * Replay anchors: replies nobody steered, each with the conversation before it. With
    * `retention` > 0 the term also holds the base model's distribution on their reply
-   * tokens, one anchor per optimizer step in turn, so the adapter keeps the model's ordinary
+   * tokens, in turn, enough per optimizer step that every anchor is used in a run, so the adapter keeps the model's ordinary
    * answers and not only the steers' prompts; ignored when `retention` is 0.
    */
   anchors?: readonly AnchorInput[];
@@ -87,6 +89,8 @@ export interface TrainResult {
   pairs: number;
   /** Replay anchors the retention term held (0 when it is off). */
   anchors: number;
+  /** Of those, how many some optimizer step used (all of them, however few the steps). */
+  anchorsUsed: number;
   skipped: SkippedSteer[];
   steps: number;
   seconds: number;
@@ -97,11 +101,11 @@ export interface TrainResult {
   /** How the products with the frozen weights ran (see {@link TrainAdapterOptions.computeType}). */
   computeType?: ComputeType;
   /**
-   * Per step; `kl`: mean KL(base ‖ adapter) on the retention positions, when the term is on;
-   * `anchorKl`: on the step's replay anchor alone, when there are anchors; `continuationKl`: on
+   * Per step; `held`: pairs the step held back as learned (learnedAt < 1); `kl`: mean KL(base ‖ adapter) on the retention positions, when the term is on;
+   * `anchorKl`: on the step's replay anchors alone, when there are anchors; `continuationKl`: on
    * the continuations after its chosen spans, when there are.
    */
-  lossCurve: { step: number; epoch: number; loss: number; lr: number; kl?: number; anchorKl?: number; continuationKl?: number }[];
+  lossCurve: { step: number; epoch: number; loss: number; lr: number; held?: number; kl?: number; anchorKl?: number; continuationKl?: number }[];
   epochLosses: { epoch: number; loss: number }[];
   /** Seconds spent building the trainer in this call (0 when cached). */
   buildSeconds: number;
@@ -143,6 +147,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       "--weight-decay", String(opts.weightDecay ?? D.weightDecay),
       "--beta", String(opts.beta ?? D.beta),
       "--kl-weight", String(retention),
+      "--learned-at", String(opts.learnedAt ?? D.learnedAt),
       "--grad-accum", String(opts.gradAccum ?? D.gradAccum),
       "--targets", (opts.targets ?? D.targets).join(","),
       "--seed", String(opts.seed ?? D.seed),
@@ -165,7 +170,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
         else if (ev.type === "backward") computeType = ev.computeType;
         else if (ev.type === "epoch") epochLosses.push({ epoch: ev.epoch, loss: ev.loss });
         else if (ev.type === "progress") {
-          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr, ...(ev.kl !== undefined ? { kl: ev.kl } : {}), ...(ev.anchorKl !== undefined ? { anchorKl: ev.anchorKl } : {}), ...(ev.continuationKl !== undefined ? { continuationKl: ev.continuationKl } : {}) });
+          lossCurve.push({ step: ev.step, epoch: ev.epoch, loss: ev.loss, lr: ev.lr, ...(ev.held !== undefined ? { held: ev.held } : {}), ...(ev.kl !== undefined ? { kl: ev.kl } : {}), ...(ev.anchorKl !== undefined ? { anchorKl: ev.anchorKl } : {}), ...(ev.continuationKl !== undefined ? { continuationKl: ev.continuationKl } : {}) });
           const { type: _type, ...p } = ev;
           onProgress?.(p);
         }
@@ -177,6 +182,7 @@ export async function trainAdapter(opts: TrainAdapterOptions, onProgress?: (p: T
       objective,
       pairs: data.tokens.length,
       anchors: start?.anchors ?? 0,
+      anchorsUsed: done?.type === "done" ? (done.anchorsUsed ?? 0) : 0,
       skipped: data.skipped,
       steps: done && "steps" in done ? (done.steps ?? lossCurve.length) : lossCurve.length,
       seconds: done?.type === "done" ? (done.seconds ?? 0) : 0,

@@ -23,9 +23,11 @@ export interface TrainerProgressEvent {
   etaSeconds: number;
   dpoLoss?: number;
   sftNll?: number;
+  /** Pairs of the step held back as learned: only their retention rows trained (`--learned-at` < 1). */
+  held?: number;
   /** Mean KL(base ‖ adapter) on the step's retention positions (`--kl-weight` > 0). */
   kl?: number;
-  /** Mean KL(base ‖ adapter) on the reply positions of the step's replay anchor (when there are anchors). */
+  /** Mean KL(base ‖ adapter) on the reply positions of the step's replay anchors (when there are anchors). */
   anchorKl?: number;
   /** Mean KL(base ‖ adapter) on the continuations after the step's chosen spans (steers with `after` tokens). */
   continuationKl?: number;
@@ -110,6 +112,8 @@ export interface TrainerDoneEvent {
   seconds?: number;
   tokensPerSecond?: number;
   pairs?: number;
+  /** Replay anchors the run held at least once (train mode). */
+  anchorsUsed?: number;
 }
 
 export interface TrainerErrorEvent {

@@ -53,12 +53,21 @@ export const TRAINING_DEFAULTS = {
    * with after the chosen span) and of replay anchors (replies nobody steered), so the adapter
    * changes what the steers correct and holds the rest (KL to the base, up to the base's
    * entropy). 0 = off. Measured on SmolLM2-135M (bench/README.md, "Replay anchors and
-   * continuations"): with 4, 64 anchors and the continuations both habits go (persona 100% → 0%,
-   * British spelling 63% → 0%, greedy) with neutral perplexity -5.1% and -5.8% and no repeated
-   * span; at 0 perplexity rises 28.6%. The real-model loop test: 1/6 and 0/6 held-out answers
-   * with the habit left.
+   * continuations", "Few one-token steers"): at 0 a neutral text's perplexity rises 28.6%; at 4
+   * persona and British spelling go (100% → 0%, 63% → 0%) within -5%, but 25 one-token steers
+   * (list markers) cost +8.4%; at 12 all three habits stay within +3.0% (list-bullets 92% → 0%,
+   * persona 100% → 13%, British spelling 71% → 8% at 40 steers: a little less far than at 4).
    */
-  retention: 4,
+  retention: 12,
+  /**
+   * A steer counts as learned in a step where the adapter already writes its chosen span with
+   * this geometric-mean token probability: its SFT and DPO terms rest then, its retention rows
+   * go on; 1 = never. Why: a one-token steer (a list marker, a name) is learned in a few steps,
+   * and pushing it further (SFT towards 1, DPO without bound) raises that token everywhere else
+   * too: on SmolLM2-135M, bullet steers trained to a loss of 0.005 turned some replies into
+   * rows of dashes (bench/README.md, "Learned is enough").
+   */
+  learnedAt: 0.9,
   /** Steers per optimizer step. */
   gradAccum: 4,
   seed: 42,

@@ -208,6 +208,7 @@ export class TrainingService implements TrainingControl {
           epochs: t.epochs,
           lr: t.learning_rate,
           retention: t.retention,
+          learnedAt: t.learned_at,
           anchors,
           continuations,
           computeType: t.compute_type,

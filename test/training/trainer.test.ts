@@ -247,6 +247,34 @@ describe("learning the colour task", () => {
     assert.ok(sft.meanMargin > base.meanMargin);
   });
 
+  test("a learned steer is not pushed further (learnedAt): under sft its probability ends near that bar, not near 1", async () => {
+    const onTrain = await evaluateSteers({ model, steers: trainFile, build, threads: 1 });
+    const runs: Record<string, { r: TrainResult; e: SteerEvaluationSummary }> = {};
+    for (const learnedAt of [1, 0.5]) {
+      const out = path.join(dir, `sft-learned-at-${learnedAt}.gguf`);
+      const r = await trainAdapter({ retention: 0, model, steers: trainFile, out, objective: "sft", rank: 8, alpha: 16, epochs: 2, lr: 2e-3, threads: 1, build, learnedAt });
+      runs[learnedAt] = { r, e: await evaluateSteers({ model, steers: trainFile, adapter: out, build, threads: 1 }) };
+    }
+    const [never, half] = [runs[1]!, runs[0.5]!];
+    const held = half.r.lossCurve.reduce((n, p) => n + (p.held ?? 0), 0);
+    console.log(
+      `learnedAt: mean chosen p on the training steers: base ${Math.exp(onTrain.chosenLogprob).toFixed(3)}, ` +
+        `learnedAt 1 ${Math.exp(never.e.chosenLogprob).toFixed(3)}, 0.5 ${Math.exp(half.e.chosenLogprob).toFixed(3)}; ${held} pair-steps held`,
+    );
+    assert.ok(never.r.lossCurve.every((p) => p.held === undefined), "learnedAt 1 holds nothing back");
+    assert.ok(held > 0, "some pairs were held once learned");
+    assert.ok(half.e.chosenLogprob > onTrain.chosenLogprob + 1, "the steers were still learned");
+    assert.ok(half.e.chosenLogprob < never.e.chosenLogprob - 0.3, `held at ${half.e.chosenLogprob} vs ${never.e.chosenLogprob} pushed on`);
+  });
+
+  test("under dpo a steer the model already writes is held too: with a bar every steer meets, nothing trains", async () => {
+    const out = path.join(dir, "dpo-all-learned.gguf");
+    const r = await trainAdapter({ retention: 0, model, steers: trainFile, out, objective: "dpo", rank: 8, alpha: 16, epochs: 1, lr: 3e-3, beta: 0.5, threads: 1, build, learnedAt: 1e-12 });
+    assert.equal(r.lossCurve.reduce((n, p) => n + (p.held ?? 0), 0), 160, "every pair held in its step");
+    const e = await evaluateSteers({ model, steers: heldFile, adapter: out, build, threads: 1 });
+    assert.ok(Math.abs(e.meanMargin - base.meanMargin) < 1e-3, `margin ${base.meanMargin} -> ${e.meanMargin}`);
+  });
+
   test("after sft the end of turn right after the chosen span does not become likely", () => {
     assert.ok(sft, "needs the sft adapter");
     const maxEnd = Math.max(...sft.perSteer.map((x) => x.endLogprob));
@@ -303,6 +331,10 @@ describe("learning the colour task", () => {
     assert.ok(anchorOn < anchorOff / 2, `the term did not hold the base on the anchors: KL ${anchorOn} with vs ${anchorOff} without`);
     assert.ok(afterOn < afterOff / 2, `the term did not hold the base after the chosen spans: KL ${afterOn} with vs ${afterOff} without`);
     assert.ok(runs.with!.e.preferenceAccuracy >= 0.95, `accuracy with retention ${runs.with!.e.preferenceAccuracy}`);
+    // a run of few steps (8 steers: 2 steps) still holds every anchor, not one per step
+    const few = await trainAdapter({ model, steers: trainSteers.slice(0, 8), out: path.join(dir, "retention-few.gguf"), objective: "sft", rank: 8, alpha: 16, epochs: 1, lr: 2e-3, threads: 1, build, retention: 4, retentionPositions: 8, anchors });
+    assert.equal(few.steps, 2);
+    assert.equal(few.anchorsUsed, anchors.length, "every anchor held in a two-step run");
   });
 
   test("anchors are for training only: the evaluator refuses a data file with one", async () => {

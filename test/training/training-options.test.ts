@@ -16,7 +16,7 @@ describe("training defaults", () => {
     // the file itself: a local.yaml on this machine must not decide the test
     const t = parse(readFileSync(path.join(projectRoot, "config/default.yaml"), "utf8")).training;
     assert.deepEqual(
-      { objective: t.objective, rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, retention: t.retention, computeType: t.compute_type, approximateSteers: t.approximate_steers, seed: t.seed },
+      { objective: t.objective, rank: t.rank, alpha: t.alpha, epochs: t.epochs, learningRate: t.learning_rate, retention: t.retention, learnedAt: t.learned_at, computeType: t.compute_type, approximateSteers: t.approximate_steers, seed: t.seed },
       {
         objective: TRAINING_DEFAULTS.objective,
         rank: TRAINING_DEFAULTS.rank,
@@ -24,6 +24,7 @@ describe("training defaults", () => {
         epochs: TRAINING_DEFAULTS.epochs,
         learningRate: TRAINING_DEFAULTS.learningRate,
         retention: TRAINING_DEFAULTS.retention,
+        learnedAt: TRAINING_DEFAULTS.learnedAt,
         computeType: TRAINING_DEFAULTS.computeType,
         approximateSteers: TRAINING_DEFAULTS.approximateSteers,
         seed: TRAINING_DEFAULTS.seed,

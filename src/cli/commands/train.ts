@@ -36,6 +36,7 @@ interface TrainCliOptions {
   gradAccum: number;
   beta: number;
   retention: number;
+  learnedAt: number;
   threads?: number;
   computeType: ComputeTypeChoice;
   initAdapter?: string;
@@ -57,6 +58,12 @@ export function positiveNumber(value: string): number {
 export function nonNegativeNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0 || value.trim() === "") throw new InvalidArgumentError("not a number >= 0");
+  return n;
+}
+
+function probability(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError("not a probability in (0, 1]");
   return n;
 }
 
@@ -98,6 +105,7 @@ export function register(program: Command): void {
     .option("--grad-accum <n>", "steers per optimizer step", positiveInt, D.gradAccum)
     .option("--beta <b>", "DPO beta", positiveNumber, D.beta)
     .option("--retention <w>", "weight of the KL-to-base term on the steers' prompts (0 = off)", nonNegativeNumber, D.retention)
+    .option("--learned-at <p>", "a steer the adapter writes with this mean token probability is not pushed further (1 = always pushed)", probability, D.learnedAt)
     .option("--threads <n>", "CPU threads (default: all cores)", positiveInt)
     .option("--compute-type <type>", "products with the base weights: auto (the fastest this CPU has), f32, bf16 or amx", parseComputeType, D.computeType)
     .option("--init-adapter <file>", "continue training this LoRA GGUF (a steerbot adapter, or one from llama.cpp's converter for the same base): its rank, targets and alpha are kept")
@@ -150,6 +158,7 @@ const FILE_RUN_OPTIONS: { key: string; flag: string; config?: string }[] = [
   { key: "gradAccum", flag: "grad-accum" },
   { key: "beta", flag: "beta" },
   { key: "retention", flag: "retention", config: "retention" },
+  { key: "learnedAt", flag: "learned-at", config: "learned_at" },
   { key: "threads", flag: "threads", config: "threads" },
   { key: "computeType", flag: "compute-type", config: "compute_type" },
   { key: "initAdapter", flag: "init-adapter" },
@@ -249,6 +258,7 @@ async function runTrain(opts: TrainCliOptions): Promise<number> {
         gradAccum: opts.gradAccum,
         beta: opts.beta,
         retention: opts.retention,
+        learnedAt: opts.learnedAt,
         threads: opts.threads,
         computeType: opts.computeType,
         initAdapter: opts.initAdapter,
