@@ -14,7 +14,7 @@
  *
  * Run: `npx tsx bench/learn.ts [--model smollm2-135m|gemma3-270m] [--habits persona,british-spelling,list-bullets]
  *       [--steers N] [--held-out N | --full] [--curve 25,50,100,200] [--samples K]
- *       [--lr X --epochs N --objective O --retention W --anchors N --seed N --rewrites CHARS --out FILE]`
+ *       [--lr X --epochs N --objective O --retention W --learned-at P --anchors N --seed N --rewrites CHARS --out FILE]`
  * Quick mode (the default): 40 steered prompts and 24 of the held-out prompts per habit (≈ 10 min
  * a habit on 2 cores). `--full`: every held-out prompt (100+ per habit) and 200 steered prompts.
  * Prints a table; writes bench/results/learn-<model>.json (with a few replies before and after)
@@ -60,6 +60,7 @@ const { values } = parseArgs({
     epochs: { type: "string" },
     objective: { type: "string" },
     retention: { type: "string" },
+    "learned-at": { type: "string" },
     // unsteered replies to everyday questions asked before training: the retention term's replay anchors (training.anchors, 64 as shipped)
     anchors: { type: "string", default: "64" },
     // full rewrites instead of steers, within this many typed characters (see rewrite())
@@ -73,6 +74,7 @@ const trainingOverrides = {
   ...(values.epochs ? { epochs: Number(values.epochs) } : {}),
   ...(values.objective ? { objective: values.objective } : {}),
   ...(values.retention ? { retention: Number(values.retention) } : {}),
+  ...(values["learned-at"] ? { learned_at: Number(values["learned-at"]) } : {}),
   anchors: Number(values.anchors),
   ...(values.seed ? { seed: Number(values.seed) } : {}),
   ...(values["compute-type"] ? { compute_type: values["compute-type"] } : {}),
